@@ -1,0 +1,227 @@
+//! The Rust SDK for Tether guests.
+//!
+//! A guest is a Wasm component that handles one request per instance. It reads the request, sets
+//! the response head, writes the body and returns. The API follows PHP's request-lifetime
+//! functions, so a PHP programmer finds `echo`, `flush`, `connection_status`,
+//! `ignore_user_abort`, `finish_request` and `set_time_limit` where they expect them.
+//!
+//! ```ignore
+//! guest::export_handler!(handle);
+//!
+//! fn handle() {
+//!     guest::response::set_header("content-type", "text/plain").ok();
+//!     guest::echo("hello\n");
+//! }
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2 --release`: the result is a component the Tether
+//! host can serve. Logging goes to stderr ([`log`]), which the host copies into its log, tagged
+//! with the request.
+//!
+//! # Aborts
+//! Unless the guest calls [`ignore_user_abort`]`(Some(true))`, a client abort traps the guest
+//! wherever it is; no code after that point runs. With it, the guest keeps running, output is
+//! discarded and [`connection_status`] reports [`CONNECTION_ABORTED`].
+#![deny(missing_docs)]
+
+/// The raw bindings generated from `wit/tether.wit`. The functions in this crate wrap them; the
+/// module is public for the export macro and for guests that want the raw interface.
+#[allow(missing_docs, unsafe_code)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "handler",
+        pub_export_macro: true,
+        default_bindings_module: "guest::bindings",
+    });
+}
+
+use bindings::tether::guest::{conn, lifecycle, output};
+use std::io::Write as _;
+
+pub use bindings::tether::guest::output::OutputError;
+
+/// [`connection_status`] bit: the connection is fine.
+pub const CONNECTION_NORMAL: u8 = 0;
+/// [`connection_status`] bit: the client went away.
+pub const CONNECTION_ABORTED: u8 = 1;
+/// [`connection_status`] bit: a time limit expired.
+pub const CONNECTION_TIMEOUT: u8 = 2;
+
+/// Exports `handler` (a `fn()`) as the component's `handle` function.
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:path) => {
+        struct __TetherGuest;
+        impl $crate::bindings::Guest for __TetherGuest {
+            fn handle() {
+                $handler()
+            }
+        }
+        $crate::bindings::export!(__TetherGuest with_types_in $crate::bindings);
+    };
+}
+
+/// Appends `bytes` to the output buffer, ignoring whether the client still listens, like PHP's
+/// `echo`. Use [`write`] to see the outcome.
+pub fn echo(bytes: impl AsRef<[u8]>) {
+    // Like `echo`, delivery problems are not the writer's concern: an abort traps the guest
+    // unless it ignores aborts, and then `connection_status` tells.
+    let _ = write(bytes);
+}
+
+/// Appends `bytes` to the output buffer; a full buffer is flushed to the client.
+pub fn write(bytes: impl AsRef<[u8]>) -> Result<(), OutputError> {
+    output::write(bytes.as_ref())
+}
+
+/// Sends the buffered output to the client and returns once the socket write returned, like
+/// PHP's `ob_flush(); flush();`.
+pub fn flush() -> Result<(), OutputError> {
+    output::flush()
+}
+
+/// The connection status bits: [`CONNECTION_NORMAL`], [`CONNECTION_ABORTED`],
+/// [`CONNECTION_TIMEOUT`] (PHP's `connection_status()`).
+pub fn connection_status() -> u8 {
+    conn::status()
+}
+
+/// Whether the client went away (PHP's `connection_aborted()`).
+pub fn connection_aborted() -> bool {
+    conn::aborted()
+}
+
+/// Returns the previous ignore-user-abort setting and, given `Some`, changes it
+/// (PHP's `ignore_user_abort()`).
+pub fn ignore_user_abort(setting: Option<bool>) -> bool {
+    conn::ignore_user_abort(setting)
+}
+
+/// Completes the response and releases the connection; the guest keeps running
+/// (PHP's `fastcgi_finish_request()`).
+pub fn finish_request() -> bool {
+    lifecycle::finish_request()
+}
+
+/// Restarts the execution-time budget with `seconds`, 0 meaning unlimited
+/// (PHP's `set_time_limit()`).
+pub fn set_time_limit(seconds: u32) {
+    lifecycle::set_time_limit(seconds)
+}
+
+/// Writes one line to stderr, which the host copies into its log tagged with the request.
+/// The line is written with a single write so that lines never interleave.
+pub fn log(line: impl AsRef<str>) {
+    let mut buf = String::with_capacity(line.as_ref().len() + 1);
+    buf.push_str(line.as_ref());
+    buf.push('\n');
+    // A guest has nowhere better to report a failed log write.
+    let _ = std::io::stderr().write_all(buf.as_bytes());
+}
+
+/// The request being handled.
+pub mod request {
+    use crate::bindings::tether::guest::request as raw;
+
+    pub use raw::BodyError;
+
+    /// The request method, for example `GET`.
+    pub fn method() -> String {
+        raw::method()
+    }
+
+    /// The request target: path plus query.
+    pub fn target() -> String {
+        raw::target()
+    }
+
+    /// The protocol version, `HTTP/1.0` or `HTTP/1.1`.
+    pub fn protocol() -> String {
+        raw::protocol()
+    }
+
+    /// The path part of the target.
+    pub fn path() -> String {
+        let target = raw::target();
+        match target.split_once('?') {
+            Some((path, _)) => path.to_owned(),
+            None => target,
+        }
+    }
+
+    /// The value of the first query parameter called `name`, without percent-decoding.
+    pub fn query_param(name: &str) -> Option<String> {
+        let target = raw::target();
+        let (_, query) = target.split_once('?')?;
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| value.to_owned())
+        })
+    }
+
+    /// The value of the query parameter `name` parsed as a number, or `default`.
+    pub fn query_u64(name: &str, default: u64) -> u64 {
+        query_param(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    /// All headers in arrival order, names lowercased, values as raw bytes.
+    pub fn headers() -> Vec<(String, Vec<u8>)> {
+        raw::headers()
+    }
+
+    /// The first header called `name` (case-insensitive), if its value is UTF-8.
+    pub fn header(name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        raw::headers()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| String::from_utf8(v).ok())
+    }
+
+    /// Reads the next body chunk of at most `max` bytes; an empty chunk means the end.
+    pub fn read_body(max: u32) -> Result<Vec<u8>, BodyError> {
+        raw::read_body(max)
+    }
+
+    /// Reads the whole body.
+    pub fn body() -> Result<Vec<u8>, BodyError> {
+        /// Bytes asked for per read; the host may return fewer.
+        const CHUNK: u32 = 64 * 1024;
+        let mut body = Vec::new();
+        loop {
+            let chunk = raw::read_body(CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(body);
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// The response head.
+pub mod response {
+    use crate::bindings::tether::guest::response as raw;
+
+    pub use raw::HeadError;
+
+    /// Sets the status code (default 200).
+    pub fn set_status(code: u16) -> Result<(), HeadError> {
+        raw::set_status(code)
+    }
+
+    /// Sets a header, replacing earlier ones of the same name.
+    pub fn set_header(name: &str, value: &str) -> Result<(), HeadError> {
+        raw::set_header(name, value)
+    }
+
+    /// Adds a header, keeping earlier ones of the same name.
+    pub fn append_header(name: &str, value: &str) -> Result<(), HeadError> {
+        raw::append_header(name, value)
+    }
+
+    /// Whether the head has been sent.
+    pub fn headers_sent() -> bool {
+        raw::headers_sent()
+    }
+}

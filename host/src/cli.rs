@@ -1,0 +1,173 @@
+//! The command line: `tether serve`, `tether check` and `tether probe`, with environment
+//! variable fallbacks, logging set-up and exit codes.
+
+use crate::dispatch::{CacheChoice, Dispatcher};
+use crate::manifest::{ListenAddr, Manifest, ManifestError};
+use crate::server::Server;
+use crate::{examples, probe};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a bad manifest or component (sysexits' `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Tether: run each HTTP or FastCGI request in a fresh WebAssembly component instance, and stop
+/// it the moment its client goes away.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, global = true, env = "TETHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the routes of a manifest (without one, the built-in example manifest).
+    Serve(ServeArgs),
+    /// Validate a manifest and compile its components, without serving.
+    Check(CheckArgs),
+    /// Send one request and disconnect on a script, printing a timeline of what happened.
+    Probe(probe::ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The manifest (TOML). Without it, the built-in example manifest is served.
+    #[arg(env = "TETHER_MANIFEST")]
+    manifest: Option<PathBuf>,
+    /// HTTP listen address(es), replacing the manifest's: `HOST:PORT` or `unix:/path`.
+    #[arg(long, env = "TETHER_LISTEN", value_delimiter = ',')]
+    listen: Vec<ListenAddr>,
+    /// FastCGI listen address(es), replacing the manifest's: `HOST:PORT` or `unix:/path`.
+    #[arg(long, env = "TETHER_FASTCGI", value_delimiter = ',')]
+    fastcgi: Vec<ListenAddr>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The manifest to check.
+    manifest: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CacheArgs {
+    /// Directory of compiled components (default: the manifest's `cache_dir`, else
+    /// `$XDG_CACHE_HOME/tether` or `~/.cache/tether`).
+    #[arg(long, env = "TETHER_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every component at start-up; neither read nor write the cache.
+    #[arg(long, env = "TETHER_NO_CACHE")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn choice(&self) -> CacheChoice {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => CacheChoice::Off,
+            (Some(dir), false) => CacheChoice::Dir(dir.clone()),
+            (None, false) => CacheChoice::Default,
+        }
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check(args),
+        Command::Probe(args) => probe::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let config = error.downcast_ref::<ManifestError>().is_some();
+            eprintln!("error: {error:#}");
+            ExitCode::from(if config { EXIT_CONFIG } else { EXIT_FAILURE })
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tether-worker").build()?)
+}
+
+fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
+    match path {
+        Some(path) => Manifest::load(path),
+        None => examples::example_manifest(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut manifest = load_manifest(args.manifest.as_ref())?;
+    if !args.listen.is_empty() {
+        manifest.server.listen = args.listen;
+    }
+    if !args.fastcgi.is_empty() {
+        manifest.server.fastcgi = args.fastcgi;
+    }
+    runtime()?.block_on(async {
+        let server = Server::bind(&manifest, &args.cache.choice()).await?;
+        for (protocol, addr) in server.addresses() {
+            tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
+        }
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        server.run(shutdown).await;
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    shutdown.cancel();
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let dispatcher = runtime()?.block_on(async { Dispatcher::new(&manifest, &args.cache.choice()) })?;
+    println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());
+    Ok(())
+}

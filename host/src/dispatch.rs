@@ -1,0 +1,310 @@
+//! Runs requests: routes them, admits them against the instance limit, runs each in a fresh
+//! guest instance under its route's limits, ends the response according to how the guest
+//! ended, and writes the access-log line.
+//!
+//! Front ends call [`Dispatcher::route`], [`Dispatcher::admit`] and then
+//! [`Dispatcher::start`], which spawns the request's task and returns at once: the front end
+//! keeps watching its socket while the guest runs.
+
+use crate::manifest::{Manifest, ManifestError, RouteSpec, ServerSettings};
+use crate::request::{
+    AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead,
+    ResponseSink, abort_latency, monotonic_ns,
+};
+use crate::router::Router;
+use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// A route, ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    /// The path prefix.
+    pub path: Arc<str>,
+    /// The loaded component.
+    guest: Guest,
+    /// PHP's output buffer size.
+    pub output_buffer: usize,
+    /// How aborts are detected.
+    pub abort_detection: AbortDetection,
+    /// Whether a half-close aborts.
+    pub half_close_aborts: bool,
+    /// The wall-clock limit.
+    pub request_timeout: Option<Duration>,
+    /// The request body limit.
+    pub max_body_size: u64,
+}
+
+/// How the compile cache is configured.
+#[derive(Clone, Debug)]
+pub enum CacheChoice {
+    /// The manifest's `cache_dir`, else the default location.
+    Default,
+    /// This directory.
+    Dir(std::path::PathBuf),
+    /// No cache.
+    Off,
+}
+
+/// Everything needed to run requests. Shared by all connections.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// Routes by path prefix.
+    router: Router<Arc<Route>>,
+    /// The sandbox.
+    runtime: Runtime,
+    /// One permit per guest instance alive (`max_instances`).
+    instances: Arc<Semaphore>,
+    /// Request ids.
+    next_id: AtomicU64,
+    /// Server settings, for the front ends.
+    server: ServerSettings,
+    /// Request tasks, so that shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+/// A request that got an instance slot.
+#[derive(Debug)]
+pub struct Admission {
+    /// Held for its drop, which frees the slot.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A request ready to start.
+pub struct Start {
+    /// The route.
+    pub route: Arc<Route>,
+    /// The instance slot.
+    pub admission: Admission,
+    /// The request line and headers.
+    pub head: RequestHead,
+    /// The request body.
+    pub body: BodyReceiver,
+    /// Where the response goes.
+    pub sink: Box<dyn ResponseSink>,
+    /// The connection state, which the front end keeps up to date.
+    pub conn: Arc<ConnState>,
+    /// When the request head arrived.
+    pub arrived: Instant,
+    /// `http` or `fastcgi`, for the log.
+    pub protocol: &'static str,
+}
+
+impl Dispatcher {
+    /// Builds the runtime and loads every route's component.
+    pub fn new(manifest: &Manifest, cache: &CacheChoice) -> Result<Self, anyhow::Error> {
+        let server = manifest.server.clone();
+        let limits = EngineLimits {
+            max_instances: server.max_instances,
+            max_memory: manifest.routes.iter().map(|r| r.max_memory).max().unwrap_or(0),
+            pooling: server.pooling,
+        };
+        let cache = match cache {
+            CacheChoice::Off => None,
+            CacheChoice::Dir(dir) => Some(CompileCache::new(dir)),
+            CacheChoice::Default => server.cache_dir.clone().or_else(CompileCache::default_dir).map(CompileCache::new),
+        };
+        let runtime = Runtime::new(&limits, cache)?;
+        let mut routes = Vec::with_capacity(manifest.routes.len());
+        for spec in &manifest.routes {
+            routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec)?)));
+        }
+        tracing::info!(
+            routes = routes.len(),
+            pooling = runtime.pooling(),
+            max_instances = server.max_instances,
+            "routes loaded"
+        );
+        Ok(Self {
+            router: Router::new(routes),
+            runtime,
+            instances: Arc::new(Semaphore::new(server.max_instances as usize)),
+            next_id: AtomicU64::new(1),
+            server,
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Server settings.
+    pub fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    /// The route for `path`, if any.
+    pub fn route(&self, path: &str) -> Option<Arc<Route>> {
+        self.router.route(path).map(|(_, route)| route.clone())
+    }
+
+    /// All routes.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.router.iter().map(|(_, route)| route)
+    }
+
+    /// An instance slot, or `None` when all `max_instances` are busy (answer 503).
+    pub fn admit(&self) -> Option<Admission> {
+        self.instances.clone().try_acquire_owned().ok().map(|permit| Admission { _permit: permit })
+    }
+
+    /// Fresh connection state for a request on `route`.
+    pub fn conn_state(&self, route: &Route) -> Arc<ConnState> {
+        Arc::new(ConnState::new(route.abort_detection, route.half_close_aborts, self.runtime.interrupt_hook()))
+    }
+
+    /// A new request id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Spawns the request's task and returns at once.
+    pub fn start(self: &Arc<Self>, id: u64, start: Start) {
+        let this = self.clone();
+        self.tasks.spawn(async move { this.run(id, start).await });
+    }
+
+    /// Waits for every request task (after the listeners stopped).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Logs a request the front end answered itself.
+    pub fn log_rejected(&self, protocol: &'static str, head: Option<&RequestHead>, status: u16, bytes: u64, arrived: Instant, detail: &str) {
+        AccessRecord {
+            id: self.next_id(),
+            protocol,
+            route: "",
+            method: head.map_or("", |h| h.method.as_str()),
+            target: head.map_or("", |h| h.target.as_str()),
+            status,
+            outcome: Outcome::Rejected,
+            bytes,
+            duration: arrived.elapsed(),
+            abort_latency: None,
+            stopped_mono_ns: None,
+            detail: Some(detail),
+        }
+        .log();
+    }
+
+    /// The request's task: runs the guest against the kill switch and the wall-clock limit.
+    async fn run(&self, id: u64, start: Start) {
+        let Start { route, admission, head, body, sink, conn, arrived, protocol } = start;
+        let method = head.method.clone();
+        let target = head.target.clone();
+        let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, conn.clone(), route.output_buffer)));
+        let invocation = Invocation { id, head, body, output: output.clone(), conn: conn.clone() };
+        let deadline = async {
+            match route.request_timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            () = conn.killed() => Err(GuestFailure::Killed),
+            () = deadline => {
+                conn.time_out(KillReason::RequestTimeout);
+                Err(GuestFailure::Killed)
+            }
+            result = route.guest.handle(invocation) => result,
+        };
+        let stopped = Instant::now();
+        let stopped_mono_ns = monotonic_ns();
+
+        let mut output = output.lock().await;
+        let (outcome, detail) = match &result {
+            Ok(()) => {
+                output.end().await;
+                let outcome = if output.finished_early() {
+                    Outcome::FinishedEarly
+                } else if conn.is_aborted() {
+                    Outcome::AbortedIgnored
+                } else {
+                    Outcome::Completed
+                };
+                (outcome, None)
+            }
+            Err(failure) => {
+                let (outcome, failure_response, detail) = classify(conn.kill_reason(), failure, &route);
+                output.fail(failure_response).await;
+                (outcome, Some(detail))
+            }
+        };
+        let killed = result.is_err() && conn.kill_reason() == Some(KillReason::Aborted);
+        AccessRecord {
+            id,
+            protocol,
+            route: &route.path,
+            method: &method,
+            target: &target,
+            status: output.status(),
+            outcome,
+            bytes: output.bytes_sent(),
+            duration: arrived.elapsed(),
+            abort_latency: if killed { abort_latency(conn.abort_seen_at(), stopped) } else { None },
+            stopped_mono_ns: result.is_err().then_some(stopped_mono_ns),
+            detail: detail.as_deref(),
+        }
+        .log();
+        drop(output);
+        drop(admission);
+    }
+}
+
+/// The outcome, the response and the log detail for a guest that did not return normally.
+fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> (Outcome, Failure, String) {
+    match kill {
+        Some(KillReason::Aborted) => (Outcome::AbortedTrapped, Failure::ClientGone, "client aborted".to_owned()),
+        Some(KillReason::ExecutionTime) => (
+            Outcome::Timeout,
+            Failure::Error { status: 500, message: "maximum execution time exceeded\n".to_owned() },
+            "max_execution_time exceeded".to_owned(),
+        ),
+        Some(KillReason::RequestTimeout) => (
+            Outcome::Timeout,
+            Failure::Error { status: 504, message: "request timed out\n".to_owned() },
+            format!("request_timeout ({:?}) exceeded", route.request_timeout.unwrap_or_default()),
+        ),
+        None => {
+            tracing::warn!(route = &*route.path, error = %failure, "guest failed");
+            (
+                Outcome::Trapped,
+                Failure::Error { status: 500, message: "internal server error\n".to_owned() },
+                failure.to_string(),
+            )
+        }
+    }
+}
+
+fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Result<Route, ManifestError> {
+    let wasm = spec
+        .component
+        .read()
+        .map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
+    let settings = GuestSettings {
+        route: spec.path.as_str().into(),
+        max_memory: spec.max_memory,
+        max_execution_time: spec.max_execution_time,
+        env: spec.env.clone(),
+        preopens: spec
+            .preopens
+            .iter()
+            .map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable })
+            .collect(),
+    };
+    let guest = runtime
+        .load(&wasm, settings)
+        .map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
+    Ok(Route {
+        path: spec.path.as_str().into(),
+        guest,
+        output_buffer: spec.output_buffer,
+        abort_detection: spec.abort_detection,
+        half_close_aborts: spec.half_close_aborts,
+        request_timeout: spec.request_timeout,
+        max_body_size: spec.max_body_size,
+    })
+}

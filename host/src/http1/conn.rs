@@ -1,0 +1,559 @@
+//! One HTTP/1.1 connection. The connection task owns the socket's read half: it reads request
+//! heads, starts each request, feeds the guest its body, and — while the guest runs — keeps
+//! watching the socket, so that a client's FIN or RST is seen at once (prompt abort detection)
+//! even if the guest never reads its body or the client pipelined another request first. The
+//! response [`Sink`] owns the write half while the guest runs and hands it back when the
+//! response is over, possibly long before the guest ends (`finish-request`).
+
+use super::body::{Decoded, Decoder};
+use super::encode::{self, BodyFraming, CONTINUE, CRLF, LAST_CHUNK};
+use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
+use crate::dispatch::{Dispatcher, Start};
+use crate::net::{ReadHalf, Stream};
+use crate::request::body::{self, BodyMsg};
+use crate::request::{BodyError, ConnState, Failure, PeerClose, ResponseHead, ResponseSink};
+use bytes::{Buf as _, BytesMut};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Unread request body the connection discards after a response to stay reusable (as Go's
+/// net/http); a larger rest closes the connection instead.
+const MAX_DRAIN: u64 = 256 * 1024;
+/// Time allowed for draining or for a lingering close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the connection task does with the socket while a request runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketWork {
+    /// Read: the body needs bytes, or a pipelined request may be buffered.
+    Read,
+    /// Wait for the client's FIN or RST without consuming queued bytes.
+    Watch,
+    /// The client sent FIN without it counting as an abort: wait for a reset.
+    WatchReset,
+    /// The client is gone; nothing to watch.
+    Nothing,
+}
+
+/// What [`SocketWork`] produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketEvent {
+    /// Bytes were read into the buffer.
+    Data,
+    /// A readiness change that means nothing (new data while only watching).
+    Spurious,
+    /// The client's side ended.
+    Closed(PeerClose),
+}
+
+/// The write half coming back from a finished response.
+#[derive(Debug)]
+struct Release<W> {
+    /// The write half.
+    writer: W,
+    /// Whether the response left the connection usable for another request.
+    reusable: bool,
+}
+
+/// Serves requests on `stream` until the client or the server ends the connection.
+pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
+    let (rd, wr) = stream.split();
+    let server = dispatcher.server();
+    let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
+    let mut conn = Connection { rd, buf: BytesMut::with_capacity(READ_CHUNK), peer_closed: None, limits };
+    let mut writer = Some(wr);
+    let mut first = true;
+    while let Some(wr) = writer.take() {
+        writer = conn.serve_one(wr, &dispatcher, &shutdown, first).await;
+        first = false;
+    }
+}
+
+/// The connection task's state between requests.
+struct Connection<R> {
+    /// The socket's read half.
+    rd: R,
+    /// Bytes read and not yet consumed: the rest of a body, or pipelined requests.
+    buf: BytesMut,
+    /// Set once the client's side ended; nothing more will be read.
+    peer_closed: Option<PeerClose>,
+    /// Request head limits.
+    limits: HeadLimits,
+}
+
+/// The request body on its way to the guest.
+struct Feed {
+    /// Where the body is in its framing.
+    decoder: Decoder,
+    /// The channel to the guest; `None` once the body ended (or failed) for the guest.
+    tx: Option<body::BodySender>,
+    /// A message that did not fit in the channel yet.
+    pending: Option<BodyMsg>,
+    /// Body bytes decoded so far.
+    received: u64,
+    /// The route's `max_body_size`.
+    limit: u64,
+    /// Whether the framing broke; the connection cannot be reused.
+    broken: bool,
+}
+
+impl Feed {
+    fn new(framing: Framing, limit: u64) -> (Self, crate::request::BodyReceiver) {
+        let decoder = match framing {
+            Framing::Empty => Decoder::Done,
+            Framing::Length(n) => Decoder::length(n),
+            Framing::Chunked => Decoder::chunked(),
+        };
+        let (tx, rx) = if decoder.is_done() {
+            (None, crate::request::BodyReceiver::empty())
+        } else {
+            let (tx, rx) = body::channel();
+            (Some(tx), rx)
+        };
+        (Self { decoder, tx, pending: None, received: 0, limit, broken: false }, rx)
+    }
+
+    /// Decodes from `buf` into the channel while there is room. Stops when the channel is full
+    /// (a message waits in `pending`), the buffer runs dry, or the body ended.
+    fn pump(&mut self, buf: &mut BytesMut) {
+        loop {
+            let Some(tx) = &self.tx else { return };
+            let msg = match self.pending.take() {
+                Some(msg) => msg,
+                None => match self.decoder.decode(buf) {
+                    Ok(Decoded::NeedMore) => return,
+                    Ok(Decoded::End) => BodyMsg::End,
+                    Ok(Decoded::Data(bytes)) => {
+                        self.received += bytes.len() as u64;
+                        if self.received > self.limit {
+                            self.broken = true;
+                            BodyMsg::Error(BodyError::TooLarge)
+                        } else {
+                            BodyMsg::Data(bytes)
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "bad request body");
+                        self.broken = true;
+                        BodyMsg::Error(BodyError::Malformed)
+                    }
+                },
+            };
+            let last = !matches!(msg, BodyMsg::Data(_));
+            match tx.try_send(msg) {
+                Ok(()) if last => self.tx = None,
+                Ok(()) => {}
+                Err(msg) => {
+                    self.pending = Some(msg);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether decoding waits for more bytes from the socket.
+    fn wants_input(&self) -> bool {
+        self.tx.is_some() && self.pending.is_none()
+    }
+
+    /// The client went away mid-body.
+    fn abort(&mut self) {
+        if self.tx.is_some() {
+            self.pending = Some(BodyMsg::Error(BodyError::Aborted));
+        }
+    }
+
+    /// Waits for room in the channel (only called when a message is pending).
+    async fn room(&self) {
+        match &self.tx {
+            Some(tx) => tx.ready().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl<R: ReadHalf> Connection<R> {
+    /// Reads and serves one request. Returns the write half if the connection stays open.
+    async fn serve_one<W>(&mut self, mut wr: W, dispatcher: &Arc<Dispatcher>, shutdown: &CancellationToken, first: bool) -> Option<W>
+    where
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let server = dispatcher.server();
+        let idle = if first { server.header_timeout } else { server.keep_alive_timeout };
+        let parsed = match self.read_head(idle, server.header_timeout, shutdown).await {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return None,
+            Err(error) => {
+                let arrived = Instant::now();
+                let status = error.status();
+                tracing::info!(%error, status, "rejected a malformed request");
+                let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false).await;
+                dispatcher.log_rejected("http", None, status, bytes, arrived, &error.to_string());
+                return None;
+            }
+        };
+        let arrived = Instant::now();
+        let keep_alive = parsed.keep_alive && !shutdown.is_cancelled();
+        let Parsed { head, version, framing, expect_continue, .. } = parsed;
+        // A request the host refuses keeps the connection only if it has no body to skip.
+        let reject_keeps = keep_alive && framing == Framing::Empty;
+
+        let Some(route) = dispatcher.route(head.path()) else {
+            let bytes = reject(&mut wr, version, 404, "no route for this path\n", reject_keeps).await;
+            dispatcher.log_rejected("http", Some(&head), 404, bytes, arrived, "no route");
+            return reject_keeps.then_some(wr);
+        };
+        if let Framing::Length(n) = framing {
+            if n > route.max_body_size {
+                let bytes = reject(&mut wr, version, 413, "request body too large\n", false).await;
+                dispatcher.log_rejected("http", Some(&head), 413, bytes, arrived, "body larger than max_body_size");
+                return None;
+            }
+        }
+        let Some(admission) = dispatcher.admit() else {
+            tracing::warn!("all guest instances are busy; answering 503");
+            let bytes = reject(&mut wr, version, 503, "server overloaded, retry later\n", reject_keeps).await;
+            dispatcher.log_rejected("http", Some(&head), 503, bytes, arrived, "max_instances reached");
+            return reject_keeps.then_some(wr);
+        };
+
+        let conn = dispatcher.conn_state(&route);
+        let (mut feed, body) = Feed::new(framing, route.max_body_size);
+        let (release_tx, mut release_rx) = oneshot::channel();
+        let sink = Sink {
+            writer: Some(wr),
+            release: Some(release_tx),
+            version,
+            is_head: head.is_head(),
+            keep_alive,
+            expect_continue,
+            framing: None,
+            bytes: 0,
+            scratch: Vec::new(),
+        };
+        let id = dispatcher.next_id();
+        dispatcher.start(
+            id,
+            Start { route, admission, head, body, sink: Box::new(sink), conn: conn.clone(), arrived, protocol: "http" },
+        );
+        let release = self.drive(&mut feed, &conn, &mut release_rx).await;
+        drop(feed.tx.take());
+        let Release { writer, reusable } = release?;
+        if reusable && self.peer_closed.is_none() && !feed.broken && self.drain(&mut feed).await {
+            return Some(writer);
+        }
+        self.linger(writer, feed.decoder.is_done() && self.buf.is_empty()).await;
+        None
+    }
+
+    /// Reads until a whole request head is buffered. `Ok(None)` means the connection ended
+    /// cleanly: the client closed, it stayed idle too long, or the server is shutting down.
+    async fn read_head(&mut self, idle: Duration, header_timeout: Duration, shutdown: &CancellationToken) -> Result<Option<Parsed>, ParseError> {
+        let mut deadline = (!self.buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
+        loop {
+            if !self.buf.is_empty() {
+                if let Some((parsed, len)) = parse::parse(&self.buf, self.limits)? {
+                    self.buf.advance(len);
+                    return Ok(Some(parsed));
+                }
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + header_timeout);
+            }
+            if self.peer_closed.is_some() {
+                return Ok(None);
+            }
+            let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + idle);
+            self.buf.reserve(READ_CHUNK);
+            tokio::select! {
+                () = shutdown.cancelled(), if self.buf.is_empty() => return Ok(None),
+                () = tokio::time::sleep_until(until) => return Ok(None),
+                read = self.rd.read_buf(&mut self.buf) => match read {
+                    Ok(0) => self.peer_closed = Some(PeerClose::Fin),
+                    Ok(_) => {}
+                    Err(_) => self.peer_closed = Some(PeerClose::Reset),
+                },
+            }
+        }
+    }
+
+    /// Runs while the guest has the response: feeds the body and watches the socket, until the
+    /// sink hands the write half back (or is dropped, if the request died).
+    async fn drive<W>(&mut self, feed: &mut Feed, conn: &ConnState, release: &mut oneshot::Receiver<Release<W>>) -> Option<Release<W>> {
+        loop {
+            feed.pump(&mut self.buf);
+            let open = self.peer_closed.is_none();
+            // Read when the body needs bytes, or to buffer a pipelined request; otherwise only
+            // watch for the client going away, leaving its bytes queued in the kernel. After a
+            // FIN that did not count as an abort, a reset still does.
+            let socket = if open && (feed.wants_input() || (feed.tx.is_none() && self.buf.len() < self.limits.max_bytes)) {
+                SocketWork::Read
+            } else if open {
+                SocketWork::Watch
+            } else if self.peer_closed == Some(PeerClose::Fin) && !conn.is_aborted() {
+                SocketWork::WatchReset
+            } else {
+                SocketWork::Nothing
+            };
+            tokio::select! {
+                biased;
+                released = &mut *release => return released.ok(),
+                () = feed.room(), if feed.pending.is_some() => {}
+                event = self.socket(socket) => match event {
+                    SocketEvent::Data | SocketEvent::Spurious => {}
+                    SocketEvent::Closed(how) => self.closed(how, conn, feed),
+                },
+            }
+        }
+    }
+
+    /// Does one piece of socket work and reports what happened.
+    async fn socket(&mut self, work: SocketWork) -> SocketEvent {
+        match work {
+            SocketWork::Read => {
+                self.buf.reserve(READ_CHUNK);
+                match self.rd.read_buf(&mut self.buf).await {
+                    Ok(0) => SocketEvent::Closed(PeerClose::Fin),
+                    Ok(_) => SocketEvent::Data,
+                    Err(_) => SocketEvent::Closed(PeerClose::Reset),
+                }
+            }
+            SocketWork::Watch => match self.rd.ready(Interest::READABLE | Interest::ERROR).await {
+                Ok(ready) if ready.is_error() => SocketEvent::Closed(PeerClose::Reset),
+                Ok(ready) if ready.is_read_closed() => SocketEvent::Closed(PeerClose::Fin),
+                Ok(_) => {
+                    self.rd.clear_read_readiness();
+                    SocketEvent::Spurious
+                }
+                Err(_) => SocketEvent::Closed(PeerClose::Reset),
+            },
+            SocketWork::WatchReset => match self.rd.ready(Interest::ERROR).await {
+                Ok(ready) if !ready.is_error() => SocketEvent::Spurious,
+                _ => SocketEvent::Closed(PeerClose::Reset),
+            },
+            SocketWork::Nothing => std::future::pending().await,
+        }
+    }
+
+    /// The client's side ended: tell the request (which decides whether it is an abort) and
+    /// the body, and stop reading.
+    fn closed(&mut self, how: PeerClose, conn: &ConnState, feed: &mut Feed) {
+        self.peer_closed = Some(how);
+        let aborted = conn.peer_closed(how);
+        tracing::debug!(?how, aborted, "client side closed");
+        if !feed.decoder.is_done() {
+            feed.abort();
+        }
+    }
+
+    /// Discards what is left of the request body, if it is small, so the connection can serve
+    /// the next request. Returns whether the body is now fully consumed.
+    async fn drain(&mut self, feed: &mut Feed) -> bool {
+        let mut discarded = 0u64;
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            match feed.decoder.decode(&mut self.buf) {
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::Data(bytes)) => {
+                    discarded += bytes.len() as u64;
+                    if discarded > MAX_DRAIN {
+                        return false;
+                    }
+                }
+                Ok(Decoded::NeedMore) => {
+                    self.buf.reserve(READ_CHUNK);
+                    match tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.buf)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return false,
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Closes the connection. If the client may still be sending (an unread body), shuts down
+    /// the write side first and reads for a while, so that the close does not turn into a
+    /// reset that destroys the response in flight.
+    async fn linger<W: AsyncWrite + Unpin>(&mut self, mut writer: W, quiet: bool) {
+        if quiet || self.peer_closed.is_some() {
+            return;
+        }
+        let _ = writer.shutdown().await;
+        let mut scratch = [0u8; READ_CHUNK];
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while matches!(self.rd.read(&mut scratch).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}
+
+/// Writes a host-generated response and returns the bytes written.
+async fn reject<W: AsyncWrite + Unpin>(wr: &mut W, version: Version, status: u16, message: &str, keep_alive: bool) -> u64 {
+    let response = encode::error_response(version, status, message, keep_alive);
+    match wr.write_all(&response).await {
+        Ok(()) => response.len() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Writes every slice, looping over short writes; one `writev` in the common case.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>]) -> io::Result<u64> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut bufs = &mut bufs[..];
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(total as u64)
+}
+
+/// The HTTP/1.x response writer for one request.
+struct Sink<W> {
+    /// The write half; `None` once handed back.
+    writer: Option<W>,
+    /// Where the write half goes back to.
+    release: Option<oneshot::Sender<Release<W>>>,
+    /// The request's version, which the response uses.
+    version: Version,
+    /// A HEAD request: the body is never sent.
+    is_head: bool,
+    /// Whether the connection may stay open after this response.
+    keep_alive: bool,
+    /// The client waits for `100 Continue`.
+    expect_continue: bool,
+    /// Set (before writing) when the head goes out.
+    framing: Option<BodyFraming>,
+    /// Bytes written.
+    bytes: u64,
+    /// Reused buffer for heads and chunk lines.
+    scratch: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
+    fn writer(&mut self) -> io::Result<&mut W> {
+        self.writer.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "response already released"))
+    }
+
+    fn release(&mut self, reusable: bool) {
+        if let (Some(writer), Some(release)) = (self.writer.take(), self.release.take()) {
+            let _ = release.send(Release { writer, reusable });
+        }
+    }
+
+    /// Writes `prefix`, `body` and `suffix` in one go and counts them.
+    async fn write_parts(&mut self, prefix: &[u8], body: &[u8], suffix: &[u8]) -> io::Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(prefix);
+        let writer = self.writer()?;
+        let result = write_all_vectored(writer, &mut [IoSlice::new(&scratch), IoSlice::new(body), IoSlice::new(suffix)]).await;
+        self.scratch = scratch;
+        self.bytes += result.as_ref().copied().unwrap_or(0);
+        result.map(drop)
+    }
+
+    /// Encodes the head with `framing` into a fresh buffer, recording the framing first so that
+    /// a cancelled write still counts the head as sent.
+    fn encode_head(&mut self, head: &ResponseHead, framing: BodyFraming) -> Vec<u8> {
+        self.framing = Some(framing);
+        let mut out = Vec::with_capacity(256);
+        encode::head(&mut out, self.version, head, framing, self.keep_alive);
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
+    async fn send(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
+        if let Some(head) = head {
+            let framing = match (self.is_head, self.version) {
+                (true, _) => BodyFraming::Headless(None),
+                (false, Version::Http11) => BodyFraming::Chunked,
+                (false, Version::Http10) => BodyFraming::CloseDelimited,
+            };
+            let mut prefix = self.encode_head(head, framing);
+            return match framing {
+                BodyFraming::Chunked if !body.is_empty() => {
+                    prefix.extend_from_slice(&encode::chunk_size_line(body.len()));
+                    self.write_parts(&prefix, body, CRLF).await
+                }
+                BodyFraming::CloseDelimited => self.write_parts(&prefix, body, &[]).await,
+                _ => self.write_parts(&prefix, &[], &[]).await,
+            };
+        }
+        match self.framing {
+            Some(BodyFraming::Chunked) if !body.is_empty() => {
+                let line = encode::chunk_size_line(body.len());
+                self.write_parts(&line, body, CRLF).await
+            }
+            Some(BodyFraming::CloseDelimited) if !body.is_empty() => self.write_parts(&[], body, &[]).await,
+            // Nothing to send (or a HEAD body to drop): still a real, zero-length write, like
+            // PHP's empty flush.
+            _ => self.writer()?.write(&[]).await.map(drop),
+        }
+    }
+
+    async fn complete(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
+        let result = match head {
+            Some(head) => {
+                let framing = if self.is_head { BodyFraming::Headless(Some(body.len())) } else { BodyFraming::Length(body.len()) };
+                let prefix = self.encode_head(head, framing);
+                let body = if self.is_head { &[][..] } else { body };
+                self.write_parts(&prefix, body, &[]).await
+            }
+            None => match self.framing {
+                Some(BodyFraming::Chunked) if !body.is_empty() => {
+                    let line = encode::chunk_size_line(body.len());
+                    let mut suffix = CRLF.to_vec();
+                    suffix.extend_from_slice(LAST_CHUNK);
+                    self.write_parts(&line, body, &suffix).await
+                }
+                Some(BodyFraming::Chunked) => self.write_parts(LAST_CHUNK, &[], &[]).await,
+                Some(BodyFraming::CloseDelimited) => {
+                    let written = self.write_parts(&[], body, &[]).await;
+                    let shut = self.writer()?.shutdown().await;
+                    written.and(shut)
+                }
+                _ => Ok(()),
+            },
+        };
+        let reusable = result.is_ok() && self.keep_alive && self.framing != Some(BodyFraming::CloseDelimited);
+        self.release(reusable);
+        result
+    }
+
+    async fn fail(&mut self, failure: Failure) {
+        match failure {
+            Failure::Error { status, message } if self.framing.is_none() => {
+                let head = ResponseHead::host_error(status);
+                let prefix = self.encode_head(&head, BodyFraming::Length(message.len()));
+                let body = if self.is_head { "" } else { message.as_str() };
+                let ok = self.write_parts(&prefix, body.as_bytes(), &[]).await.is_ok();
+                self.release(ok && self.keep_alive);
+            }
+            // The head is out (or the client is gone): end the connection without the final
+            // chunk, so the client can tell the body is incomplete.
+            _ => self.release(false),
+        }
+    }
+
+    async fn body_wanted(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.expect_continue) && self.framing.is_none() {
+            self.write_parts(CONTINUE, &[], &[]).await?;
+        }
+        Ok(())
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.bytes
+    }
+}

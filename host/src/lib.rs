@@ -1,0 +1,43 @@
+//! Tether: a WebAssembly request sandbox that keeps PHP's request model and fixes its
+//! client-abort handling.
+//!
+//! A request flows through the layers in this order; each module's docs say what it owns:
+//!
+//! ```text
+//! socket → net → front end (http1, fastcgi) → request core (request) + dispatch → runtime → guest
+//! ```
+//!
+//! - [`manifest`], [`router`], [`units`]: configuration and routing, pure.
+//! - [`net`]: listeners and the stream abstraction the front ends share.
+//! - [`http1`]: the HTTP/1.1 front end.
+//! - [`request`]: the protocol-neutral request: heads, body stream, output buffer, response
+//!   sink, connection state (PHP's status bits) and outcomes.
+//! - [`dispatch`]: routes, admits and runs requests, and logs them.
+//! - [`runtime`]: wasmtime — engine, compile cache, the Tether world's host side.
+//! - [`server`], [`cli`], [`probe`]: the process around it.
+//!
+//! # Cancel safety
+//! What happens when a future is dropped:
+//! - **A guest's future** ([`runtime::Guest::handle`]) is dropped by the dispatcher to kill a
+//!   guest that is inside a host call. The guest stops where it is; its store and instance are
+//!   freed; the [`request::Output`] it was writing to stays with the dispatcher, which ends the
+//!   response. A write cut short counts as having sent the head, so the response is then ended
+//!   by closing the connection rather than by appending an error page to half a chunk.
+//! - **A response sink** dropped without completing (its request task died) drops the write
+//!   half it held, which closes the connection; the connection task sees its release channel
+//!   close and stops.
+//! - **A connection task** is only ever stopped between requests (idle timeout, shutdown); while
+//!   a request runs it waits for the response to be released.
+
+pub mod cli;
+pub mod dispatch;
+pub mod examples;
+pub mod http1;
+pub mod manifest;
+pub mod net;
+pub mod probe;
+pub mod request;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod units;

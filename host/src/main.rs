@@ -1,0 +1,5 @@
+//! The `tether` binary: see [`host::cli`].
+
+fn main() -> std::process::ExitCode {
+    host::cli::main()
+}

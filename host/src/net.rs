@@ -1,0 +1,152 @@
+//! Sockets for the front ends: TCP and Unix listeners (binding, replacing a stale socket file,
+//! setting its mode), and the [`Stream`] abstraction the front ends serve over either.
+//!
+//! A front end splits a stream into a read half, which it keeps to watch the client, and a write
+//! half, which the request's response sink owns while the guest runs.
+
+use crate::manifest::ListenAddr;
+use anyhow::Context as _;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, Ready};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// The read half of a stream, with what the front ends need beyond reading: waiting for
+/// readiness without consuming data, to see a client's FIN or RST while its unread bytes stay
+/// queued.
+pub trait ReadHalf: AsyncRead + Send + Unpin + 'static {
+    /// Waits for readiness (`READABLE` includes the peer's FIN, `ERROR` its RST).
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
+    /// Forgets cached read readiness, so that the next [`ReadHalf::ready`] waits for a new event
+    /// instead of returning at once for data that is already queued.
+    fn clear_read_readiness(&self);
+}
+
+/// A connected stream (TCP or Unix).
+pub trait Stream: Send + 'static {
+    /// The read half.
+    type Read: ReadHalf;
+    /// The write half.
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    /// Splits the stream.
+    fn split(self) -> (Self::Read, Self::Write);
+}
+
+fn would_block() -> io::Result<()> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
+impl ReadHalf for tokio::net::tcp::OwnedReadHalf {
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
+        self.as_ref().ready(interest)
+    }
+    fn clear_read_readiness(&self) {
+        let _ = self.as_ref().try_io(Interest::READABLE, would_block);
+    }
+}
+
+impl ReadHalf for tokio::net::unix::OwnedReadHalf {
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
+        self.as_ref().ready(interest)
+    }
+    fn clear_read_readiness(&self) {
+        let _ = self.as_ref().try_io(Interest::READABLE, would_block);
+    }
+}
+
+impl Stream for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Stream for UnixStream {
+    type Read = tokio::net::unix::OwnedReadHalf;
+    type Write = tokio::net::unix::OwnedWriteHalf;
+    fn split(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix socket, with the path to remove on shutdown.
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Accepted {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix.
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Binds `addr`. A Unix socket path that exists is replaced only if it is a socket nobody
+    /// listens on (a leftover of a crashed server); `mode` sets the new file's permissions.
+    pub async fn bind(addr: &ListenAddr, mode: u32) -> anyhow::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(addr) => {
+                let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                Ok(Listener::Tcp(listener))
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path).await?;
+                let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+        }
+    }
+
+    /// The bound address, for printing (`127.0.0.1:PORT` or `unix:/path`).
+    pub fn local_addr(&self) -> String {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()),
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// Accepts one connection; TCP connections get `TCP_NODELAY`, because every flush is meant
+    /// to reach the client now.
+    pub async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Accepted::Tcp(stream))
+            }
+            Listener::Unix(listener, _) => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_socket() {
+        anyhow::bail!("{} exists and is not a socket; not replacing it", path.display());
+    }
+    if UnixStream::connect(path).await.is_ok() {
+        anyhow::bail!("{} is in use by another server", path.display());
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))
+}

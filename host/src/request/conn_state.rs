@@ -1,0 +1,279 @@
+//! The connection state of one request, shared by the front end that watches the socket and the
+//! guest's store: PHP's status bits (ABORTED, TIMEOUT), the ignore-user-abort flag, when the
+//! abort was seen, and the kill switch that stops the guest.
+//!
+//! Killing is two-pronged because a guest can be in one of two places:
+//! - in a host call (sleeping, reading the body, blocked in a write): the dispatcher awaits
+//!   [`ConnState::killed`] next to the guest's future and drops that future, which cancels the
+//!   call;
+//! - running Wasm: [`ConnState::kill`] calls the runtime's interrupt hook, which bumps the
+//!   engine's epoch so the guest reaches its epoch check within nanoseconds, where the runtime
+//!   sees [`ConnState::kill_reason`] and traps it.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// PHP's `CONNECTION_ABORTED` bit.
+pub const ABORTED: u8 = 1;
+/// PHP's `CONNECTION_TIMEOUT` bit.
+pub const TIMEOUT: u8 = 2;
+
+/// How a route learns that its client went away (manifest `abort_detection`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbortDetection {
+    /// The host watches the socket while the guest runs and sets ABORTED as soon as it sees the
+    /// client's FIN, RST or a socket error, without any write.
+    Prompt,
+    /// PHP-exact: ABORTED is set only when a write to the socket fails.
+    Write,
+}
+
+/// What the front end saw when the client's side of the connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerClose {
+    /// The client shut down its sending side (FIN). It may have closed fully or only half.
+    Fin,
+    /// The connection was reset or failed (RST, or a socket error).
+    Reset,
+}
+
+/// Why the guest is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillReason {
+    /// The client went away and the guest does not ignore user aborts.
+    Aborted,
+    /// `max_execution_time` (guest CPU time) ran out.
+    ExecutionTime,
+    /// `request_timeout` (wall-clock time) ran out.
+    RequestTimeout,
+}
+
+/// A hook that makes running Wasm check its connection state promptly (the runtime bumps the
+/// engine epoch). The front ends and this module never see what it does.
+pub type InterruptHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Shared state of one request's connection. See the module docs.
+pub struct ConnState {
+    /// How aborts are detected on this request's route.
+    detection: AbortDetection,
+    /// Whether a client half-close (FIN) counts as an abort on this route.
+    half_close_aborts: bool,
+    /// PHP's status bits, [`ABORTED`] | [`TIMEOUT`].
+    bits: AtomicU8,
+    /// PHP's `ignore_user_abort` setting.
+    ignore_user_abort: AtomicBool,
+    /// When the host first learned that the client is gone; the start of the abort latency.
+    abort_seen_at: OnceLock<Instant>,
+    /// Why the guest is being stopped; set once, by the first reason.
+    kill_reason: OnceLock<KillReason>,
+    /// When [`Self::kill`] took effect; the end of the abort latency if the guest was running.
+    killed_at: OnceLock<Instant>,
+    /// Wakes the dispatcher waiting in [`Self::killed`].
+    kill_notify: Notify,
+    /// Makes running Wasm look at `kill_reason` now rather than at its next scheduled check.
+    interrupt: InterruptHook,
+}
+
+impl std::fmt::Debug for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnState")
+            .field("detection", &self.detection)
+            .field("bits", &self.status())
+            .field("ignore_user_abort", &self.ignores_user_abort())
+            .field("kill_reason", &self.kill_reason())
+            .finish()
+    }
+}
+
+impl ConnState {
+    /// State for a new request on a route with the given abort settings.
+    pub fn new(detection: AbortDetection, half_close_aborts: bool, interrupt: InterruptHook) -> Self {
+        Self {
+            detection,
+            half_close_aborts,
+            bits: AtomicU8::new(0),
+            ignore_user_abort: AtomicBool::new(false),
+            abort_seen_at: OnceLock::new(),
+            kill_reason: OnceLock::new(),
+            killed_at: OnceLock::new(),
+            kill_notify: Notify::new(),
+            interrupt,
+        }
+    }
+
+    /// The route's detection mode.
+    pub fn detection(&self) -> AbortDetection {
+        self.detection
+    }
+
+    /// PHP's `connection_status()`.
+    pub fn status(&self) -> u8 {
+        self.bits.load(Ordering::Acquire)
+    }
+
+    /// PHP's `connection_aborted()`.
+    pub fn is_aborted(&self) -> bool {
+        self.status() & ABORTED != 0
+    }
+
+    /// The current ignore-user-abort setting.
+    pub fn ignores_user_abort(&self) -> bool {
+        self.ignore_user_abort.load(Ordering::Acquire)
+    }
+
+    /// PHP's `ignore_user_abort($value)`: returns the previous setting. Turning the setting off
+    /// after an abort was seen kills the guest at once in prompt mode; in write mode the next
+    /// output call does (see [`Self::output_must_trap`]).
+    pub fn set_ignore_user_abort(&self, value: bool) -> bool {
+        let previous = self.ignore_user_abort.swap(value, Ordering::AcqRel);
+        if !value && self.is_aborted() && self.detection == AbortDetection::Prompt {
+            self.kill(KillReason::Aborted);
+        }
+        previous
+    }
+
+    /// The front end saw the client's side end (prompt detection). Returns whether this
+    /// counted as an abort: in write mode, and for a FIN on a route where half-close does not
+    /// abort, the close is left for a failing write to reveal.
+    pub fn peer_closed(&self, how: PeerClose) -> bool {
+        let counts = self.detection == AbortDetection::Prompt
+            && (how == PeerClose::Reset || self.half_close_aborts);
+        if counts {
+            self.mark_aborted();
+        }
+        counts
+    }
+
+    /// A write to the client failed (both modes). Returns whether the guest must trap.
+    pub fn write_failed(&self) -> bool {
+        self.mark_aborted();
+        self.output_must_trap()
+    }
+
+    /// Whether an output call must trap now: the client is gone and the guest does not ignore
+    /// it (PHP bails out at the next output in that case).
+    pub fn output_must_trap(&self) -> bool {
+        if self.is_aborted() && !self.ignores_user_abort() {
+            self.kill(KillReason::Aborted);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sets ABORTED and remembers when; kills the guest unless it ignores user aborts.
+    fn mark_aborted(&self) {
+        let _ = self.abort_seen_at.set(Instant::now());
+        self.bits.fetch_or(ABORTED, Ordering::AcqRel);
+        if !self.ignores_user_abort() {
+            self.kill(KillReason::Aborted);
+        }
+    }
+
+    /// A time limit ran out: sets TIMEOUT and kills the guest.
+    pub fn time_out(&self, reason: KillReason) {
+        self.bits.fetch_or(TIMEOUT, Ordering::AcqRel);
+        self.kill(reason);
+    }
+
+    /// Stops the guest wherever it is. The first reason wins.
+    pub fn kill(&self, reason: KillReason) {
+        if self.kill_reason.set(reason).is_ok() {
+            let _ = self.killed_at.set(Instant::now());
+            (self.interrupt)();
+            self.kill_notify.notify_one();
+        }
+    }
+
+    /// Why the guest is being stopped, if it is.
+    pub fn kill_reason(&self) -> Option<KillReason> {
+        self.kill_reason.get().copied()
+    }
+
+    /// Resolves once [`Self::kill`] was called. Meant for one waiter, the dispatcher.
+    pub async fn killed(&self) {
+        if self.kill_reason.get().is_none() {
+            self.kill_notify.notified().await;
+        }
+    }
+
+    /// When the host first learned that the client is gone.
+    pub fn abort_seen_at(&self) -> Option<Instant> {
+        self.abort_seen_at.get().copied()
+    }
+
+    /// When the guest was told to stop.
+    pub fn killed_at(&self) -> Option<Instant> {
+        self.killed_at.get().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn state(detection: AbortDetection, half_close_aborts: bool) -> (ConnState, Arc<AtomicUsize>) {
+        let interrupts = Arc::new(AtomicUsize::new(0));
+        let counter = interrupts.clone();
+        let hook: InterruptHook = Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        (ConnState::new(detection, half_close_aborts, hook), interrupts)
+    }
+
+    #[test]
+    fn prompt_close_kills_unless_ignored() {
+        let (s, interrupts) = state(AbortDetection::Prompt, true);
+        assert!(s.peer_closed(PeerClose::Fin));
+        assert_eq!(s.status(), ABORTED);
+        assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+        assert_eq!(interrupts.load(Ordering::SeqCst), 1);
+
+        let (s, interrupts) = state(AbortDetection::Prompt, true);
+        assert!(!s.set_ignore_user_abort(true));
+        assert!(s.peer_closed(PeerClose::Reset));
+        assert_eq!(s.status(), ABORTED);
+        assert_eq!(s.kill_reason(), None);
+        assert_eq!(interrupts.load(Ordering::SeqCst), 0);
+        // Turning ignoring off after the abort kills at once in prompt mode.
+        assert!(s.set_ignore_user_abort(false));
+        assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+    }
+
+    #[test]
+    fn write_mode_ignores_the_socket_until_a_write_fails() {
+        let (s, _) = state(AbortDetection::Write, true);
+        assert!(!s.peer_closed(PeerClose::Reset));
+        assert_eq!(s.status(), 0);
+        s.set_ignore_user_abort(true);
+        assert!(!s.write_failed());
+        assert_eq!(s.status(), ABORTED);
+        // Turning ignoring off does not kill in write mode; the next output call does.
+        s.set_ignore_user_abort(false);
+        assert_eq!(s.kill_reason(), None);
+        assert!(s.output_must_trap());
+        assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+    }
+
+    #[test]
+    fn half_close_can_be_ignored() {
+        let (s, _) = state(AbortDetection::Prompt, false);
+        assert!(!s.peer_closed(PeerClose::Fin));
+        assert_eq!(s.status(), 0);
+        assert!(s.peer_closed(PeerClose::Reset));
+        assert_eq!(s.status(), ABORTED);
+    }
+
+    #[test]
+    fn timeout_sets_its_bit_and_first_kill_reason_wins() {
+        let (s, _) = state(AbortDetection::Prompt, true);
+        s.time_out(KillReason::ExecutionTime);
+        s.kill(KillReason::Aborted);
+        assert_eq!(s.status(), TIMEOUT);
+        assert_eq!(s.kill_reason(), Some(KillReason::ExecutionTime));
+    }
+}

@@ -1,0 +1,160 @@
+//! The protocol-neutral request and response heads: what a guest sees of the request line and
+//! headers whichever front end received them, and the status and headers it answers with.
+
+use thiserror::Error;
+
+/// The request line and headers, as the guest sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, for example `GET`.
+    pub method: String,
+    /// Path plus query, for example `/seed-a?iua=1`.
+    pub target: String,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub protocol: String,
+    /// Headers in arrival order, names lowercased, values as raw bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHead {
+    /// The path part of the target, which routing uses.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
+    }
+
+    /// Whether this is a HEAD request, whose response carries no body.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
+
+/// Why a change to the response head was refused. Mirrors the WIT `head-error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum HeadError {
+    /// The head is already on the wire.
+    #[error("headers already sent")]
+    HeadersSent,
+    /// Not a valid status code, header name or header value.
+    #[error("invalid status or header")]
+    Invalid,
+    /// The header frames the response and belongs to the host.
+    #[error("header is reserved for the host")]
+    Reserved,
+}
+
+/// Headers that frame the message on the wire; the front end owns them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+];
+
+/// The response status and headers a guest sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code, 200 unless the guest changes it.
+    pub status: u16,
+    /// Header names (lowercased) and values, in the order set.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for ResponseHead {
+    fn default() -> Self {
+        Self { status: 200, headers: Vec::new() }
+    }
+}
+
+impl ResponseHead {
+    /// A plain-text head for a response the host itself generates.
+    pub fn host_error(status: u16) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())],
+        }
+    }
+
+    /// Sets the status. HTTP status codes are three digits; 1xx are informational and not a
+    /// final response, so a guest may not choose them.
+    pub fn set_status(&mut self, status: u16) -> Result<(), HeadError> {
+        if !(200..=999).contains(&status) {
+            return Err(HeadError::Invalid);
+        }
+        self.status = status;
+        Ok(())
+    }
+
+    /// Replaces every header called `name` with one `name: value`.
+    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), HeadError> {
+        let name = validate_header(name, value)?;
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.to_owned()));
+        Ok(())
+    }
+
+    /// Adds `name: value`, keeping earlier headers of the same name.
+    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), HeadError> {
+        let name = validate_header(name, value)?;
+        self.headers.push((name, value.to_owned()));
+        Ok(())
+    }
+}
+
+/// Checks a header against RFC 9110 §5.1 (a name is a `token`) and §5.5 (a value is visible
+/// characters, spaces and tabs, never CR, LF or NUL, which would split the response) and returns
+/// the lowercased name.
+fn validate_header(name: &str, value: &str) -> Result<String, HeadError> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(HeadError::Invalid);
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(HeadError::Invalid);
+    }
+    let name = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(HeadError::Reserved);
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_validation_blocks_response_splitting() {
+        let mut head = ResponseHead::default();
+        assert_eq!(head.set_header("x-a", "ok\r\nset-cookie: evil"), Err(HeadError::Invalid));
+        assert_eq!(head.set_header("bad name", "v"), Err(HeadError::Invalid));
+        assert_eq!(head.set_header("", "v"), Err(HeadError::Invalid));
+        assert_eq!(head.set_header("Content-Length", "5"), Err(HeadError::Reserved));
+        assert_eq!(head.set_header("X-A", "1\t2"), Ok(()));
+        assert_eq!(head.append_header("x-a", "3"), Ok(()));
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.set_header("x-a", "4"), Ok(()));
+        assert_eq!(head.headers, vec![("x-a".to_owned(), "4".to_owned())]);
+    }
+
+    #[test]
+    fn status_must_be_a_final_three_digit_code() {
+        let mut head = ResponseHead::default();
+        assert_eq!(head.set_status(101), Err(HeadError::Invalid));
+        assert_eq!(head.set_status(1000), Err(HeadError::Invalid));
+        assert_eq!(head.set_status(404), Ok(()));
+        assert_eq!(head.status, 404);
+    }
+
+    #[test]
+    fn path_drops_the_query() {
+        let head = RequestHead {
+            method: "GET".into(),
+            target: "/a/b?x=1".into(),
+            protocol: "HTTP/1.1".into(),
+            headers: vec![],
+        };
+        assert_eq!(head.path(), "/a/b");
+    }
+}

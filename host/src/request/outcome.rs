@@ -1,0 +1,109 @@
+//! How each request ended, and its access-log line.
+
+use std::time::{Duration, Instant};
+
+/// How a request ended. Every request that reached a guest ends as exactly one of the first
+/// six; requests the host answered itself (400, 404, 413, 503...) are `Rejected`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest returned and the response was delivered.
+    Completed,
+    /// The guest called `finish-request` and later returned.
+    FinishedEarly,
+    /// The client went away and the guest was trapped.
+    AbortedTrapped,
+    /// The client went away, the guest ignored it (ignore-user-abort) and ran to completion.
+    AbortedIgnored,
+    /// A time limit (`max_execution_time` or `request_timeout`) expired and the guest was trapped.
+    Timeout,
+    /// The guest faulted: a trap of its own, its memory limit, or a failed instantiation.
+    Trapped,
+    /// The host answered without running a guest.
+    Rejected,
+}
+
+impl Outcome {
+    /// The name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::FinishedEarly => "finished-early",
+            Outcome::AbortedTrapped => "aborted-trapped",
+            Outcome::AbortedIgnored => "aborted-ignored",
+            Outcome::Timeout => "timeout",
+            Outcome::Trapped => "trapped",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock across processes, so a client can compare its
+/// own timestamps with the log's.
+pub fn monotonic_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// One access-log line.
+#[derive(Debug)]
+pub struct AccessRecord<'a> {
+    /// Request id (also on the guest's log lines).
+    pub id: u64,
+    /// The front end: `http` or `fastcgi`.
+    pub protocol: &'static str,
+    /// The matched route, or empty.
+    pub route: &'a str,
+    /// The request method.
+    pub method: &'a str,
+    /// The request target.
+    pub target: &'a str,
+    /// The status sent (499 if the client left before any).
+    pub status: u16,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// Bytes put on the wire.
+    pub bytes: u64,
+    /// From the request head's arrival to the end of the guest.
+    pub duration: Duration,
+    /// From the host seeing the client's close to the guest being stopped.
+    pub abort_latency: Option<Duration>,
+    /// CLOCK_MONOTONIC when the guest was seen stopped, for killed requests.
+    pub stopped_mono_ns: Option<u64>,
+    /// Why the guest failed, if it did.
+    pub detail: Option<&'a str>,
+}
+
+impl AccessRecord<'_> {
+    /// Writes the line (target `tether::access`).
+    pub fn log(&self) {
+        tracing::info!(
+            target: "tether::access",
+            req = self.id,
+            protocol = self.protocol,
+            route = self.route,
+            method = self.method,
+            uri = self.target,
+            status = self.status,
+            outcome = self.outcome.as_str(),
+            bytes = self.bytes,
+            duration_us = micros(self.duration),
+            abort_latency_us = self.abort_latency.map(micros),
+            stopped_mono_ns = self.stopped_mono_ns,
+            detail = self.detail,
+            "{} {} {} {}",
+            self.method,
+            self.target,
+            self.status,
+            self.outcome.as_str(),
+        );
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The abort latency of a killed request: from the host seeing the close to `stopped`.
+pub fn abort_latency(seen: Option<Instant>, stopped: Instant) -> Option<Duration> {
+    seen.map(|seen| stopped.saturating_duration_since(seen))
+}

@@ -1,0 +1,101 @@
+//! The on-disk cache of compiled components, so that a restart loads each component in well
+//! under a millisecond instead of recompiling it.
+//!
+//! An entry's name is a SHA-256 of the component's bytes and of the engine's compatibility hash
+//! (wasmtime version, target, compiler settings), so a changed component or a different engine
+//! never picks up a stale entry. Entries are written to a temporary file and renamed into place,
+//! so concurrent servers sharing the directory never see a torn file.
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// File extension of cache entries (wasmtime's name for precompiled artifacts).
+const ENTRY_EXTENSION: &str = "cwasm";
+
+/// Where a component came from, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// Loaded from the cache.
+    Cached,
+    /// Compiled now (and stored, if there is a cache).
+    Compiled,
+}
+
+/// A directory of compiled components.
+#[derive(Clone, Debug)]
+pub struct CompileCache {
+    /// The cache directory; created on first use.
+    dir: PathBuf,
+}
+
+/// Feeds a `Hash` value into SHA-256.
+struct ShaHasher<'a>(&'a mut Sha256);
+
+impl Hasher for ShaHasher<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl CompileCache {
+    /// A cache in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default location: `$XDG_CACHE_HOME/tether`, else `$HOME/.cache/tether`.
+    pub fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+            .map(|base| base.join("tether"))
+    }
+
+    fn entry_path(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+        let mut sha = Sha256::new();
+        engine.precompile_compatibility_hash().hash(&mut ShaHasher(&mut sha));
+        sha.update(wasm);
+        let digest = sha.finalize();
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(name).with_extension(ENTRY_EXTENSION)
+    }
+
+    /// Loads the compiled form of `wasm` from the cache, or compiles and stores it. A corrupt
+    /// or incompatible entry is replaced; a cache that cannot be written only costs a warning.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, Provenance)> {
+        let path = self.entry_path(engine, wasm);
+        if path.exists() {
+            // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Entries are
+            // only ever written below (by `Component::serialize`) into the server's own cache
+            // directory, named by a hash over the input and the engine, and wasmtime still
+            // checks the header and engine compatibility. Whoever can write this directory
+            // can already replace the server's components, so no new trust is extended.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, Provenance::Cached)),
+                Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring unusable cache entry"),
+            }
+        }
+        let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
+        if let Err(error) = self.store(&path, &component) {
+            tracing::warn!(dir = %self.dir.display(), error = format!("{error:#}"), "cannot write the compile cache");
+        }
+        Ok((component, Provenance::Compiled))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let bytes = component.serialize().map_err(anyhow::Error::from)?;
+        let tmp = path.with_extension(format!("{ENTRY_EXTENSION}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+        Ok(())
+    }
+}

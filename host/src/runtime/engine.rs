@@ -1,0 +1,145 @@
+//! The one `wasmtime::Engine`: its configuration (pooling allocator when the machine allows,
+//! epoch interruption, async support) and the epoch ticker thread.
+
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances. A guest running Wasm checks its connection state and
+/// time budget, and yields to the scheduler, once per tick; it is also the resolution of
+/// `max_execution_time`. Aborts do not wait for a tick: they bump the epoch themselves.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Core Wasm instances one component may create. A Rust guest built for wasm32-wasip2 has a
+/// handful (its module plus the adapter shims); this leaves room for larger toolchains.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
+/// Linear memories one component may have.
+const MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables one component may have.
+const TABLES_PER_COMPONENT: u32 = 10;
+/// Elements per table; Rust guests need a few hundred.
+const TABLE_ELEMENTS: usize = 20_000;
+/// Size of a component instance's runtime metadata (vmctx) in the pool.
+const MAX_COMPONENT_INSTANCE_SIZE: usize = 1 << 20;
+/// Size of a core instance's runtime metadata (vmctx) in the pool.
+const MAX_CORE_INSTANCE_SIZE: usize = 1 << 20;
+/// Guard pages after each linear memory, so that out-of-bounds accesses fault instead of
+/// needing explicit bounds checks up to this size.
+const MEMORY_GUARD: u64 = 32 << 20;
+/// Stack for each running guest's fiber.
+const ASYNC_STACK: usize = 1 << 20;
+/// Wasm stack a guest may use, inside [`ASYNC_STACK`] (the rest is for host calls).
+const MAX_WASM_STACK: usize = 512 << 10;
+
+/// What the engine must accommodate.
+#[derive(Clone, Debug)]
+pub struct EngineLimits {
+    /// Guest instances alive at once (the pool's size when pooling).
+    pub max_instances: u32,
+    /// The largest linear memory any route allows, in bytes.
+    pub max_memory: u64,
+    /// Whether to try the pooling allocator at all.
+    pub pooling: bool,
+}
+
+/// The engine plus its ticker; dropping it stops the ticker.
+pub struct TetherEngine {
+    /// The engine all components are compiled for.
+    pub engine: Engine,
+    /// Whether the pooling allocator is in use (for logs and benchmarks).
+    pub pooling: bool,
+    /// The thread that advances the epoch.
+    ticker: Option<JoinHandle<()>>,
+    /// Tells the ticker to stop.
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for TetherEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TetherEngine").field("pooling", &self.pooling).finish()
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.async_stack_size(ASYNC_STACK);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.parallel_compilation(true);
+    config
+}
+
+impl TetherEngine {
+    /// Builds the engine, with the pooling allocator if the machine can reserve its address
+    /// space (falling back, with a log line, if not), and starts the epoch ticker.
+    pub fn new(limits: &EngineLimits) -> anyhow::Result<Self> {
+        let (engine, pooling) = if limits.pooling {
+            match Engine::new(&pooling_config(limits)) {
+                Ok(engine) => (engine, true),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        "the pooling allocator is unavailable on this machine; \
+                         falling back to on-demand allocation"
+                    );
+                    (Engine::new(&base_config()).map_err(anyhow::Error::from).context("creating the wasm engine")?, false)
+                }
+            }
+        } else {
+            (Engine::new(&base_config()).map_err(anyhow::Error::from).context("creating the wasm engine")?, false)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tether-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch ticker")?
+        };
+        Ok(Self { engine, pooling, ticker: Some(ticker), stop })
+    }
+}
+
+fn pooling_config(limits: &EngineLimits) -> Config {
+    let instances = limits.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(instances)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .table_elements(TABLE_ELEMENTS)
+        .max_component_instance_size(MAX_COMPONENT_INSTANCE_SIZE)
+        .max_core_instance_size(MAX_CORE_INSTANCE_SIZE)
+        .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX));
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Each slot reserves exactly the largest allowed memory plus a guard, so that thousands of
+    // slots fit in the address space; accesses beyond are bounds-checked.
+    config.memory_reservation(limits.max_memory);
+    config.memory_guard_size(MEMORY_GUARD);
+    config.memory_reservation_for_growth(0);
+    config
+}
+
+impl Drop for TetherEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The sandbox: compiles and caches components, links the Tether world and WASI, and runs one
+//! request in one fresh `Store` and instance.
+//!
+//! **The runtime knows nothing of HTTP or FastCGI.** It sees a [`RequestHead`], a body stream,
+//! an [`Output`] and a [`ConnState`], all from [`crate::request`], and reports how the guest
+//! ended. Everything wasmtime stays inside this module.
+
+mod bindings;
+mod cache;
+mod engine;
+mod host;
+mod limits;
+mod stdio;
+
+pub use cache::CompileCache;
+pub use engine::{EPOCH_TICK, EngineLimits};
+
+use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead};
+use anyhow::Context as _;
+use bindings::HandlerPre;
+use cache::Provenance;
+use engine::TetherEngine;
+use host::HostState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, UpdateDeadline};
+
+/// A directory a route's guest may use, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Its name inside the guest.
+    pub guest: String,
+    /// Whether the guest may create, change and delete files in it.
+    pub writable: bool,
+}
+
+/// A route's sandbox settings: what its guest may use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuestSettings {
+    /// The route name, for logs.
+    pub route: Arc<str>,
+    /// Most bytes a linear memory may grow to (PHP's `memory_limit`).
+    pub max_memory: u64,
+    /// Guest CPU time allowed (PHP's `max_execution_time`); `None` is unlimited.
+    pub max_execution_time: Option<Duration>,
+    /// Environment variables the guest sees; nothing else of the host's environment.
+    pub env: Vec<(String, String)>,
+    /// Directories the guest may open; nothing else of the host's filesystem.
+    pub preopens: Vec<Preopen>,
+}
+
+/// One request, handed to a guest.
+#[derive(Debug)]
+pub struct Invocation {
+    /// Request id, for the guest's log lines.
+    pub id: u64,
+    /// The request line and headers.
+    pub head: RequestHead,
+    /// The request body.
+    pub body: BodyReceiver,
+    /// Where the response goes; shared with the dispatcher, which ends the response when the
+    /// guest is gone.
+    pub output: Arc<tokio::sync::Mutex<Output>>,
+    /// The connection state.
+    pub conn: Arc<ConnState>,
+}
+
+/// How a guest failed to handle its request.
+#[derive(Debug, Error)]
+pub enum GuestFailure {
+    /// The guest trapped: a bug in the guest (a panic, an out-of-bounds access...).
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    /// The guest ran out of memory under its `max_memory`.
+    #[error("guest exceeded its memory limit")]
+    MemoryLimit,
+    /// The host stopped the guest (an abort or a time limit; see the connection state).
+    #[error("guest was stopped by the host")]
+    Killed,
+    /// The instance could not be created.
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The file is not a valid component, or not for this engine.
+    #[error("not a valid wasm component: {0}")]
+    Invalid(String),
+    /// The component does not fit the Tether world (a missing export or an unknown import).
+    #[error("component does not match the tether:guest/handler world: {0}")]
+    World(String),
+}
+
+/// The engine, the linker and the compile cache.
+pub struct Runtime {
+    /// The engine and its epoch ticker.
+    engine: TetherEngine,
+    /// The Tether world plus WASI.
+    linker: Linker<HostState>,
+    /// Where compiled components are kept, if anywhere.
+    cache: Option<CompileCache>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("engine", &self.engine).field("cache", &self.cache).finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker.
+    pub fn new(limits: &EngineLimits, cache: Option<CompileCache>) -> anyhow::Result<Self> {
+        let engine = TetherEngine::new(limits)?;
+        let mut linker = Linker::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the tether world")?;
+        Ok(Self { engine, linker, cache })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.engine.pooling
+    }
+
+    /// A hook that makes running guests look at their connection state now.
+    pub fn interrupt_hook(&self) -> InterruptHook {
+        let engine = self.engine.engine.clone();
+        Arc::new(move || engine.increment_epoch())
+    }
+
+    /// Compiles (or loads from the cache) a component and prepares it for instantiation.
+    pub fn load(&self, wasm: &[u8], settings: GuestSettings) -> Result<Guest, LoadError> {
+        let started = Instant::now();
+        let (component, provenance) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine.engine, wasm),
+            None => Component::new(&self.engine.engine, wasm)
+                .map(|c| (c, Provenance::Compiled))
+                .map_err(anyhow::Error::from),
+        }
+        .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| LoadError::World(format!("{error:#}")))?;
+        let pre = HandlerPre::new(pre).map_err(|error| LoadError::World(format!("{error:#}")))?;
+        tracing::debug!(route = &*settings.route, ?provenance, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "component loaded");
+        Ok(Guest { pre, settings: Arc::new(settings) })
+    }
+}
+
+/// A component ready to serve requests: one `InstancePre`, shared by all its requests.
+#[derive(Clone)]
+pub struct Guest {
+    /// The linked, type-checked component.
+    pre: HandlerPre<HostState>,
+    /// What the guest may use.
+    settings: Arc<GuestSettings>,
+}
+
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest").field("settings", &self.settings).finish()
+    }
+}
+
+impl Guest {
+    /// Runs `handle` in a fresh instance. The future may be dropped at any await point: that
+    /// cancels the guest (see the crate docs on cancel safety).
+    pub async fn handle(&self, invocation: Invocation) -> Result<(), GuestFailure> {
+        let engine = self.pre.engine();
+        let state = HostState::new(invocation, &self.settings).map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.call_hook(|mut cx, hook| {
+            let now = Instant::now();
+            let budget = &mut cx.data_mut().budget;
+            if hook.entering_host() { budget.leave(now) } else { budget.enter(now) }
+            Ok(())
+        });
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.conn.kill_reason().is_some() {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if state.budget.exhausted(Instant::now()) {
+                state.conn.time_out(crate::request::KillReason::ExecutionTime);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // Give the executor a turn once per tick, so a spinning guest cannot starve the
+            // other tasks on its worker thread (including its own request timeout).
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let handler = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
+        let result = handler.call_handle(&mut store).await;
+        result.map_err(|error| {
+            let state = store.data();
+            if state.conn.kill_reason().is_some() {
+                GuestFailure::Killed
+            } else if state.limiter.hit {
+                GuestFailure::MemoryLimit
+            } else {
+                GuestFailure::Trap(format!("{error:#}"))
+            }
+        })
+    }
+
+    /// The sandbox settings.
+    pub fn settings(&self) -> &GuestSettings {
+        &self.settings
+    }
+}
