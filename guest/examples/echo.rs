@@ -10,7 +10,7 @@ fn handle() {
             Ok(chunk) if chunk.is_empty() => break,
             Ok(chunk) => guest::echo(chunk),
             Err(error) => {
-                guest::log(format!("body error: {error:?}"));
+                guest::log(format!("body error: {}", error.name()));
                 let _ = guest::response::set_status(400);
                 break;
             }

@@ -13,7 +13,7 @@ fn handle() {
     guest::log(format!("start cs={}", guest::connection_status()));
     for i in 1..=n {
         guest::echo("22222");
-        let flushed = guest::flush();
+        let flushed = guest::flush().map_err(|e| e.name());
         guest::log(format!("w {i} cs={} flush={flushed:?}", guest::connection_status()));
         std::thread::sleep(std::time::Duration::from_millis(ms));
         guest::log(format!("iter {i} cs={}", guest::connection_status()));

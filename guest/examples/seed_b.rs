@@ -22,7 +22,7 @@ fn handle() {
             guest::log(format!("stop {i}"));
         }
         if i < outk {
-            let flushed = guest::flush();
+            let flushed = guest::flush().map_err(|e| e.name());
             guest::log(format!("w {i} cs={} flush={flushed:?}", guest::connection_status()));
         }
     }

@@ -20,8 +20,16 @@ pub trait ReadHalf: AsyncRead + Send + Unpin + 'static {
     /// Waits for readiness (`READABLE` includes the peer's FIN, `ERROR` its RST).
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
     /// Forgets cached read readiness, so that the next [`ReadHalf::ready`] waits for a new event
-    /// instead of returning at once for data that is already queued.
+    /// instead of returning at once for data that is already queued. Afterwards, reads must go
+    /// through [`ReadHalf::read_now`] until it reports `WouldBlock`: bytes that were already
+    /// queued will not produce another readiness event.
     fn clear_read_readiness(&self);
+    /// Reads whatever is queued without waiting, bypassing the cached readiness.
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+fn recv_now(fd: impl std::os::fd::AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::net::recv(fd, buf, rustix::net::RecvFlags::DONTWAIT).map(|(n, _)| n).map_err(io::Error::from)
 }
 
 /// A connected stream (TCP or Unix).
@@ -45,6 +53,9 @@ impl ReadHalf for tokio::net::tcp::OwnedReadHalf {
     fn clear_read_readiness(&self) {
         let _ = self.as_ref().try_io(Interest::READABLE, would_block);
     }
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self.as_ref(), buf)
+    }
 }
 
 impl ReadHalf for tokio::net::unix::OwnedReadHalf {
@@ -53,6 +64,9 @@ impl ReadHalf for tokio::net::unix::OwnedReadHalf {
     }
     fn clear_read_readiness(&self) {
         let _ = self.as_ref().try_io(Interest::READABLE, would_block);
+    }
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self.as_ref(), buf)
     }
 }
 

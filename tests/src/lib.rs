@@ -1,1 +1,475 @@
+//! The integration-test harness: starts the real `tether` binary on `127.0.0.1:0` with a
+//! generated manifest, reads its JSON log, and talks to it with raw sockets.
+//!
+//! The clients here are written independently of the host's codecs (a bug in the host's HTTP
+//! parser must not be mirrored by the test's), every socket has a read timeout, and waiting is
+//! always for an event (a log line, a byte, a closed socket), never a sleep.
 
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long any wait may take before the test fails. Generous: it bounds failures, it is never
+/// how long a passing test takes.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The directory with the built guests (`<name>.wasm`).
+pub const GUEST_DIR: &str = host::examples::GUEST_DIR;
+
+/// The path of a built guest, for a manifest.
+pub fn guest(name: &str) -> String {
+    let path = Path::new(GUEST_DIR).join(format!("{name}.wasm"));
+    assert!(path.is_file(), "guest {name} was not built: {}", path.display());
+    path.display().to_string()
+}
+
+/// Scratch space for this test run (manifests, sockets, the compile cache).
+pub fn scratch_dir() -> PathBuf {
+    // The test binary is <target>/<profile>/deps/<name>; scratch space goes in <target>/tmp.
+    let exe = std::env::current_exe().expect("current_exe");
+    let target = exe.ancestors().nth(3).expect("test binary in <target>/<profile>/deps");
+    let dir = target.join("tmp").join("tether-tests");
+    std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+    dir
+}
+
+/// A fresh, empty directory under [`scratch_dir`].
+pub fn fresh_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch_dir().join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a test directory");
+    dir
+}
+
+/// The `tether` binary, built (or confirmed up to date) once per test process with the same
+/// profile as the tests. Cargo releases its build lock while tests run, so this is a no-op
+/// when nothing changed.
+pub fn tether_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // <target>/<profile>/deps/<test binary>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in <target>/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|name| name == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--package", "host", "--bin", "tether"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build for the tether binary");
+        assert!(status.success(), "building the tether binary failed");
+        profile_dir.join("tether")
+    })
+}
+
+/// A running `tether serve` with JSON logs.
+pub struct Server {
+    /// The child process.
+    child: Child,
+    /// The HTTP address, if it listens on TCP HTTP.
+    pub http: Option<String>,
+    /// The FastCGI address (`HOST:PORT` or `unix:/path`), if any.
+    pub fastcgi: Vec<String>,
+    /// Every log event so far.
+    log: Arc<(Mutex<Vec<Value>>, Condvar)>,
+    /// The directory of its manifest.
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with `manifest` (TOML text). Unless the manifest has listeners, it
+    /// listens for HTTP on an ephemeral port.
+    pub fn start(manifest: &str) -> Server {
+        Self::start_with(manifest, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Starts a server with `manifest` and extra `serve` arguments.
+    pub fn start_with(manifest: &str, args: &[&str]) -> Server {
+        Self::launch(Some(manifest), args)
+    }
+
+    /// Starts `tether serve` without a manifest (the built-in examples) on an ephemeral port.
+    pub fn start_with_builtin() -> Server {
+        Self::launch(None, &["--listen", "127.0.0.1:0"])
+    }
+
+    fn launch(manifest: Option<&str>, args: &[&str]) -> Server {
+        let dir = fresh_dir("server");
+        let mut command = Command::new(tether_bin());
+        command.args(["--log-format", "json", "serve"]);
+        if let Some(manifest) = manifest {
+            let manifest_path = dir.join("tether.toml");
+            std::fs::write(&manifest_path, manifest).expect("writing the manifest");
+            command.arg(&manifest_path);
+        }
+        command
+            .arg("--cache-dir")
+            .arg(scratch_dir().join("cache"))
+            .args(args)
+            .env("TETHER_LOG", "info,tether::guest=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("starting tether");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let log: Arc<(Mutex<Vec<Value>>, Condvar)> = Arc::default();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+                let (events, ready) = &*sink;
+                events.lock().expect("log lock").push(event);
+                ready.notify_all();
+            }
+            let (events, ready) = &*sink;
+            events.lock().expect("log lock").push(serde_json::json!({ "message": "<server exited>" }));
+            ready.notify_all();
+        });
+        let mut server = Server { child, http: None, fastcgi: Vec::new(), log, dir };
+        let listening = server.wait_for("the listening lines", |events| {
+            let mut http = None;
+            let mut fastcgi = Vec::new();
+            for event in events {
+                if event["message"] == "<server exited>" {
+                    panic!("tether exited during start-up; log: {events:#?}");
+                }
+                if event["message"] == "listening" {
+                    let addr = event["addr"].as_str().unwrap_or_default().to_owned();
+                    match event["protocol"].as_str() {
+                        Some("http") => http = Some(addr),
+                        _ => fastcgi.push(addr),
+                    }
+                }
+            }
+            events.iter().any(|e| e["message"] == "routes loaded").then_some(())?;
+            (http.is_some() || !fastcgi.is_empty()).then(|| (http, fastcgi))
+        });
+        (server.http, server.fastcgi) = listening;
+        server
+    }
+
+    /// The HTTP address.
+    pub fn addr(&self) -> &str {
+        self.http.as_deref().expect("the server listens for HTTP")
+    }
+
+    /// Waits until `check` finds what it looks for in the log so far.
+    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&[Value]) -> Option<T>) -> T {
+        let (events, ready) = &*self.log;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut events = events.lock().expect("log lock");
+        loop {
+            if let Some(found) = check(&events) {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}; log: {:#?}", *events);
+            events = ready.wait_timeout(events, left).expect("log lock").0;
+        }
+    }
+
+    /// A snapshot of the log.
+    pub fn events(&self) -> Vec<Value> {
+        self.log.0.lock().expect("log lock").clone()
+    }
+
+    /// Waits for the access record of the request whose target is `uri`.
+    pub fn access(&self, uri: &str) -> Value {
+        self.wait_for(&format!("the access record of {uri}"), |events| {
+            events.iter().find(|e| e["target"] == "tether::access" && e["uri"] == uri).cloned()
+        })
+    }
+
+    /// Whether the access record of `uri` is already in the log.
+    pub fn has_access(&self, uri: &str) -> bool {
+        self.events().iter().any(|e| e["target"] == "tether::access" && e["uri"] == uri)
+    }
+
+    /// Waits until the guest of request `req` logged a line starting with `prefix`.
+    pub fn guest_line(&self, req: u64, prefix: &str) -> String {
+        self.wait_for(&format!("guest line `{prefix}` of request {req}"), |events| {
+            events
+                .iter()
+                .filter(|e| e["target"] == "tether::guest" && e["req"] == req)
+                .filter_map(|e| e["message"].as_str())
+                .find(|m| m.starts_with(prefix))
+                .map(str::to_owned)
+        })
+    }
+
+    /// Every line the guest of request `req` logged so far.
+    pub fn guest_lines(&self, req: u64) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["target"] == "tether::guest" && e["req"] == req)
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits for the first guest line of a request to `route` and returns that request's id.
+    pub fn started(&self, route: &str) -> u64 {
+        self.wait_for(&format!("a request on {route} to start"), |events| {
+            events
+                .iter()
+                .find(|e| e["target"] == "tether::guest" && e["route"] == route)
+                .and_then(|e| e["req"].as_u64())
+        })
+    }
+
+    /// Waits for the first guest line of request `after + 1` or later on `route`.
+    pub fn started_after(&self, route: &str, after: u64) -> u64 {
+        self.wait_for(&format!("a request on {route} after {after} to start"), |events| {
+            events
+                .iter()
+                .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
+                .filter_map(|e| e["req"].as_u64())
+                .find(|&req| req > after)
+        })
+    }
+
+    /// Sends SIGKILL and waits for the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A raw HTTP/1.1 client connection.
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercased) and values.
+    pub headers: Vec<(String, String)>,
+    /// The decoded body.
+    pub body: Vec<u8>,
+    /// Whether a chunked body ended with its terminating chunk (always true otherwise).
+    pub complete: bool,
+}
+
+impl Response {
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    /// Connects with a read timeout of [`TIMEOUT`].
+    pub fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connecting to the server");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+        stream.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).expect("sending");
+    }
+
+    /// Sends `GET path` on HTTP/1.1.
+    pub fn get(&mut self, path: &str) {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"));
+    }
+
+    /// Reads more bytes; false at EOF or on a reset.
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock || error.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("no data from the server within {TIMEOUT:?}")
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reads until `needle` is buffered and returns the bytes up to and including it.
+    pub fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.windows(needle.len()).position(|w| w == needle) {
+                return self.buf.drain(..i + needle.len()).collect();
+            }
+            assert!(self.fill(), "connection ended before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&self.buf));
+        }
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill(), "connection ended after {} of {n} bytes", self.buf.len());
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Reads until the server closes; returns what arrived.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Whether the server closed the connection (reads until EOF, which must come before
+    /// [`TIMEOUT`]), having sent nothing more.
+    pub fn closed_by_server(&mut self) -> bool {
+        self.read_to_end().is_empty()
+    }
+
+    /// Reads the status line and headers.
+    pub fn read_head(&mut self) -> (u16, Vec<(String, String)>) {
+        let head = self.read_until(b"\r\n\r\n");
+        let text = String::from_utf8(head).expect("a UTF-8 response head");
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().expect("a status line");
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        assert!(version.starts_with("HTTP/1."), "bad status line {status_line:?}");
+        let status = parts.next().and_then(|s| s.parse().ok()).expect("a status code");
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.split_once(':').expect("a header line");
+                (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+            })
+            .collect();
+        (status, headers)
+    }
+
+    /// Reads one chunk of a chunked body; `None` for the last chunk (after its trailer CRLF).
+    pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
+        let line = self.read_until(b"\r\n");
+        let size_text = String::from_utf8_lossy(&line[..line.len() - 2]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).expect("a chunk size");
+        if size == 0 {
+            self.read_until(b"\r\n");
+            return None;
+        }
+        let data = self.read_exact(size);
+        assert_eq!(self.read_exact(2), b"\r\n", "chunk data must end with CRLF");
+        Some(data)
+    }
+
+    /// Reads one whole response (to a request that is not HEAD).
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_to(false)
+    }
+
+    /// Reads one whole response; `head_request` means no body follows the head.
+    pub fn read_response_to(&mut self, head_request: bool) -> Response {
+        let (status, headers) = self.read_head();
+        let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let mut complete = true;
+        let body = if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+            Vec::new()
+        } else if find("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                if self.buf.is_empty() && !self.fill() {
+                    complete = false;
+                    break;
+                }
+                match self.try_chunk() {
+                    Some(Some(data)) => body.extend_from_slice(&data),
+                    Some(None) => break,
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            body
+        } else if let Some(length) = find("content-length") {
+            self.read_exact(length.parse().expect("a numeric content-length"))
+        } else {
+            self.read_to_end()
+        };
+        Response { status, headers, body, complete }
+    }
+
+    /// Like [`Client::read_chunk`], but `None` if the connection ends mid-body.
+    fn try_chunk(&mut self) -> Option<Option<Vec<u8>>> {
+        let line = loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                break self.buf.drain(..i + 2).collect::<Vec<u8>>();
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&line[..line.len() - 2]).trim(), 16).ok()?;
+        while self.buf.len() < size + 2 {
+            if !self.fill() {
+                return None;
+            }
+        }
+        let data: Vec<u8> = self.buf.drain(..size).collect();
+        self.buf.drain(..2);
+        Some((size > 0).then_some(data))
+    }
+
+    /// Closes with FIN: drops unread bytes first, so the kernel sends FIN rather than RST.
+    pub fn close_fin(self) {
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let mut scratch = [0u8; 64 * 1024];
+        while matches!((&self.stream).read(&mut scratch), Ok(n) if n > 0) {}
+        drop(self.stream);
+    }
+
+    /// Closes with RST (`SO_LINGER {1, 0}`).
+    pub fn close_rst(self) {
+        socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)).expect("linger");
+        drop(self.stream);
+    }
+
+    /// Shuts down the write side (half-close); the client can still read.
+    pub fn half_close(&self) {
+        self.stream.shutdown(Shutdown::Write).expect("shutdown");
+    }
+}
+
+/// A one-shot `GET path` on a new connection.
+pub fn get(addr: &str, path: &str) -> Response {
+    let mut client = Client::connect(addr);
+    client.get(path);
+    client.read_response()
+}
+
+/// The manifest text of one route with `extra` settings.
+pub fn route(path: &str, guest_name: &str, extra: &str) -> String {
+    format!("[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n{extra}\n", guest(guest_name))
+}
+
+/// The guest's logged status (`cs=N`) in a line, if any.
+pub fn cs(line: &str) -> Option<u8> {
+    line.split_whitespace().find_map(|w| w.strip_prefix("cs=")).and_then(|v| v.parse().ok())
+}

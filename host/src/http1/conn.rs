@@ -66,7 +66,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
     let (rd, wr) = stream.split();
     let server = dispatcher.server();
     let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
-    let mut conn = Connection { rd, buf: BytesMut::with_capacity(READ_CHUNK), peer_closed: None, limits };
+    let mut conn = Connection { rd, buf: BytesMut::with_capacity(READ_CHUNK), peer_closed: None, readiness_cleared: false, limits };
     let mut writer = Some(wr);
     let mut first = true;
     while let Some(wr) = writer.take() {
@@ -83,6 +83,9 @@ struct Connection<R> {
     buf: BytesMut,
     /// Set once the client's side ended; nothing more will be read.
     peer_closed: Option<PeerClose>,
+    /// The cached read readiness was cleared while bytes may be queued: read from the kernel
+    /// directly until it is drained (see [`ReadHalf::clear_read_readiness`]).
+    readiness_cleared: bool,
     /// Request head limits.
     limits: HeadLimits,
 }
@@ -179,6 +182,24 @@ impl Feed {
 }
 
 impl<R: ReadHalf> Connection<R> {
+    /// Reads more bytes into the buffer; `Ok(0)` is the client's FIN. Every read of the
+    /// connection goes through here.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.readiness_cleared {
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.rd.read_now(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.readiness_cleared = false,
+                Err(error) => return Err(error),
+            }
+        }
+        self.buf.reserve(READ_CHUNK);
+        self.rd.read_buf(&mut self.buf).await
+    }
+
     /// Reads and serves one request. Returns the write half if the connection stays open.
     async fn serve_one<W>(&mut self, mut wr: W, dispatcher: &Arc<Dispatcher>, shutdown: &CancellationToken, first: bool) -> Option<W>
     where
@@ -268,11 +289,10 @@ impl<R: ReadHalf> Connection<R> {
                 return Ok(None);
             }
             let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + idle);
-            self.buf.reserve(READ_CHUNK);
             tokio::select! {
                 () = shutdown.cancelled(), if self.buf.is_empty() => return Ok(None),
                 () = tokio::time::sleep_until(until) => return Ok(None),
-                read = self.rd.read_buf(&mut self.buf) => match read {
+                read = self.read_more() => match read {
                     Ok(0) => self.peer_closed = Some(PeerClose::Fin),
                     Ok(_) => {}
                     Err(_) => self.peer_closed = Some(PeerClose::Reset),
@@ -315,8 +335,7 @@ impl<R: ReadHalf> Connection<R> {
     async fn socket(&mut self, work: SocketWork) -> SocketEvent {
         match work {
             SocketWork::Read => {
-                self.buf.reserve(READ_CHUNK);
-                match self.rd.read_buf(&mut self.buf).await {
+                match self.read_more().await {
                     Ok(0) => SocketEvent::Closed(PeerClose::Fin),
                     Ok(_) => SocketEvent::Data,
                     Err(_) => SocketEvent::Closed(PeerClose::Reset),
@@ -327,6 +346,7 @@ impl<R: ReadHalf> Connection<R> {
                 Ok(ready) if ready.is_read_closed() => SocketEvent::Closed(PeerClose::Fin),
                 Ok(_) => {
                     self.rd.clear_read_readiness();
+                    self.readiness_cleared = true;
                     SocketEvent::Spurious
                 }
                 Err(_) => SocketEvent::Closed(PeerClose::Reset),
@@ -365,8 +385,7 @@ impl<R: ReadHalf> Connection<R> {
                     }
                 }
                 Ok(Decoded::NeedMore) => {
-                    self.buf.reserve(READ_CHUNK);
-                    match tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.buf)).await {
+                    match tokio::time::timeout_at(deadline, self.read_more()).await {
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return false,
                     }
@@ -384,9 +403,10 @@ impl<R: ReadHalf> Connection<R> {
             return;
         }
         let _ = writer.shutdown().await;
-        let mut scratch = [0u8; READ_CHUNK];
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while matches!(self.rd.read(&mut scratch).await, Ok(n) if n > 0) {}
+            while matches!(self.read_more().await, Ok(n) if n > 0) {
+                self.buf.clear();
+            }
         })
         .await;
     }

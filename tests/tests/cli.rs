@@ -1,0 +1,85 @@
+//! The command line: `tether check`, and start-up errors for bad manifests and components.
+
+use std::process::Command;
+use tests::{fresh_dir, guest, scratch_dir, tether_bin};
+
+/// Runs `tether <args>` and returns (exit code, stdout + stderr).
+fn tether(args: &[&str]) -> (i32, String) {
+    let output = Command::new(tether_bin())
+        .args(args)
+        .arg("--cache-dir")
+        .arg(scratch_dir().join("cache"))
+        .output()
+        .expect("running tether");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn manifest(text: &str) -> String {
+    let dir = fresh_dir("cli");
+    let path = dir.join("tether.toml");
+    std::fs::write(&path, text).expect("writing the manifest");
+    path.display().to_string()
+}
+
+#[test]
+fn check_accepts_a_good_manifest() {
+    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello")));
+    let (code, out) = tether(&["check", &path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok, 1 route(s)"), "{out}");
+}
+
+#[test]
+fn a_bad_manifest_fails_with_file_line_and_field() {
+    let path = manifest(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[route]]\npath = \"/\"\ncomponent = \"{}\"\noutput_bufer = 10\n",
+        guest("hello")
+    ));
+    for command in ["check", "serve"] {
+        let (code, out) = tether(&[command, &path]);
+        assert_eq!(code, 78, "{command}: {out}");
+        assert!(out.contains(&format!("{path}:7:1: field `route[1].output_bufer`: unknown field `output_bufer`")), "{command}: {out}");
+    }
+}
+
+#[test]
+fn a_missing_component_names_its_field_and_line() {
+    let path = manifest("[[route]]\npath = \"/\"\n\ncomponent = \"nowhere.wasm\"\n");
+    let (code, out) = tether(&["check", &path]);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains(":4:13: field `route[1].component`: component file not found:"), "{out}");
+}
+
+#[test]
+fn a_broken_component_names_its_field_and_line() {
+    let dir = fresh_dir("broken");
+    std::fs::write(dir.join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").expect("writing");
+    std::fs::write(dir.join("text.wasm"), b"this is not wasm").expect("writing");
+    for file in ["broken.wasm", "text.wasm"] {
+        let path = dir.join(format!("{file}.toml"));
+        std::fs::write(&path, format!("[[route]]\npath = \"/x\"\ncomponent = \"{file}\"\n")).expect("writing");
+        let (code, out) = tether(&["check", &path.display().to_string()]);
+        assert_eq!(code, 78, "{out}");
+        assert!(out.contains(":3:13: field `route[1].component`:") && out.contains("not a valid wasm component"), "{out}");
+    }
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    // An empty component is valid wasm, but it does not export `handle`.
+    let dir = fresh_dir("world");
+    let empty = dir.join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\x00\x01\x00").expect("writing");
+    let path = manifest(&format!("[[route]]\npath = \"/x\"\ncomponent = \"{}\"\n", empty.display()));
+    let (code, out) = tether(&["check", &path]);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("field `route[1].component`") && out.contains("does not match the tether:guest/handler world"), "{out}");
+}
+
+#[test]
+fn serve_without_a_manifest_serves_the_examples() {
+    let server = tests::Server::start_with_builtin();
+    assert_eq!(tests::get(server.addr(), "/hello").text(), "hello\n");
+    assert_eq!(tests::get(server.addr(), "/seed-a?ms=1").status, 200);
+}

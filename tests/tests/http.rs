@@ -1,0 +1,259 @@
+//! HTTP/1.1 behaviour of the real server: framing, keep-alive, streaming flushes, errors.
+
+use tests::{Client, Server, get, route};
+
+fn examples() -> Server {
+    Server::start(&format!(
+        "{}{}{}{}{}{}",
+        route("/hello", "hello", ""),
+        route("/echo", "echo", "max_body_size = \"4MiB\""),
+        route("/headers", "headers", ""),
+        route("/seed-a2", "seed_a2", ""),
+        route("/trap", "trap", ""),
+        route("/count", "body_reader", "max_body_size = \"4MiB\""),
+    ))
+}
+
+#[test]
+fn hello_answers_with_a_content_length() {
+    let server = examples();
+    let response = get(server.addr(), "/hello");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello\n");
+    assert_eq!(response.header("content-length"), Some("6"));
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert!(response.header("date").is_some());
+    let access = server.access("/hello");
+    assert_eq!(access["outcome"], "completed");
+    assert_eq!(access["status"], 200);
+}
+
+fn mebibyte() -> Vec<u8> {
+    (0..1 << 20).map(|i: u32| (i % 251) as u8).collect()
+}
+
+#[test]
+fn echo_returns_a_mebibyte_sent_with_content_length() {
+    let server = examples();
+    let body = mebibyte();
+    let mut client = Client::connect(server.addr());
+    client.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()));
+    client.send(&body);
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.complete);
+    assert_eq!(response.body.len(), body.len());
+    assert!(response.body == body, "the echoed body differs");
+}
+
+#[test]
+fn echo_returns_a_mebibyte_sent_chunked() {
+    let server = examples();
+    let body = mebibyte();
+    let mut client = Client::connect(server.addr());
+    client.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in body.chunks(100_000) {
+        client.send(format!("{:x};ext=1\r\n", piece.len()));
+        client.send(piece);
+        client.send("\r\n");
+    }
+    client.send("0\r\nX-Trailer: yes\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.body == body, "the echoed body differs");
+    // The connection is still usable after a chunked upload.
+    client.get("/hello");
+    assert_eq!(client.read_response().text(), "hello\n");
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    for i in 0..5 {
+        client.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n{i}"));
+        let response = client.read_response();
+        assert_eq!(response.text(), i.to_string());
+        assert_eq!(response.header("connection"), None);
+    }
+    client.send("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed_by_server());
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\none\
+         GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+         POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nthree",
+    );
+    assert_eq!(client.read_response().text(), "one");
+    assert_eq!(client.read_response().text(), "hello\n");
+    assert_eq!(client.read_response().text(), "three");
+}
+
+#[test]
+fn a_flush_reaches_the_client_while_the_guest_is_still_sleeping() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.get("/seed-a2?n=2&ms=5000");
+    let (status, headers) = client.read_head();
+    assert_eq!(status, 200);
+    assert!(headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked"));
+    assert_eq!(client.read_chunk().as_deref(), Some(&b"22222"[..]));
+    // The guest is asleep for 5 s after that flush; it has not finished.
+    assert!(!server.has_access("/seed-a2?n=2&ms=5000"), "the guest finished before its first flush arrived");
+    client.close_fin();
+}
+
+#[test]
+fn head_gets_the_headers_without_a_body() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    let response = client.read_response_to(true);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), Some("6"));
+    // No body followed: the next response starts right away.
+    client.get("/hello");
+    assert_eq!(client.read_response().text(), "hello\n");
+}
+
+#[test]
+fn http10_streaming_is_delimited_by_close() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("GET /seed-a2?n=2&ms=1 HTTP/1.0\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("transfer-encoding"), None);
+    assert_eq!(response.text(), "2222222222");
+}
+
+#[test]
+fn response_headers_come_from_the_guest() {
+    let server = examples();
+    let response = get(server.addr(), "/headers?x=1");
+    assert_eq!(response.header("x-tether-guest"), Some("headers"));
+    assert!(response.text().starts_with("GET /headers?x=1 HTTP/1.1\nhost: test\n"), "{}", response.text());
+}
+
+#[test]
+fn an_unknown_path_is_404_and_the_connection_stays_usable() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.get("/nowhere");
+    let response = client.read_response();
+    assert_eq!(response.status, 404);
+    client.get("/hello");
+    assert_eq!(client.read_response().status, 200);
+    assert_eq!(server.access("/nowhere")["outcome"], "rejected");
+}
+
+#[test]
+fn a_malformed_request_line_is_400_and_the_server_keeps_serving() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("GET /hello HTTP/1.1 extra\r\nHost: t\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 400);
+    assert!(response.text().starts_with("malformed request"), "{}", response.text());
+    assert!(client.closed_by_server());
+    assert_eq!(get(server.addr(), "/hello").status, 200);
+}
+
+#[test]
+fn malformed_framing_is_rejected() {
+    let server = examples();
+    for (request, status) in [
+        ("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+        ("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        ("GET /hello HTTP/1.1\r\n\r\n", 400),
+        ("GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505),
+        ("GET /hello HTTP/1.1\r\nHost: t\r\nExpect: tea\r\n\r\n", 417),
+    ] {
+        let mut client = Client::connect(server.addr());
+        client.send(request);
+        assert_eq!(client.read_response().status, status, "{request:?}");
+    }
+}
+
+#[test]
+fn an_oversized_head_is_431() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send(format!("GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000)));
+    assert_eq!(client.read_response().status, 431);
+    let mut client = Client::connect(server.addr());
+    let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+    client.send(format!("GET /hello HTTP/1.1\r\nHost: t\r\n{many}\r\n"));
+    assert_eq!(client.read_response().status, 431);
+}
+
+#[test]
+fn a_body_over_the_route_limit_is_refused() {
+    let server = examples();
+    // Declared too large: 413 before the guest runs.
+    let mut client = Client::connect(server.addr());
+    client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n");
+    assert_eq!(client.read_response().status, 413);
+    // Chunked and too large: the guest reads up to the limit, then sees too-large.
+    let mut client = Client::connect(server.addr());
+    client.send("POST /count?chunk=65536 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let piece = vec![b'x'; 1 << 20];
+    for _ in 0..5 {
+        client.send(format!("{:x}\r\n", piece.len()));
+        client.send(&piece);
+        client.send("\r\n");
+    }
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    let counted: u64 = response.text().trim().parse().expect("a byte count");
+    assert!(counted <= 4 << 20, "the guest got more than the limit: {counted}");
+    let req = server.access("/count?chunk=65536")["req"].as_u64().expect("a request id");
+    assert!(server.guest_lines(req).iter().any(|l| l.starts_with("body error too-large")), "{:?}", server.guest_lines(req));
+    // The rest of the body cannot be skipped safely: the connection closes.
+    assert!(client.closed_by_server());
+}
+
+#[test]
+fn expect_100_continue_is_answered_when_the_guest_reads() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let (status, _) = client.read_head();
+    assert_eq!(status, 100);
+    client.send("ping");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "ping");
+}
+
+#[test]
+fn a_trapping_guest_gets_500_and_the_server_keeps_serving() {
+    let server = examples();
+    let response = get(server.addr(), "/trap");
+    assert_eq!(response.status, 500);
+    assert_eq!(response.text(), "internal server error\n");
+    let access = server.access("/trap");
+    assert_eq!(access["outcome"], "trapped");
+    assert!(access["detail"].as_str().unwrap_or("").contains("trap"), "{access}");
+    assert_eq!(get(server.addr(), "/hello").status, 200);
+}
+
+#[test]
+fn a_guest_trapping_after_a_flush_ends_the_stream_incomplete() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.get("/trap?flush=1");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "the head was already out");
+    assert_eq!(response.text(), "partial-output\n");
+    assert!(!response.complete, "the chunked body must not end with the last chunk");
+    assert_eq!(server.access("/trap?flush=1")["outcome"], "trapped");
+}

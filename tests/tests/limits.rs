@@ -1,0 +1,105 @@
+//! Request-lifetime limits and the sandbox: `max_execution_time` (guest CPU time, restarted by
+//! `set-time-limit`), `request_timeout` (wall clock), `max_memory`, and what a guest can reach.
+
+use tests::{Client, Server, fresh_dir, get, route};
+
+fn server() -> Server {
+    Server::start(&format!(
+        "{}{}{}{}{}",
+        route("/met/spin", "spin", "max_execution_time = \"300ms\""),
+        route("/met/sleep", "seed_a", "max_execution_time = \"300ms\""),
+        route("/rt/sleep", "seed_a", "request_timeout = \"300ms\""),
+        route("/rt/stream", "seed_a2", "request_timeout = \"300ms\""),
+        route("/mem/hog", "hog", "max_memory = \"32MiB\""),
+    ))
+}
+
+#[test]
+fn max_execution_time_stops_a_spinning_guest_with_500() {
+    let server = server();
+    let response = get(server.addr(), "/met/spin?ms=20000");
+    assert_eq!(response.status, 500);
+    assert_eq!(response.text(), "maximum execution time exceeded\n");
+    let access = server.access("/met/spin?ms=20000");
+    assert_eq!(access["outcome"], "timeout");
+    let req = access["req"].as_u64().expect("req");
+    assert!(!server.guest_lines(req).iter().any(|l| l.starts_with("end")));
+}
+
+#[test]
+fn max_execution_time_does_not_count_sleeping() {
+    let server = server();
+    // Sleeps twice the CPU limit: PHP's limit counts CPU time, so does Tether's.
+    let response = get(server.addr(), "/met/sleep?ms=600");
+    assert_eq!(response.status, 200);
+    assert_eq!(server.access("/met/sleep?ms=600")["outcome"], "completed");
+}
+
+#[test]
+fn set_time_limit_restarts_the_budget() {
+    let server = server();
+    // Spin 700 ms after raising the limit from 300 ms to 1 s: it completes.
+    let response = get(server.addr(), "/met/spin?ms=700&limit=1");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(server.access("/met/spin?ms=700&limit=1")["outcome"], "completed");
+    // set_time_limit(0) removes the limit.
+    assert_eq!(get(server.addr(), "/met/spin?ms=700&limit=0").status, 200);
+}
+
+#[test]
+fn request_timeout_stops_a_sleeping_guest_with_504() {
+    let server = server();
+    let response = get(server.addr(), "/rt/sleep?ms=20000");
+    assert_eq!(response.status, 504);
+    let access = server.access("/rt/sleep?ms=20000");
+    assert_eq!(access["outcome"], "timeout");
+}
+
+#[test]
+fn request_timeout_after_the_head_was_sent_ends_the_body_incomplete() {
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    client.get("/rt/stream?ms=20000&n=3");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "22222");
+    assert!(!response.complete, "the client must be able to tell the body was cut short");
+    assert_eq!(server.access("/rt/stream?ms=20000&n=3")["outcome"], "timeout");
+}
+
+#[test]
+fn a_guest_over_its_memory_limit_traps_and_the_server_lives_on() {
+    let server = server();
+    let response = get(server.addr(), "/mem/hog");
+    assert_eq!(response.status, 500);
+    let access = server.access("/mem/hog");
+    assert_eq!(access["outcome"], "trapped");
+    assert!(access["detail"].as_str().unwrap_or("").contains("memory limit"), "{access}");
+    // Within the limit it works.
+    assert_eq!(get(server.addr(), "/mem/hog?mb=8").text(), "allocated 8 MiB\n");
+}
+
+#[test]
+fn a_guest_reaches_only_its_preopens_and_environment() {
+    let dir = fresh_dir("sandbox");
+    std::fs::create_dir_all(dir.join("data")).expect("data dir");
+    std::fs::write(dir.join("data/in.txt"), "inside").expect("in.txt");
+    std::fs::write(dir.join("secret"), "outside").expect("secret");
+    let manifest = format!(
+        "{}[route.env]\nGREETING = \"hi\"\n[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n",
+        route("/escape", "escape", ""),
+        dir.join("data").display()
+    );
+    let server = Server::start(&manifest);
+    let report = get(server.addr(), "/escape?file=/etc/passwd").text();
+    let field = |name: &str| {
+        report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no `{name}` in {report}")).to_owned()
+    };
+    assert!(field("read /etc/passwd").contains("denied"), "{report}");
+    assert!(field("read ../secret").contains("denied"), "{report}");
+    assert!(field("list /").contains("denied"), "{report}");
+    assert!(field("write data/out.txt").contains("denied"), "read-only preopen: {report}");
+    assert_eq!(field("read data/in.txt"), "read data/in.txt: ok 6");
+    assert_eq!(field("env"), "env: GREETING=hi", "no host environment leaks in");
+    assert!(field("connect").contains("denied"), "{report}");
+}
