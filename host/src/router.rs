@@ -18,7 +18,7 @@ impl<T> Router<T> {
                 (prefix, value)
             })
             .collect();
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Self { routes }
     }
 

@@ -148,7 +148,7 @@ impl Server {
                 }
             }
             events.iter().any(|e| e["message"] == "routes loaded").then_some(())?;
-            (http.is_some() || !fastcgi.is_empty()).then(|| (http, fastcgi))
+            (http.is_some() || !fastcgi.is_empty()).then_some((http, fastcgi))
         });
         (server.http, server.fastcgi) = listening;
         server

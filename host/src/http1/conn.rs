@@ -230,12 +230,12 @@ impl<R: ReadHalf> Connection<R> {
             dispatcher.log_rejected("http", Some(&head), 404, bytes, arrived, "no route");
             return reject_keeps.then_some(wr);
         };
-        if let Framing::Length(n) = framing {
-            if n > route.max_body_size {
-                let bytes = reject(&mut wr, version, 413, "request body too large\n", false).await;
-                dispatcher.log_rejected("http", Some(&head), 413, bytes, arrived, "body larger than max_body_size");
-                return None;
-            }
+        if let Framing::Length(n) = framing
+            && n > route.max_body_size
+        {
+            let bytes = reject(&mut wr, version, 413, "request body too large\n", false).await;
+            dispatcher.log_rejected("http", Some(&head), 413, bytes, arrived, "body larger than max_body_size");
+            return None;
         }
         let Some(admission) = dispatcher.admit() else {
             tracing::warn!("all guest instances are busy; answering 503");

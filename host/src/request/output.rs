@@ -250,10 +250,11 @@ impl Output {
     pub async fn body_wanted(&mut self) {
         if !self.body_wanted {
             self.body_wanted = true;
-            if !self.head_sent && self.phase == Phase::Open {
-                if let Err(error) = self.sink.body_wanted().await {
-                    tracing::debug!(%error, "sending 100 Continue failed");
-                }
+            if !self.head_sent
+                && self.phase == Phase::Open
+                && let Err(error) = self.sink.body_wanted().await
+            {
+                tracing::debug!(%error, "sending 100 Continue failed");
             }
         }
     }

@@ -1,0 +1,24 @@
+# The README's two commands are `make run` and `make test`; CI runs `.ci/run`, which is `make test`.
+
+.PHONY: run test bench bench-quick
+
+# Builds everything (host and guests, release) and serves the built-in example manifest.
+run:
+	@scripts/setup
+	cargo run --release --bin tether -- serve
+
+# Runs the whole test suite: unit tests, and integration tests against the real binary
+# (and, for FastCGI, a real nginx).
+test:
+	@scripts/setup --test
+	cargo test
+
+# Runs every benchmark and rewrites BENCHMARKS.md (see bench/README.md).
+bench:
+	@scripts/setup
+	bench/run
+
+# The same, with fewer rounds and shorter runs (under 5 minutes).
+bench-quick:
+	@scripts/setup
+	QUICK=1 bench/run
