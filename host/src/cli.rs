@@ -4,7 +4,7 @@
 use crate::dispatch::{CacheChoice, Dispatcher};
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::server::Server;
-use crate::{examples, probe};
+use crate::{examples, probe, sched};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,8 +120,19 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tether-worker").build()?)
+/// A tokio runtime with `threads` workers named `name`.
+fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().thread_name(name).build()?)
+}
+
+/// The runtime guests run on: like [`runtime`], with threads demoted by [`sched`].
+fn guest_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .thread_name("tether-guest")
+        .on_thread_start(sched::demote_current_thread)
+        .build()?)
 }
 
 fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
@@ -139,8 +150,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.fastcgi.is_empty() {
         manifest.server.fastcgi = args.fastcgi;
     }
-    runtime()?.block_on(async {
-        let server = Server::bind(&manifest, &args.cache.choice()).await?;
+    let guests = guest_runtime(manifest.server.guest_threads)?;
+    let io = runtime("tether-io", manifest.server.io_threads)?;
+    io.block_on(async {
+        let server = Server::bind(&manifest, &args.cache.choice(), guests.handle().clone()).await?;
         for (protocol, addr) in server.addresses() {
             tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
         }
@@ -167,7 +180,8 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
-    let dispatcher = runtime()?.block_on(async { Dispatcher::new(&manifest, &args.cache.choice()) })?;
+    let guests = runtime("tether-guest", 1)?;
+    let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), guests.handle().clone())?;
     println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());
     Ok(())
 }

@@ -64,6 +64,9 @@ pub struct Dispatcher {
     server: ServerSettings,
     /// Request tasks, so that shutdown can wait for them.
     tasks: TaskTracker,
+    /// The runtime guests run on, apart from the front ends' I/O runtime, so that a guest
+    /// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave).
+    guests: tokio::runtime::Handle,
 }
 
 /// A request that got an instance slot.
@@ -94,8 +97,8 @@ pub struct Start {
 }
 
 impl Dispatcher {
-    /// Builds the runtime and loads every route's component.
-    pub fn new(manifest: &Manifest, cache: &CacheChoice) -> Result<Self, anyhow::Error> {
+    /// Builds the runtime and loads every route's component. Requests will run on `guests`.
+    pub fn new(manifest: &Manifest, cache: &CacheChoice, guests: tokio::runtime::Handle) -> Result<Self, anyhow::Error> {
         let server = manifest.server.clone();
         let limits = EngineLimits {
             max_instances: server.max_instances,
@@ -125,6 +128,7 @@ impl Dispatcher {
             next_id: AtomicU64::new(1),
             server,
             tasks: TaskTracker::new(),
+            guests,
         })
     }
 
@@ -158,10 +162,10 @@ impl Dispatcher {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Spawns the request's task and returns at once.
+    /// Spawns the request's task on the guest runtime and returns at once.
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
-        self.tasks.spawn(async move { this.run(id, start).await });
+        self.tasks.spawn_on(async move { this.run(id, start).await }, &self.guests);
     }
 
     /// Waits for every request task (after the listeners stopped).

@@ -39,5 +39,6 @@ pub mod probe;
 pub mod request;
 pub mod router;
 pub mod runtime;
+pub mod sched;
 pub mod server;
 pub mod units;

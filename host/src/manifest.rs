@@ -39,6 +39,9 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 << 10;
 /// Default `max_headers`: number of request header fields.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default `io_threads`: one thread serves the sockets; it only parses and watches, and must
+/// never wait behind a guest.
+pub const DEFAULT_IO_THREADS: usize = 1;
 /// The scheme of components compiled into the binary (the example guests).
 pub const BUILTIN_SCHEME: &str = "builtin:";
 
@@ -147,6 +150,10 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Number of request header fields.
     pub max_headers: usize,
+    /// Worker threads serving sockets (accepting, parsing, watching clients).
+    pub io_threads: usize,
+    /// Worker threads running guests.
+    pub guest_threads: usize,
 }
 
 /// Which CGI parameter FastCGI routing uses.
@@ -280,6 +287,10 @@ struct RawServer {
     max_header_bytes: u64,
     #[serde(default = "default_max_headers")]
     max_headers: usize,
+    #[serde(default = "default_io_threads", deserialize_with = "threads")]
+    io_threads: usize,
+    #[serde(default = "default_guest_threads", deserialize_with = "threads")]
+    guest_threads: usize,
 }
 
 impl Default for RawServer {
@@ -311,6 +322,20 @@ fn default_max_header_bytes() -> u64 {
 }
 fn default_max_headers() -> usize {
     DEFAULT_MAX_HEADERS
+}
+fn default_io_threads() -> usize {
+    DEFAULT_IO_THREADS
+}
+fn default_guest_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn threads<'de, D: Deserializer<'de>>(de: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(de)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
 }
 
 /// What a client half-close means on a route.
@@ -524,6 +549,8 @@ impl Manifest {
             keep_alive_timeout: raw.server.keep_alive_timeout,
             max_header_bytes: usize::try_from(raw.server.max_header_bytes).unwrap_or(usize::MAX),
             max_headers: raw.server.max_headers,
+            io_threads: raw.server.io_threads,
+            guest_threads: raw.server.guest_threads,
         };
 
         let mut routes: Vec<RouteSpec> = Vec::with_capacity(raw.routes.len());

@@ -47,9 +47,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the manifest's routes and binds its listeners.
-    pub async fn bind(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Server> {
-        let dispatcher = Arc::new(Dispatcher::new(manifest, cache)?);
+    /// Loads the manifest's routes and binds its listeners (on the current runtime, which
+    /// serves the sockets); guests will run on `guests`.
+    pub async fn bind(manifest: &Manifest, cache: &CacheChoice, guests: tokio::runtime::Handle) -> anyhow::Result<Server> {
+        let dispatcher = Arc::new(Dispatcher::new(manifest, cache, guests)?);
         let server = &manifest.server;
         if server.listen.is_empty() && server.fastcgi.is_empty() {
             anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");

@@ -29,10 +29,7 @@ pub fn guest(name: &str) -> String {
 
 /// Scratch space for this test run (manifests, sockets, the compile cache).
 pub fn scratch_dir() -> PathBuf {
-    // The test binary is <target>/<profile>/deps/<name>; scratch space goes in <target>/tmp.
-    let exe = std::env::current_exe().expect("current_exe");
-    let target = exe.ancestors().nth(3).expect("test binary in <target>/<profile>/deps");
-    let dir = target.join("tmp").join("tether-tests");
+    let dir = profile_dir().parent().expect("<target>").join("tmp").join("tether-tests");
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
     dir
 }
@@ -47,15 +44,22 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The `tether` binary, built (or confirmed up to date) once per test process with the same
-/// profile as the tests. Cargo releases its build lock while tests run, so this is a no-op
-/// when nothing changed.
+/// `<target>/<profile>` of the running binary: tests run from `<target>/<profile>/deps`,
+/// benchmark binaries from `<target>/<profile>`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("the binary's directory");
+    let dir = if dir.file_name().is_some_and(|name| name == "deps") { dir.parent().expect("<target>/<profile>") } else { dir };
+    dir.to_path_buf()
+}
+
+/// The `tether` binary, built (or confirmed up to date) once per process with the same profile
+/// as the caller. Cargo releases its build lock while tests run, so this is a no-op when
+/// nothing changed.
 pub fn tether_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // <target>/<profile>/deps/<test binary>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in <target>/<profile>/deps");
+        let profile_dir = profile_dir();
         let release = profile_dir.file_name().is_some_and(|name| name == "release");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
@@ -160,12 +164,22 @@ impl Server {
     }
 
     /// Waits until `check` finds what it looks for in the log so far.
-    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&[Value]) -> Option<T>) -> T {
+    pub fn wait_for<T>(&self, what: &str, check: impl FnMut(&[Value]) -> Option<T>) -> T {
+        self.wait_for_since(0, what, check)
+    }
+
+    /// How many log events there are so far: a cursor for [`Server::wait_for_since`].
+    pub fn log_len(&self) -> usize {
+        self.log.0.lock().expect("log lock").len()
+    }
+
+    /// Like [`Server::wait_for`], looking only at events from index `since` on.
+    pub fn wait_for_since<T>(&self, since: usize, what: &str, mut check: impl FnMut(&[Value]) -> Option<T>) -> T {
         let (events, ready) = &*self.log;
         let deadline = Instant::now() + TIMEOUT;
         let mut events = events.lock().expect("log lock");
         loop {
-            if let Some(found) = check(&events) {
+            if let Some(found) = check(&events[since.min(events.len())..]) {
                 return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -11,7 +11,7 @@ use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
 use crate::dispatch::{Dispatcher, Start};
 use crate::net::{ReadHalf, Stream};
 use crate::request::body::{self, BodyMsg};
-use crate::request::{BodyError, ConnState, Failure, PeerClose, ResponseHead, ResponseSink};
+use crate::request::{AbortDetection, BodyError, ConnState, Failure, PeerClose, ResponseHead, ResponseSink};
 use bytes::{Buf as _, BytesMut};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -307,10 +307,16 @@ impl<R: ReadHalf> Connection<R> {
         loop {
             feed.pump(&mut self.buf);
             let open = self.peer_closed.is_none();
-            // Read when the body needs bytes, or to buffer a pipelined request; otherwise only
-            // watch for the client going away, leaving its bytes queued in the kernel. After a
-            // FIN that did not count as an abort, a reset still does.
-            let socket = if open && (feed.wants_input() || (feed.tx.is_none() && self.buf.len() < self.limits.max_bytes)) {
+            // Read when the body needs bytes, or (prompt mode) to buffer a pipelined request;
+            // otherwise only watch for the client going away, leaving its bytes queued in the
+            // kernel. After a FIN that did not count as an abort, a reset still does.
+            let socket = if open && feed.wants_input() {
+                SocketWork::Read
+            } else if conn.detection() == AbortDetection::Write {
+                // PHP-exact: nobody looks at the socket while the guest runs; only a failing
+                // write tells. A pipelined request waits in the kernel until this one is done.
+                SocketWork::Nothing
+            } else if open && feed.tx.is_none() && self.buf.len() < self.limits.max_bytes {
                 SocketWork::Read
             } else if open {
                 SocketWork::Watch

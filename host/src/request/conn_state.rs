@@ -65,6 +65,8 @@ pub struct ConnState {
     bits: AtomicU8,
     /// PHP's `ignore_user_abort` setting.
     ignore_user_abort: AtomicBool,
+    /// The complete response is being (or was) written: a client leaving now is no abort.
+    responded: AtomicBool,
     /// When the host first learned that the client is gone; the start of the abort latency.
     abort_seen_at: OnceLock<Instant>,
     /// Why the guest is being stopped; set once, by the first reason.
@@ -96,6 +98,7 @@ impl ConnState {
             half_close_aborts,
             bits: AtomicU8::new(0),
             ignore_user_abort: AtomicBool::new(false),
+            responded: AtomicBool::new(false),
             abort_seen_at: OnceLock::new(),
             kill_reason: OnceLock::new(),
             killed_at: OnceLock::new(),
@@ -135,11 +138,21 @@ impl ConnState {
         previous
     }
 
+    /// The complete response is about to be written. From now on a client closing the
+    /// connection has what it asked for (or a failing write will say otherwise), so it no
+    /// longer counts as an abort: a client that reads its response and closes at once races
+    /// the front end's bookkeeping, and must not win.
+    pub fn mark_responded(&self) {
+        self.responded.store(true, Ordering::Release);
+    }
+
     /// The front end saw the client's side end (prompt detection). Returns whether this
-    /// counted as an abort: in write mode, and for a FIN on a route where half-close does not
-    /// abort, the close is left for a failing write to reveal.
+    /// counted as an abort: in write mode, for a FIN on a route where half-close does not
+    /// abort, and once the response is complete, the close is left for a failing write to
+    /// reveal.
     pub fn peer_closed(&self, how: PeerClose) -> bool {
         let counts = self.detection == AbortDetection::Prompt
+            && !self.responded.load(Ordering::Acquire)
             && (how == PeerClose::Reset || self.half_close_aborts);
         if counts {
             self.mark_aborted();
@@ -257,6 +270,17 @@ mod tests {
         assert_eq!(s.kill_reason(), None);
         assert!(s.output_must_trap());
         assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+    }
+
+    #[test]
+    fn a_close_after_the_response_is_no_abort() {
+        let (s, _) = state(AbortDetection::Prompt, true);
+        s.mark_responded();
+        assert!(!s.peer_closed(PeerClose::Fin));
+        assert_eq!(s.status(), 0);
+        // A write that fails still tells.
+        s.write_failed();
+        assert_eq!(s.status(), ABORTED);
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl Output {
 
     /// Completes an open response; marks the client gone if that fails.
     async fn complete(&mut self) -> Result<(), ()> {
+        self.conn.mark_responded();
         let head = (!self.head_sent).then_some(&self.head);
         let result = self.sink.complete(head, &self.buffer).await;
         self.mark_head_sent();

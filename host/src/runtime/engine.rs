@@ -34,6 +34,17 @@ const ASYNC_STACK: usize = 1 << 20;
 /// Wasm stack a guest may use, inside [`ASYNC_STACK`] (the rest is for host calls).
 const MAX_WASM_STACK: usize = 512 << 10;
 
+/// Bytes of each linear memory kept resident when a pool slot is reused: its dirty pages are
+/// reset in place (found with Linux's PAGEMAP_SCAN where available) instead of unmapped, which
+/// saves the `madvise` and the page faults of the next request (about 22K instructions per
+/// request for the hello guest, measured). It also bounds the RSS an idle used slot keeps, so
+/// it is small.
+const KEEP_RESIDENT_MEMORY: usize = 64 << 10;
+/// The same for tables.
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+/// The same for fiber stacks.
+const KEEP_RESIDENT_STACK: usize = 64 << 10;
+
 /// What the engine must accommodate.
 #[derive(Clone, Debug)]
 pub struct EngineLimits {
@@ -124,7 +135,11 @@ fn pooling_config(limits: &EngineLimits) -> Config {
         .table_elements(TABLE_ELEMENTS)
         .max_component_instance_size(MAX_COMPONENT_INSTANCE_SIZE)
         .max_core_instance_size(MAX_CORE_INSTANCE_SIZE)
-        .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLE)
+        .async_stack_keep_resident(KEEP_RESIDENT_STACK)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Each slot reserves exactly the largest allowed memory plus a guard, so that thousands of

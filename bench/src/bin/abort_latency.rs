@@ -1,0 +1,55 @@
+//! Abort detection latency over HTTP: from the client's `close()` to the guest being stopped.
+//!
+//! For each trial a fresh connection asks for a guest that sleeps (or spins) for a minute,
+//! waits until the guest logged that it started, takes a CLOCK_MONOTONIC timestamp and closes
+//! (FIN and RST alternating). The server logs, per request, the CLOCK_MONOTONIC time at which
+//! the guest was seen stopped; the difference is the latency. The same method as the Go
+//! reference (../shared/reference/go-nethttp).
+
+use bench::{quick, report, summarize};
+use std::time::Duration;
+use tests::{Client, Server, route};
+
+fn monotonic_ns() -> u64 {
+    host::request::monotonic_ns()
+}
+
+fn main() {
+    let trials = if quick() { 200 } else { 1_000 };
+    let manifest = format!(
+        "{}{}",
+        route("/sleep", "seed_a", "abort_detection = \"prompt\""),
+        route("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
+    );
+    let server = Server::start(&manifest);
+    for (guest, path) in [("sleeping", "/sleep"), ("spinning", "/spin")] {
+        let mut client_side = Vec::with_capacity(trials);
+        let mut server_side = Vec::with_capacity(trials);
+        for trial in 0..trials {
+            let mark = server.log_len();
+            let mut client = Client::connect(server.addr());
+            client.get(&format!("{path}?ms=60000&trial={trial}"));
+            let req = server.wait_for_since(mark, "the guest to start", |events| {
+                events
+                    .iter()
+                    .find(|e| e["target"] == "tether::guest" && e["route"] == path)
+                    .and_then(|e| e["req"].as_u64())
+            });
+            let stream = client.stream;
+            if trial % 2 == 1 {
+                socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).expect("linger");
+            }
+            let closed_at = monotonic_ns();
+            drop(stream);
+            let access = server.wait_for_since(mark, "the access record", |events| {
+                events.iter().find(|e| e["target"] == "tether::access" && e["req"] == req).cloned()
+            });
+            assert_eq!(access["outcome"], "aborted-trapped", "{access}");
+            let stopped = access["stopped_mono_ns"].as_u64().expect("stopped_mono_ns");
+            client_side.push(stopped.saturating_sub(closed_at) as f64 / 1e3);
+            server_side.push(access["abort_latency_us"].as_f64().expect("abort_latency_us"));
+        }
+        report("abort-latency", serde_json::json!({ "guest": guest, "side": "client-close-to-stopped" }), summarize(&mut client_side));
+        report("abort-latency", serde_json::json!({ "guest": guest, "side": "seen-to-stopped" }), summarize(&mut server_side));
+    }
+}

@@ -1,0 +1,75 @@
+//! Per-request cost of the sandbox alone: a fresh `Store`, instantiation from the route's
+//! `InstancePre`, the `handle` call of the hello guest (with its host calls) and the end of the
+//! response into a sink that discards it; no sockets. Pooling allocator on and off.
+
+use bench::{micros, quick, report, summarize};
+use host::request::{AbortDetection, BodyReceiver, ConnState, Output, RequestHead, ResponseHead, ResponseSink};
+use host::runtime::{EngineLimits, GuestSettings, Invocation, Runtime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A response sink that accepts everything and writes nowhere.
+struct NullSink;
+
+#[async_trait::async_trait]
+impl ResponseSink for NullSink {
+    async fn send(&mut self, _: Option<&ResponseHead>, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn complete(&mut self, _: Option<&ResponseHead>, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn fail(&mut self, _: host::request::Failure) {}
+    async fn body_wanted(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn bytes_sent(&self) -> u64 {
+        0
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let (warmup, iterations) = if quick() { (200, 2_000) } else { (2_000, 20_000) };
+    let wasm = host::examples::builtin("hello").expect("the hello guest is built in").1;
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // POOLING=on or off measures one configuration only (for profiling).
+    let configurations: &[bool] = match std::env::var("POOLING").as_deref() {
+        Ok("on") => &[true],
+        Ok("off") => &[false],
+        _ => &[true, false],
+    };
+    for &pooling in configurations {
+        let limits = EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling };
+        let runtime = Runtime::new(&limits, None)?;
+        anyhow::ensure!(runtime.pooling() == pooling, "pooling={pooling} is unavailable on this machine");
+        let settings = GuestSettings {
+            route: "/hello".into(),
+            max_memory: 128 << 20,
+            max_execution_time: Some(Duration::from_secs(30)),
+            ..GuestSettings::default()
+        };
+        let guest = runtime.load(wasm, settings)?;
+        let mut samples = Vec::with_capacity(iterations);
+        tokio.block_on(async {
+            for i in 0..warmup + iterations {
+                let conn = Arc::new(ConnState::new(AbortDetection::Prompt, true, runtime.interrupt_hook()));
+                let output = Arc::new(tokio::sync::Mutex::new(Output::new(Box::new(NullSink), conn.clone(), 4096)));
+                let head = RequestHead {
+                    method: "GET".into(),
+                    target: "/hello".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers: vec![("host".into(), b"bench".to_vec())],
+                };
+                let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn };
+                let start = Instant::now();
+                guest.handle(invocation).await.expect("the hello guest runs");
+                output.lock().await.end().await;
+                if i >= warmup {
+                    samples.push(micros(start.elapsed()));
+                }
+            }
+        });
+        report("instantiate", serde_json::json!({ "pooling": pooling }), summarize(&mut samples));
+    }
+    Ok(())
+}
