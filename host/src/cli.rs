@@ -137,7 +137,7 @@ fn guest_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
     match path {
-        Some(path) => Manifest::load(path),
+        Some(path) => Manifest::load(path, examples::builtin),
         None => examples::example_manifest(),
     }
 }
@@ -179,7 +179,7 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let manifest = Manifest::load(&args.manifest, examples::builtin)?;
     let guests = runtime("tether-guest", 1)?;
     let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), guests.handle().clone())?;
     println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());

@@ -483,15 +483,15 @@ fn field_at(source: &str, offset: usize) -> Option<String> {
 }
 
 impl Manifest {
-    /// Reads and validates the manifest at `path`.
-    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    /// Reads and validates the manifest at `path`. `builtin` resolves `builtin:NAME` components.
+    pub fn load(path: &Path, builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>) -> Result<Manifest, ManifestError> {
         let source = std::fs::read_to_string(path).map_err(|error| ManifestError {
             file: path.display().to_string(),
             location: None,
             field: None,
             message: format!("cannot read the manifest: {error}"),
         })?;
-        Manifest::parse(&source, Origin::File(path.to_owned()), |_| None)
+        Manifest::parse(&source, Origin::File(path.to_owned()), builtin)
     }
 
     /// Parses and validates manifest text. `builtin` resolves `builtin:NAME` components.
