@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release`: the result is a component the Tether
-//! host can serve. Logging goes to stderr ([`log`]), which the host copies into its log, tagged
-//! with the request.
+//! host can serve. [`log`] writes to stdout, which the host copies into its log, tagged with the
+//! request. Stderr (`eprintln!`, panic messages) goes to the log too and, over FastCGI, to the
+//! web server as `STDERR` records, like PHP's errors.
 //!
 //! # Aborts
 //! Unless the guest calls [`ignore_user_abort`]`(Some(true))`, a client abort traps the guest
@@ -110,14 +111,15 @@ pub fn set_time_limit(seconds: u32) {
     lifecycle::set_time_limit(seconds)
 }
 
-/// Writes one line to stderr, which the host copies into its log tagged with the request.
-/// The line is written with a single write so that lines never interleave.
+/// Writes one line to stdout, which the host copies into its log tagged with the request (and
+/// nowhere else: unlike stderr, it never reaches the client's side of the connection). The
+/// line is written with a single write so that lines never interleave.
 pub fn log(line: impl AsRef<str>) {
     let mut buf = String::with_capacity(line.as_ref().len() + 1);
     buf.push_str(line.as_ref());
     buf.push('\n');
     // A guest has nowhere better to report a failed log write.
-    let _ = std::io::stderr().write_all(buf.as_bytes());
+    let _ = std::io::stdout().write_all(buf.as_bytes());
 }
 
 /// The request being handled.

@@ -60,6 +60,8 @@ pub struct Dispatcher {
     instances: Arc<Semaphore>,
     /// Request ids.
     next_id: AtomicU64,
+    /// Connection ids.
+    next_conn: AtomicU64,
     /// Server settings, for the front ends.
     server: ServerSettings,
     /// Request tasks, so that shutdown can wait for them.
@@ -94,6 +96,8 @@ pub struct Start {
     pub arrived: Instant,
     /// `http` or `fastcgi`, for the log.
     pub protocol: &'static str,
+    /// The connection's id, for the log.
+    pub conn_id: u64,
 }
 
 impl Dispatcher {
@@ -126,6 +130,7 @@ impl Dispatcher {
             runtime,
             instances: Arc::new(Semaphore::new(server.max_instances as usize)),
             next_id: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
             server,
             tasks: TaskTracker::new(),
             guests,
@@ -162,6 +167,11 @@ impl Dispatcher {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A new connection id, for telling in the log which requests shared a connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Spawns the request's task on the guest runtime and returns at once.
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
@@ -175,9 +185,11 @@ impl Dispatcher {
     }
 
     /// Logs a request the front end answered itself.
-    pub fn log_rejected(&self, protocol: &'static str, head: Option<&RequestHead>, status: u16, bytes: u64, arrived: Instant, detail: &str) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_rejected(&self, protocol: &'static str, conn_id: u64, head: Option<&RequestHead>, status: u16, bytes: u64, arrived: Instant, detail: &str) {
         AccessRecord {
             id: self.next_id(),
+            conn: conn_id,
             protocol,
             route: "",
             method: head.map_or("", |h| h.method.as_str()),
@@ -195,11 +207,12 @@ impl Dispatcher {
 
     /// The request's task: runs the guest against the kill switch and the wall-clock limit.
     async fn run(&self, id: u64, start: Start) {
-        let Start { route, admission, head, body, sink, conn, arrived, protocol } = start;
+        let Start { route, admission, head, body, sink, conn, arrived, protocol, conn_id } = start;
         let method = head.method.clone();
         let target = head.target.clone();
+        let stderr = sink.stderr();
         let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, conn.clone(), route.output_buffer)));
-        let invocation = Invocation { id, head, body, output: output.clone(), conn: conn.clone() };
+        let invocation = Invocation { id, head, body, output: output.clone(), conn: conn.clone(), stderr };
         let deadline = async {
             match route.request_timeout {
                 Some(limit) => tokio::time::sleep(limit).await,
@@ -240,6 +253,7 @@ impl Dispatcher {
         let killed = result.is_err() && conn.kill_reason() == Some(KillReason::Aborted);
         AccessRecord {
             id,
+            conn: conn_id,
             protocol,
             route: &route.path,
             method: &method,

@@ -9,7 +9,7 @@
 //!
 //! - [`manifest`], [`router`], [`units`]: configuration and routing, pure.
 //! - [`net`]: listeners and the stream abstraction the front ends share.
-//! - [`http1`]: the HTTP/1.1 front end.
+//! - [`http1`], [`fastcgi`]: the front ends.
 //! - [`request`]: the protocol-neutral request: heads, body stream, output buffer, response
 //!   sink, connection state (PHP's status bits) and outcomes.
 //! - [`dispatch`]: routes, admits and runs requests, and logs them.
@@ -32,6 +32,7 @@
 pub mod cli;
 pub mod dispatch;
 pub mod examples;
+pub mod fastcgi;
 pub mod http1;
 pub mod manifest;
 pub mod net;

@@ -5,12 +5,14 @@
 //! half, which the request's response sink owns while the guest runs.
 
 use crate::manifest::ListenAddr;
+use crate::request::PeerClose;
 use anyhow::Context as _;
+use bytes::BytesMut;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, Ready};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest, Ready};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// The read half of a stream, with what the front ends need beyond reading: waiting for
@@ -163,4 +165,109 @@ async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
         anyhow::bail!("{} is in use by another server", path.display());
     }
     std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))
+}
+
+/// Read buffer growth step.
+pub const READ_CHUNK: usize = 8 * 1024;
+
+/// What a front end does with the socket while a request runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketWork {
+    /// Read into the buffer.
+    Read,
+    /// Wait for the client's FIN or RST without consuming queued bytes.
+    Watch,
+    /// The client sent FIN without it counting as an abort: wait for a reset.
+    WatchReset,
+    /// Nothing to do with the socket.
+    Nothing,
+}
+
+/// What [`SocketWork`] produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketEvent {
+    /// Bytes were read into the buffer.
+    Data,
+    /// A readiness change that means nothing (new data while only watching).
+    Spurious,
+    /// The client's side ended.
+    Closed(PeerClose),
+}
+
+/// The read side of a connection as the front ends use it: a buffer, and reads and watches
+/// that stay correct when watching had to clear the cached readiness.
+#[derive(Debug)]
+pub struct SocketReader<R> {
+    /// The socket's read half.
+    rd: R,
+    /// Bytes read and not yet consumed.
+    pub buf: BytesMut,
+    /// The cached read readiness was cleared while bytes may be queued: read from the kernel
+    /// directly until it is drained (see [`ReadHalf::clear_read_readiness`]).
+    readiness_cleared: bool,
+}
+
+impl<R: ReadHalf> SocketReader<R> {
+    /// A reader with an empty buffer.
+    pub fn new(rd: R) -> Self {
+        Self { rd, buf: BytesMut::with_capacity(READ_CHUNK), readiness_cleared: false }
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is the peer's FIN.
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        if self.readiness_cleared {
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.rd.read_now(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.readiness_cleared = false,
+                Err(error) => return Err(error),
+            }
+        }
+        self.buf.reserve(READ_CHUNK);
+        self.rd.read_buf(&mut self.buf).await
+    }
+
+    /// Does one piece of socket work and reports what happened.
+    pub async fn work(&mut self, work: SocketWork) -> SocketEvent {
+        match work {
+            SocketWork::Read => match self.read_more().await {
+                Ok(0) => SocketEvent::Closed(PeerClose::Fin),
+                Ok(_) => SocketEvent::Data,
+                Err(_) => SocketEvent::Closed(PeerClose::Reset),
+            },
+            SocketWork::Watch => match self.rd.ready(Interest::READABLE | Interest::ERROR).await {
+                Ok(ready) if ready.is_error() => SocketEvent::Closed(PeerClose::Reset),
+                Ok(ready) if ready.is_read_closed() => SocketEvent::Closed(PeerClose::Fin),
+                Ok(_) => {
+                    self.rd.clear_read_readiness();
+                    self.readiness_cleared = true;
+                    SocketEvent::Spurious
+                }
+                Err(_) => SocketEvent::Closed(PeerClose::Reset),
+            },
+            SocketWork::WatchReset => match self.rd.ready(Interest::ERROR).await {
+                Ok(ready) if !ready.is_error() => SocketEvent::Spurious,
+                _ => SocketEvent::Closed(PeerClose::Reset),
+            },
+            SocketWork::Nothing => std::future::pending().await,
+        }
+    }
+}
+
+/// Writes every slice, looping over short writes; one `writev` in the common case.
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>]) -> io::Result<u64> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut bufs = &mut bufs[..];
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(total as u64)
 }

@@ -5,7 +5,7 @@
 use crate::dispatch::{CacheChoice, Dispatcher};
 use crate::manifest::Manifest;
 use crate::net::{Accepted, Listener};
-use crate::http1;
+use crate::{fastcgi, http1};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -135,7 +135,8 @@ async fn accept_loop(
             match (protocol, stream) {
                 (Protocol::Http, Accepted::Tcp(s)) => http1::serve(s, dispatcher, shutdown).await,
                 (Protocol::Http, Accepted::Unix(s)) => http1::serve(s, dispatcher, shutdown).await,
-                (Protocol::FastCgi, _) => {}
+                (Protocol::FastCgi, Accepted::Tcp(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
+                (Protocol::FastCgi, Accepted::Unix(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
             }
             drop(permit);
         });

@@ -5,6 +5,9 @@
 //! parser must not be mirrored by the test's), every socket has a read timeout, and waiting is
 //! always for an event (a log line, a byte, a closed socket), never a sleep.
 
+pub mod fcgi;
+pub mod nginx;
+
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
@@ -99,6 +102,29 @@ impl Server {
         Self::launch(Some(manifest), args)
     }
 
+    /// Starts a server with `manifest` that listens for FastCGI on an ephemeral TCP port and on
+    /// a Unix socket, and for HTTP on an ephemeral port.
+    pub fn start_fastcgi(manifest: &str) -> Server {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unix socket paths are short (108 bytes): keep them in the system's temp directory.
+        let socket = std::env::temp_dir().join(format!("tether-test-{}-{n}.sock", std::process::id()));
+        let unix = format!("unix:{}", socket.display());
+        // nginx's workers run as another user: the socket must be open to them.
+        let manifest = format!("[server]\nfastcgi_socket_mode = 0o666\n\n{manifest}");
+        Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix])
+    }
+
+    /// The FastCGI TCP address (`127.0.0.1:PORT`).
+    pub fn fastcgi_tcp(&self) -> &str {
+        self.fastcgi.iter().find(|a| !a.starts_with("unix:")).expect("a FastCGI TCP listener")
+    }
+
+    /// The FastCGI Unix socket address (`unix:/path`).
+    pub fn fastcgi_unix(&self) -> &str {
+        self.fastcgi.iter().find(|a| a.starts_with("unix:")).expect("a FastCGI Unix listener")
+    }
+
     /// Starts `tether serve` without a manifest (the built-in examples) on an ephemeral port.
     pub fn start_with_builtin() -> Server {
         Self::launch(None, &["--listen", "127.0.0.1:0"])
@@ -136,6 +162,7 @@ impl Server {
             ready.notify_all();
         });
         let mut server = Server { child, http: None, fastcgi: Vec::new(), log, dir };
+        let expected = args.iter().filter(|a| **a == "--listen" || **a == "--fastcgi").count().max(1);
         let listening = server.wait_for("the listening lines", |events| {
             let mut http = None;
             let mut fastcgi = Vec::new();
@@ -151,8 +178,7 @@ impl Server {
                     }
                 }
             }
-            events.iter().any(|e| e["message"] == "routes loaded").then_some(())?;
-            (http.is_some() || !fastcgi.is_empty()).then_some((http, fastcgi))
+            (usize::from(http.is_some()) + fastcgi.len() >= expected).then_some((http, fastcgi))
         });
         (server.http, server.fastcgi) = listening;
         server

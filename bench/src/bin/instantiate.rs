@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                     protocol: "HTTP/1.1".into(),
                     headers: vec![("host".into(), b"bench".to_vec())],
                 };
-                let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn };
+                let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn, stderr: None };
                 let start = Instant::now();
                 guest.handle(invocation).await.expect("the hello guest runs");
                 output.lock().await.end().await;

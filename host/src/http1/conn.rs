@@ -9,48 +9,22 @@ use super::body::{Decoded, Decoder};
 use super::encode::{self, BodyFraming, CONTINUE, CRLF, LAST_CHUNK};
 use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
 use crate::dispatch::{Dispatcher, Start};
-use crate::net::{ReadHalf, Stream};
+use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, write_all_vectored};
 use crate::request::body::{self, BodyMsg};
 use crate::request::{AbortDetection, BodyError, ConnState, Failure, PeerClose, ResponseHead, ResponseSink};
 use bytes::{Buf as _, BytesMut};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 8 * 1024;
 /// Unread request body the connection discards after a response to stay reusable (as Go's
 /// net/http); a larger rest closes the connection instead.
 const MAX_DRAIN: u64 = 256 * 1024;
 /// Time allowed for draining or for a lingering close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What the connection task does with the socket while a request runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SocketWork {
-    /// Read: the body needs bytes, or a pipelined request may be buffered.
-    Read,
-    /// Wait for the client's FIN or RST without consuming queued bytes.
-    Watch,
-    /// The client sent FIN without it counting as an abort: wait for a reset.
-    WatchReset,
-    /// The client is gone; nothing to watch.
-    Nothing,
-}
-
-/// What [`SocketWork`] produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SocketEvent {
-    /// Bytes were read into the buffer.
-    Data,
-    /// A readiness change that means nothing (new data while only watching).
-    Spurious,
-    /// The client's side ended.
-    Closed(PeerClose),
-}
 
 /// The write half coming back from a finished response.
 #[derive(Debug)]
@@ -66,7 +40,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
     let (rd, wr) = stream.split();
     let server = dispatcher.server();
     let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
-    let mut conn = Connection { rd, buf: BytesMut::with_capacity(READ_CHUNK), peer_closed: None, readiness_cleared: false, limits };
+    let mut conn = Connection { reader: SocketReader::new(rd), peer_closed: None, limits, id: dispatcher.next_conn_id() };
     let mut writer = Some(wr);
     let mut first = true;
     while let Some(wr) = writer.take() {
@@ -77,17 +51,15 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
 
 /// The connection task's state between requests.
 struct Connection<R> {
-    /// The socket's read half.
-    rd: R,
-    /// Bytes read and not yet consumed: the rest of a body, or pipelined requests.
-    buf: BytesMut,
+    /// The socket's read half and the bytes read and not yet consumed: the rest of a body, or
+    /// pipelined requests.
+    reader: SocketReader<R>,
     /// Set once the client's side ended; nothing more will be read.
     peer_closed: Option<PeerClose>,
-    /// The cached read readiness was cleared while bytes may be queued: read from the kernel
-    /// directly until it is drained (see [`ReadHalf::clear_read_readiness`]).
-    readiness_cleared: bool,
     /// Request head limits.
     limits: HeadLimits,
+    /// The connection id, for the log.
+    id: u64,
 }
 
 /// The request body on its way to the guest.
@@ -182,24 +154,6 @@ impl Feed {
 }
 
 impl<R: ReadHalf> Connection<R> {
-    /// Reads more bytes into the buffer; `Ok(0)` is the client's FIN. Every read of the
-    /// connection goes through here.
-    async fn read_more(&mut self) -> io::Result<usize> {
-        if self.readiness_cleared {
-            let mut chunk = [0u8; READ_CHUNK];
-            match self.rd.read_now(&mut chunk) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(n);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.readiness_cleared = false,
-                Err(error) => return Err(error),
-            }
-        }
-        self.buf.reserve(READ_CHUNK);
-        self.rd.read_buf(&mut self.buf).await
-    }
-
     /// Reads and serves one request. Returns the write half if the connection stays open.
     async fn serve_one<W>(&mut self, mut wr: W, dispatcher: &Arc<Dispatcher>, shutdown: &CancellationToken, first: bool) -> Option<W>
     where
@@ -215,7 +169,7 @@ impl<R: ReadHalf> Connection<R> {
                 let status = error.status();
                 tracing::info!(%error, status, "rejected a malformed request");
                 let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false).await;
-                dispatcher.log_rejected("http", None, status, bytes, arrived, &error.to_string());
+                dispatcher.log_rejected("http", self.id, None, status, bytes, arrived, &error.to_string());
                 return None;
             }
         };
@@ -227,20 +181,20 @@ impl<R: ReadHalf> Connection<R> {
 
         let Some(route) = dispatcher.route(head.path()) else {
             let bytes = reject(&mut wr, version, 404, "no route for this path\n", reject_keeps).await;
-            dispatcher.log_rejected("http", Some(&head), 404, bytes, arrived, "no route");
+            dispatcher.log_rejected("http", self.id, Some(&head), 404, bytes, arrived, "no route");
             return reject_keeps.then_some(wr);
         };
         if let Framing::Length(n) = framing
             && n > route.max_body_size
         {
             let bytes = reject(&mut wr, version, 413, "request body too large\n", false).await;
-            dispatcher.log_rejected("http", Some(&head), 413, bytes, arrived, "body larger than max_body_size");
+            dispatcher.log_rejected("http", self.id, Some(&head), 413, bytes, arrived, "body larger than max_body_size");
             return None;
         }
         let Some(admission) = dispatcher.admit() else {
             tracing::warn!("all guest instances are busy; answering 503");
             let bytes = reject(&mut wr, version, 503, "server overloaded, retry later\n", reject_keeps).await;
-            dispatcher.log_rejected("http", Some(&head), 503, bytes, arrived, "max_instances reached");
+            dispatcher.log_rejected("http", self.id, Some(&head), 503, bytes, arrived, "max_instances reached");
             return reject_keeps.then_some(wr);
         };
 
@@ -261,7 +215,7 @@ impl<R: ReadHalf> Connection<R> {
         let id = dispatcher.next_id();
         dispatcher.start(
             id,
-            Start { route, admission, head, body, sink: Box::new(sink), conn: conn.clone(), arrived, protocol: "http" },
+            Start { route, admission, head, body, sink: Box::new(sink), conn: conn.clone(), arrived, protocol: "http", conn_id: self.id },
         );
         let release = self.drive(&mut feed, &conn, &mut release_rx).await;
         drop(feed.tx.take());
@@ -269,18 +223,18 @@ impl<R: ReadHalf> Connection<R> {
         if reusable && self.peer_closed.is_none() && !feed.broken && self.drain(&mut feed).await {
             return Some(writer);
         }
-        self.linger(writer, feed.decoder.is_done() && self.buf.is_empty()).await;
+        self.linger(writer, feed.decoder.is_done() && self.reader.buf.is_empty()).await;
         None
     }
 
     /// Reads until a whole request head is buffered. `Ok(None)` means the connection ended
     /// cleanly: the client closed, it stayed idle too long, or the server is shutting down.
     async fn read_head(&mut self, idle: Duration, header_timeout: Duration, shutdown: &CancellationToken) -> Result<Option<Parsed>, ParseError> {
-        let mut deadline = (!self.buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
+        let mut deadline = (!self.reader.buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
         loop {
-            if !self.buf.is_empty() {
-                if let Some((parsed, len)) = parse::parse(&self.buf, self.limits)? {
-                    self.buf.advance(len);
+            if !self.reader.buf.is_empty() {
+                if let Some((parsed, len)) = parse::parse(&self.reader.buf, self.limits)? {
+                    self.reader.buf.advance(len);
                     return Ok(Some(parsed));
                 }
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + header_timeout);
@@ -290,9 +244,9 @@ impl<R: ReadHalf> Connection<R> {
             }
             let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + idle);
             tokio::select! {
-                () = shutdown.cancelled(), if self.buf.is_empty() => return Ok(None),
+                () = shutdown.cancelled(), if self.reader.buf.is_empty() => return Ok(None),
                 () = tokio::time::sleep_until(until) => return Ok(None),
-                read = self.read_more() => match read {
+                read = self.reader.read_more() => match read {
                     Ok(0) => self.peer_closed = Some(PeerClose::Fin),
                     Ok(_) => {}
                     Err(_) => self.peer_closed = Some(PeerClose::Reset),
@@ -305,7 +259,7 @@ impl<R: ReadHalf> Connection<R> {
     /// sink hands the write half back (or is dropped, if the request died).
     async fn drive<W>(&mut self, feed: &mut Feed, conn: &ConnState, release: &mut oneshot::Receiver<Release<W>>) -> Option<Release<W>> {
         loop {
-            feed.pump(&mut self.buf);
+            feed.pump(&mut self.reader.buf);
             let open = self.peer_closed.is_none();
             // Read when the body needs bytes, or (prompt mode) to buffer a pipelined request;
             // otherwise only watch for the client going away, leaving its bytes queued in the
@@ -316,7 +270,7 @@ impl<R: ReadHalf> Connection<R> {
                 // PHP-exact: nobody looks at the socket while the guest runs; only a failing
                 // write tells. A pipelined request waits in the kernel until this one is done.
                 SocketWork::Nothing
-            } else if open && feed.tx.is_none() && self.buf.len() < self.limits.max_bytes {
+            } else if open && feed.tx.is_none() && self.reader.buf.len() < self.limits.max_bytes {
                 SocketWork::Read
             } else if open {
                 SocketWork::Watch
@@ -329,39 +283,11 @@ impl<R: ReadHalf> Connection<R> {
                 biased;
                 released = &mut *release => return released.ok(),
                 () = feed.room(), if feed.pending.is_some() => {}
-                event = self.socket(socket) => match event {
+                event = self.reader.work(socket) => match event {
                     SocketEvent::Data | SocketEvent::Spurious => {}
                     SocketEvent::Closed(how) => self.closed(how, conn, feed),
                 },
             }
-        }
-    }
-
-    /// Does one piece of socket work and reports what happened.
-    async fn socket(&mut self, work: SocketWork) -> SocketEvent {
-        match work {
-            SocketWork::Read => {
-                match self.read_more().await {
-                    Ok(0) => SocketEvent::Closed(PeerClose::Fin),
-                    Ok(_) => SocketEvent::Data,
-                    Err(_) => SocketEvent::Closed(PeerClose::Reset),
-                }
-            }
-            SocketWork::Watch => match self.rd.ready(Interest::READABLE | Interest::ERROR).await {
-                Ok(ready) if ready.is_error() => SocketEvent::Closed(PeerClose::Reset),
-                Ok(ready) if ready.is_read_closed() => SocketEvent::Closed(PeerClose::Fin),
-                Ok(_) => {
-                    self.rd.clear_read_readiness();
-                    self.readiness_cleared = true;
-                    SocketEvent::Spurious
-                }
-                Err(_) => SocketEvent::Closed(PeerClose::Reset),
-            },
-            SocketWork::WatchReset => match self.rd.ready(Interest::ERROR).await {
-                Ok(ready) if !ready.is_error() => SocketEvent::Spurious,
-                _ => SocketEvent::Closed(PeerClose::Reset),
-            },
-            SocketWork::Nothing => std::future::pending().await,
         }
     }
 
@@ -382,7 +308,7 @@ impl<R: ReadHalf> Connection<R> {
         let mut discarded = 0u64;
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
-            match feed.decoder.decode(&mut self.buf) {
+            match feed.decoder.decode(&mut self.reader.buf) {
                 Ok(Decoded::End) => return true,
                 Ok(Decoded::Data(bytes)) => {
                     discarded += bytes.len() as u64;
@@ -391,7 +317,7 @@ impl<R: ReadHalf> Connection<R> {
                     }
                 }
                 Ok(Decoded::NeedMore) => {
-                    match tokio::time::timeout_at(deadline, self.read_more()).await {
+                    match tokio::time::timeout_at(deadline, self.reader.read_more()).await {
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return false,
                     }
@@ -410,8 +336,8 @@ impl<R: ReadHalf> Connection<R> {
         }
         let _ = writer.shutdown().await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while matches!(self.read_more().await, Ok(n) if n > 0) {
-                self.buf.clear();
+            while matches!(self.reader.read_more().await, Ok(n) if n > 0) {
+                self.reader.buf.clear();
             }
         })
         .await;
@@ -425,21 +351,6 @@ async fn reject<W: AsyncWrite + Unpin>(wr: &mut W, version: Version, status: u16
         Ok(()) => response.len() as u64,
         Err(_) => 0,
     }
-}
-
-/// Writes every slice, looping over short writes; one `writev` in the common case.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>]) -> io::Result<u64> {
-    let total: usize = bufs.iter().map(|b| b.len()).sum();
-    let mut bufs = &mut bufs[..];
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        let n = w.write_vectored(bufs).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(total as u64)
 }
 
 /// The HTTP/1.x response writer for one request.

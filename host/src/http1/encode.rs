@@ -2,7 +2,7 @@
 //! headers), chunk framing, and the host's own error responses.
 
 use super::parse::Version;
-use crate::request::ResponseHead;
+use crate::request::{ResponseHead, reason_phrase};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::SystemTime;
@@ -27,44 +27,6 @@ pub const CRLF: &[u8] = b"\r\n";
 /// The interim response to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// The reason phrase for common statuses (RFC 9110 §15); others get none, which is valid.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        417 => "Expectation Failed",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
-
 thread_local! {
     /// The formatted `Date` value and the second it is for; formatting once per second per
     /// thread keeps it off the per-request path.
@@ -87,7 +49,7 @@ fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
 /// open after this response; HTTP/1.1 says `connection: close` when it does not, HTTP/1.0 says
 /// `connection: keep-alive` when it does.
 pub fn head(out: &mut Vec<u8>, version: Version, head: &ResponseHead, framing: BodyFraming, keep_alive: bool) {
-    let _ = write!(out, "{} {} {}\r\n", version.as_str(), head.status, reason(head.status));
+    let _ = write!(out, "{} {} {}\r\n", version.as_str(), head.status, reason_phrase(head.status));
     with_date(|date| {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date.as_bytes());

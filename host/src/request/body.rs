@@ -1,8 +1,11 @@
 //! The request body as a bounded stream of chunks from the front end (which decodes HTTP framing
 //! or FastCGI STDIN records) to the guest (which reads it on demand).
 //!
-//! The channel holds at most [`BODY_CHANNEL_CHUNKS`] chunks, so a guest that does not read its
-//! body exerts TCP backpressure on the client instead of making the host buffer it.
+//! A [`channel`] holds at most [`BODY_CHANNEL_CHUNKS`] chunks, so a guest that does not read its
+//! body exerts TCP backpressure on the client instead of making the host buffer it. An
+//! [`unbounded`] one is for front ends whose peer must not be held up (FastCGI: the web server
+//! writes the whole body before it reads the response, so holding it up can deadlock); there
+//! the route's `max_body_size` bounds what is buffered.
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -39,31 +42,58 @@ pub enum BodyMsg {
     Error(BodyError),
 }
 
-/// Creates the two ends of a body stream.
+/// Creates the two ends of a bounded body stream.
 pub fn channel() -> (BodySender, BodyReceiver) {
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
-    (BodySender(tx), BodyReceiver { rx: Some(rx), pending: Bytes::new(), outcome: None })
+    (BodySender(Tx::Bounded(tx)), BodyReceiver::new(Rx::Bounded(rx)))
+}
+
+/// Creates the two ends of an unbounded body stream (see the module docs).
+pub fn unbounded() -> (BodySender, BodyReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (BodySender(Tx::Unbounded(tx)), BodyReceiver::new(Rx::Unbounded(rx)))
+}
+
+#[derive(Debug)]
+enum Tx {
+    Bounded(mpsc::Sender<BodyMsg>),
+    Unbounded(mpsc::UnboundedSender<BodyMsg>),
+}
+
+#[derive(Debug)]
+enum Rx {
+    Bounded(mpsc::Receiver<BodyMsg>),
+    Unbounded(mpsc::UnboundedReceiver<BodyMsg>),
 }
 
 /// The front end's end of the body stream.
 #[derive(Debug)]
-pub struct BodySender(mpsc::Sender<BodyMsg>);
+pub struct BodySender(Tx);
 
 impl BodySender {
-    /// Sends without waiting; gives the message back if the channel is full.
+    /// Sends without waiting; gives the message back if a bounded channel is full.
     /// A receiver that went away (the guest finished) silently swallows the message.
     pub fn try_send(&self, msg: BodyMsg) -> Result<(), BodyMsg> {
-        match self.0.try_send(msg) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+        match &self.0 {
+            Tx::Bounded(tx) => match tx.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+            },
+            Tx::Unbounded(tx) => {
+                let _ = tx.send(msg);
+                Ok(())
+            }
         }
     }
 
     /// Waits until the channel has room (or the receiver is gone).
     pub async fn ready(&self) {
-        // A reserved permit is dropped at once: only the wake-up matters, and this sender is
-        // the only one, so the room stays.
-        let _ = self.0.reserve().await;
+        match &self.0 {
+            // A reserved permit is dropped at once: only the wake-up matters, and this sender
+            // is the only one, so the room stays.
+            Tx::Bounded(tx) => drop(tx.reserve().await),
+            Tx::Unbounded(_) => {}
+        }
     }
 }
 
@@ -71,7 +101,7 @@ impl BodySender {
 #[derive(Debug)]
 pub struct BodyReceiver {
     /// `None` for a request without a body.
-    rx: Option<mpsc::Receiver<BodyMsg>>,
+    rx: Option<Rx>,
     /// The unread rest of the last chunk.
     pending: Bytes,
     /// How the body ended, once it did.
@@ -79,6 +109,10 @@ pub struct BodyReceiver {
 }
 
 impl BodyReceiver {
+    fn new(rx: Rx) -> Self {
+        Self { rx: Some(rx), pending: Bytes::new(), outcome: None }
+    }
+
     /// A receiver for a request without a body.
     pub fn empty() -> Self {
         Self { rx: None, pending: Bytes::new(), outcome: Some(Ok(())) }
@@ -92,7 +126,8 @@ impl BodyReceiver {
                 return outcome.map(|()| Bytes::new());
             }
             let msg = match self.rx.as_mut() {
-                Some(rx) => rx.recv().await,
+                Some(Rx::Bounded(rx)) => rx.recv().await,
+                Some(Rx::Unbounded(rx)) => rx.recv().await,
                 None => None,
             };
             match msg {
@@ -138,6 +173,16 @@ mod tests {
         let (tx, mut rx) = channel();
         drop(tx);
         assert_eq!(rx.read(1).await, Err(BodyError::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_channel_takes_everything() {
+        let (tx, mut rx) = unbounded();
+        for _ in 0..10 * BODY_CHANNEL_CHUNKS {
+            tx.try_send(BodyMsg::Data(Bytes::from_static(b"x"))).unwrap();
+        }
+        tx.try_send(BodyMsg::End).unwrap();
+        assert_eq!(rx.read(1000).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -38,6 +38,9 @@ pub enum PeerClose {
     Fin,
     /// The connection was reset or failed (RST, or a socket error).
     Reset,
+    /// The transport ended and half-closing means nothing on it (a FastCGI link that the web
+    /// server closed, or an `FCGI_ABORT_REQUEST`): always the end of the client.
+    Closed,
 }
 
 /// Why the guest is being stopped.
@@ -153,7 +156,7 @@ impl ConnState {
     pub fn peer_closed(&self, how: PeerClose) -> bool {
         let counts = self.detection == AbortDetection::Prompt
             && !self.responded.load(Ordering::Acquire)
-            && (how == PeerClose::Reset || self.half_close_aborts);
+            && (how != PeerClose::Fin || self.half_close_aborts);
         if counts {
             self.mark_aborted();
         }

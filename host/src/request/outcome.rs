@@ -49,6 +49,8 @@ pub fn monotonic_ns() -> u64 {
 pub struct AccessRecord<'a> {
     /// Request id (also on the guest's log lines).
     pub id: u64,
+    /// Connection id: requests with the same one shared a connection.
+    pub conn: u64,
     /// The front end: `http` or `fastcgi`.
     pub protocol: &'static str,
     /// The matched route, or empty.
@@ -79,6 +81,7 @@ impl AccessRecord<'_> {
         tracing::info!(
             target: "tether::access",
             req = self.id,
+            conn = self.conn,
             protocol = self.protocol,
             route = self.route,
             method = self.method,

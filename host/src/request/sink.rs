@@ -4,6 +4,11 @@
 
 use super::head::ResponseHead;
 use std::io;
+use std::sync::Arc;
+
+/// Where a guest's stderr lines go besides the host log, for protocols that carry them
+/// (FastCGI `STDERR` records). Called with each complete line, newline included.
+pub type StderrSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// How a response that cannot complete normally ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,4 +48,9 @@ pub trait ResponseSink: Send {
 
     /// Bytes put on the wire for this response so far: head, framing and body.
     fn bytes_sent(&self) -> u64;
+
+    /// Where the guest's stderr should go too, if the protocol carries it.
+    fn stderr(&self) -> Option<StderrSink> {
+        None
+    }
 }

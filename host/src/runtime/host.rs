@@ -41,8 +41,8 @@ impl HostState {
     /// The state for `invocation` under `settings`.
     pub fn new(invocation: Invocation, settings: &GuestSettings) -> anyhow::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stdout));
-        wasi.stderr(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stderr));
+        wasi.stdout(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stdout, None));
+        wasi.stderr(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stderr, invocation.stderr));
         wasi.envs(&settings.env);
         for preopen in &settings.preopens {
             let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };

@@ -15,7 +15,7 @@ mod stdio;
 pub use cache::CompileCache;
 pub use engine::{EPOCH_TICK, EngineLimits};
 
-use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead};
+use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead, StderrSink};
 use anyhow::Context as _;
 use bindings::HandlerPre;
 use cache::Provenance;
@@ -55,7 +55,6 @@ pub struct GuestSettings {
 }
 
 /// One request, handed to a guest.
-#[derive(Debug)]
 pub struct Invocation {
     /// Request id, for the guest's log lines.
     pub id: u64,
@@ -68,6 +67,8 @@ pub struct Invocation {
     pub output: Arc<tokio::sync::Mutex<Output>>,
     /// The connection state.
     pub conn: Arc<ConnState>,
+    /// Where the guest's stderr lines go besides the log, if anywhere.
+    pub stderr: Option<StderrSink>,
 }
 
 /// How a guest failed to handle its request.

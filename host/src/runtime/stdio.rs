@@ -1,6 +1,8 @@
 //! Guest stdout and stderr: each complete line becomes a log event tagged with the request id
-//! and the stream, so an operator (and the tests) can read what a guest saw.
+//! and the stream, so an operator (and the tests) can read what a guest saw; stderr lines also
+//! go to the front end when its protocol carries them (FastCGI `STDERR`).
 
+use crate::request::StderrSink;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,7 +33,6 @@ impl Stream {
 }
 
 /// A WASI output stream that logs lines. See the module docs.
-#[derive(Debug)]
 pub struct GuestLog {
     /// The request the lines belong to.
     request: u64,
@@ -41,12 +42,14 @@ pub struct GuestLog {
     route: std::sync::Arc<str>,
     /// The unterminated rest of the output.
     partial: Vec<u8>,
+    /// Where complete lines go besides the log.
+    forward: Option<StderrSink>,
 }
 
 impl GuestLog {
-    /// A logger for `stream` of request `request` on `route`.
-    pub fn new(request: u64, route: std::sync::Arc<str>, stream: Stream) -> Self {
-        Self { request, stream, route, partial: Vec::new() }
+    /// A logger for `stream` of request `request` on `route`, forwarding lines to `forward`.
+    pub fn new(request: u64, route: std::sync::Arc<str>, stream: Stream, forward: Option<StderrSink>) -> Self {
+        Self { request, stream, route, partial: Vec::new(), forward }
     }
 
     fn push(&mut self, mut bytes: &[u8]) {
@@ -64,6 +67,11 @@ impl GuestLog {
     }
 
     fn emit(&mut self) {
+        if let Some(forward) = &self.forward {
+            self.partial.push(b'\n');
+            forward(&self.partial);
+            self.partial.pop();
+        }
         let line = String::from_utf8_lossy(&self.partial);
         tracing::info!(
             target: "tether::guest",
@@ -77,7 +85,7 @@ impl GuestLog {
     }
 
     fn clone_empty(&self) -> Self {
-        Self::new(self.request, self.route.clone(), self.stream)
+        Self::new(self.request, self.route.clone(), self.stream, self.forward.clone())
     }
 }
 

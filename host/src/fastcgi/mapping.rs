@@ -1,0 +1,182 @@
+//! Maps CGI parameters (RFC 3875 §4.1, as a web server sends them in FastCGI `PARAMS`, spec
+//! §5.2) to the request the guest sees, and the guest's response head to a CGI response
+//! header block (RFC 3875 §6.3), which FastCGI carries on `STDOUT` (spec §6.2).
+
+use super::record::Pairs;
+use crate::manifest::RouteBy;
+use crate::request::{RequestHead, ResponseHead, reason_phrase};
+use std::io::Write as _;
+use thiserror::Error;
+
+/// A request described by CGI parameters.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CgiRequest {
+    /// What the guest sees.
+    pub head: RequestHead,
+    /// The path that picks the route.
+    pub route_path: String,
+    /// RFC 3875 §4.1.2 `CONTENT_LENGTH`, if given.
+    pub content_length: Option<u64>,
+}
+
+/// Why the parameters do not describe a request.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MappingError {
+    /// A required parameter is missing or not text.
+    #[error("missing or invalid CGI parameter {0}")]
+    Missing(&'static str),
+    /// `CONTENT_LENGTH` is not a number.
+    #[error("invalid CONTENT_LENGTH")]
+    ContentLength,
+}
+
+fn text(value: &[u8], name: &'static str) -> Result<String, MappingError> {
+    String::from_utf8(value.to_vec()).map_err(|_| MappingError::Missing(name))
+}
+
+/// Builds the request from the PARAMS pairs.
+pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingError> {
+    let mut method = None;
+    let mut request_uri = None;
+    let mut script_name = None;
+    let mut path_info = None;
+    let mut query = None;
+    let mut protocol = None;
+    let mut content_length = None;
+    let mut headers = Vec::new();
+    for (name, value) in params {
+        match name.as_slice() {
+            // RFC 3875 §4.1.12.
+            b"REQUEST_METHOD" => method = Some(text(&value, "REQUEST_METHOD")?),
+            // Not in RFC 3875; every common server sends the original target as REQUEST_URI.
+            b"REQUEST_URI" => request_uri = Some(text(&value, "REQUEST_URI")?),
+            // RFC 3875 §4.1.13.
+            b"SCRIPT_NAME" => script_name = Some(text(&value, "SCRIPT_NAME")?),
+            // RFC 3875 §4.1.5.
+            b"PATH_INFO" => path_info = Some(text(&value, "PATH_INFO")?),
+            // RFC 3875 §4.1.7.
+            b"QUERY_STRING" => query = Some(text(&value, "QUERY_STRING")?),
+            // RFC 3875 §4.1.16.
+            b"SERVER_PROTOCOL" => protocol = Some(text(&value, "SERVER_PROTOCOL")?),
+            // RFC 3875 §4.1.2: the body length; also the guest's content-length header.
+            b"CONTENT_LENGTH" => {
+                let length = text(&value, "CONTENT_LENGTH")?;
+                if !length.is_empty() {
+                    content_length = Some(length.trim().parse().map_err(|_| MappingError::ContentLength)?);
+                    headers.push(("content-length".to_owned(), value));
+                }
+            }
+            // RFC 3875 §4.1.3.
+            b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value)),
+            // RFC 3875 §4.1.18: protocol-specific meta-variables carry the request headers.
+            _ => {
+                if let Some(field) = name.strip_prefix(b"HTTP_") {
+                    let field = String::from_utf8_lossy(field).to_ascii_lowercase().replace('_', "-");
+                    headers.push((field, value));
+                }
+            }
+        }
+    }
+    let method = method.ok_or(MappingError::Missing("REQUEST_METHOD"))?;
+    let target = match request_uri {
+        Some(uri) if uri.starts_with('/') => uri,
+        _ => {
+            let mut target = format!("{}{}", script_name.as_deref().unwrap_or(""), path_info.as_deref().unwrap_or(""));
+            if !target.starts_with('/') {
+                return Err(MappingError::Missing("REQUEST_URI or SCRIPT_NAME"));
+            }
+            if let Some(query) = query.filter(|q| !q.is_empty()) {
+                target.push('?');
+                target.push_str(&query);
+            }
+            target
+        }
+    };
+    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), headers };
+    let route_path = match (route_by, script_name) {
+        (RouteBy::ScriptName, Some(script)) if script.starts_with('/') => script,
+        _ => head.path().to_owned(),
+    };
+    Ok(CgiRequest { head, route_path, content_length })
+}
+
+/// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3), the guest's headers and
+/// the blank line.
+pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead) {
+    let _ = write!(out, "Status: {} {}\r\n", head.status, reason_phrase(head.status));
+    for (name, value) in &head.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Pairs {
+        pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn nginx_parameters_become_the_same_request_as_over_http() {
+        let request = request(
+            params(&[
+                ("REQUEST_METHOD", "POST"),
+                ("REQUEST_URI", "/seed-a?iua=1"),
+                ("SCRIPT_NAME", "/seed-a"),
+                ("QUERY_STRING", "iua=1"),
+                ("SERVER_PROTOCOL", "HTTP/1.0"),
+                ("CONTENT_TYPE", "text/plain"),
+                ("CONTENT_LENGTH", "4"),
+                ("HTTP_HOST", "example"),
+                ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
+                ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ]),
+            RouteBy::RequestUri,
+        )
+        .unwrap();
+        assert_eq!(request.head.method, "POST");
+        assert_eq!(request.head.target, "/seed-a?iua=1");
+        assert_eq!(request.head.protocol, "HTTP/1.0");
+        assert_eq!(request.content_length, Some(4));
+        assert_eq!(request.route_path, "/seed-a");
+        let names: Vec<_> = request.head.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "content-length", "host", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn without_request_uri_the_target_is_rebuilt() {
+        let request = request(
+            params(&[("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/app"), ("PATH_INFO", "/x"), ("QUERY_STRING", "a=1")]),
+            RouteBy::ScriptName,
+        )
+        .unwrap();
+        assert_eq!(request.head.target, "/app/x?a=1");
+        assert_eq!(request.route_path, "/app");
+        assert_eq!(request.content_length, None);
+    }
+
+    #[test]
+    fn missing_or_bad_parameters_are_errors() {
+        assert_eq!(request(params(&[("REQUEST_URI", "/")]), RouteBy::RequestUri), Err(MappingError::Missing("REQUEST_METHOD")));
+        assert_eq!(
+            request(params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/"), ("CONTENT_LENGTH", "x")]), RouteBy::RequestUri),
+            Err(MappingError::ContentLength)
+        );
+        assert!(request(params(&[("REQUEST_METHOD", "GET")]), RouteBy::RequestUri).is_err());
+    }
+
+    #[test]
+    fn the_response_head_is_a_cgi_header_block() {
+        let mut head = ResponseHead::default();
+        head.set_status(404).unwrap();
+        head.set_header("content-type", "text/plain").unwrap();
+        let mut out = Vec::new();
+        response_head(&mut out, &head);
+        assert_eq!(out, b"Status: 404 Not Found\r\ncontent-type: text/plain\r\n\r\n");
+    }
+}

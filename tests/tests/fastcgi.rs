@@ -1,0 +1,407 @@
+//! FastCGI: Tether behind a real nginx (TCP and Unix upstreams, the reference's
+//! `fastcgi_ignore_client_abort` / `fastcgi_buffering` combinations, upstream keep-alive), a
+//! direct FastCGI client for what nginx never sends, `cgi-fcgi` as a second real client, and
+//! several hosts behind one nginx upstream.
+
+use std::process::Command;
+use std::time::Duration;
+use tests::fcgi::{FcgiClient, kind};
+use tests::nginx::{FASTCGI_PARAMS, Nginx};
+use tests::{Client, Server, cs, get, route};
+
+/// Every fixture in both modes: `/p/...` prompt, `/w/...` write.
+fn manifest() -> String {
+    let mut manifest = String::new();
+    for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
+        let detection = format!("abort_detection = \"{mode}\"");
+        manifest += &route(&format!("{prefix}/seed-a"), "seed_a", &detection);
+        manifest += &route(&format!("{prefix}/seed-a2"), "seed_a2", &detection);
+        manifest += &route(&format!("{prefix}/seed-b"), "seed_b", &format!("{detection}\noutput_buffer = \"64KiB\""));
+    }
+    manifest += &route("/hello", "hello", "");
+    manifest += &route("/echo", "echo", "max_body_size = \"4MiB\"");
+    manifest += &route("/headers", "headers", "");
+    manifest += &route("/trap", "trap", "");
+    manifest
+}
+
+/// An nginx `server` body passing everything to `upstream` with the given settings.
+fn pass(upstream: &str, ignore_client_abort: bool, buffering: bool) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    format!(
+        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_ignore_client_abort {};\n            fastcgi_buffering {};\n            fastcgi_pass {upstream};\n        }}",
+        on(ignore_client_abort),
+        on(buffering)
+    )
+}
+
+/// nginx server blocks, by index.
+const TCP: usize = 0;
+const UNIX: usize = 1;
+const TCP_UNBUFFERED: usize = 2;
+const UNIX_UNBUFFERED: usize = 3;
+const TCP_IGNORE: usize = 4;
+const TCP_IGNORE_UNBUFFERED: usize = 5;
+const TCP_KEEPALIVE: usize = 6;
+
+/// Tether with FastCGI on TCP and Unix, and nginx in front with each configuration.
+fn stack() -> (Server, Nginx) {
+    let server = Server::start_fastcgi(&manifest());
+    let tcp = server.fastcgi_tcp().to_owned();
+    let unix = server.fastcgi_unix().to_owned();
+    let http = format!("    upstream tether_pool {{\n        server {tcp};\n        keepalive 4;\n    }}\n");
+    let keepalive = format!(
+        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_keep_conn on;\n            fastcgi_buffering off;\n            fastcgi_pass tether_pool;\n        }}"
+    );
+    let nginx = Nginx::start(
+        &http,
+        &[
+            pass(&tcp, false, true),
+            pass(&unix, false, true),
+            pass(&tcp, false, false),
+            pass(&unix, false, false),
+            pass(&tcp, true, true),
+            pass(&tcp, true, false),
+            keepalive,
+        ],
+    );
+    (server, nginx)
+}
+
+fn finished(server: &Server, uri: &str) -> (serde_json::Value, Vec<String>) {
+    let access = server.access(uri);
+    let req = access["req"].as_u64().expect("a request id");
+    (access, server.guest_lines(req))
+}
+
+fn has(lines: &[String], prefix: &str) -> bool {
+    lines.iter().any(|l| l.starts_with(prefix))
+}
+
+fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
+}
+
+/// Requests `uri` through nginx block `block`, waits for the guest line `after`, then closes
+/// the client connection with FIN (or RST).
+fn abort_after(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, rst: bool) {
+    abort_later(server, nginx, block, uri, route, after, Duration::ZERO, rst);
+}
+
+/// Like [`abort_after`], closing `delay` after the guest line: a scripted client timeline, as
+/// the reference's client closing half way between two of the guest's writes.
+#[allow(clippy::too_many_arguments)]
+fn abort_later(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, delay: Duration, rst: bool) {
+    let mark = server.log_len();
+    let mut client = Client::connect(&nginx.addr(block));
+    client.get(uri);
+    let req = server.wait_for_since(mark, &format!("{uri} to start"), |events| {
+        events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
+    });
+    server.guest_line(req, after);
+    std::thread::sleep(delay);
+    if rst { client.close_rst() } else { client.close_fin() }
+}
+
+#[test]
+fn hello_and_a_mebibyte_echo_through_nginx_over_tcp_and_unix() {
+    let (server, nginx) = stack();
+    let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for block in [TCP, UNIX] {
+        let response = get(&nginx.addr(block), "/hello");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "hello\n");
+        assert_eq!(response.header("content-type"), Some("text/plain"));
+
+        let mut client = Client::connect(&nginx.addr(block));
+        client.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()));
+        client.send(&body);
+        let response = client.read_response();
+        assert_eq!(response.status, 200);
+        assert!(response.body == body, "the echo through nginx differs (block {block})");
+    }
+    let protocols: Vec<_> = server.events().iter().filter(|e| e["target"] == "tether::access").map(|e| e["protocol"].clone()).collect();
+    assert!(protocols.iter().all(|p| p == "fastcgi"), "{protocols:?}");
+}
+
+#[test]
+fn request_headers_and_errors_map_like_http() {
+    let (_server, nginx) = stack();
+    let response = get(&nginx.addr(TCP), "/headers?q=1");
+    assert_eq!(response.header("x-tether-guest"), Some("headers"));
+    let text = response.text();
+    assert!(text.starts_with("GET /headers?q=1 HTTP/1.1\n"), "{text}");
+    assert!(text.contains("host: test\n"), "{text}");
+    assert_eq!(get(&nginx.addr(TCP), "/nowhere").status, 404);
+}
+
+#[test]
+fn a_flush_reaches_the_browser_through_unbuffered_nginx_while_the_guest_sleeps() {
+    let (server, nginx) = stack();
+    for block in [TCP_UNBUFFERED, UNIX_UNBUFFERED] {
+        let uri = format!("/p/seed-a2?n=2&ms=5000&block={block}");
+        let mut client = Client::connect(&nginx.addr(block));
+        client.get(&uri);
+        let (status, _) = client.read_head();
+        assert_eq!(status, 200);
+        assert_eq!(client.read_chunk().as_deref(), Some(&b"22222"[..]));
+        assert!(!server.has_access(&uri), "the guest is still asleep");
+        client.close_fin();
+    }
+}
+
+#[test]
+fn prompt_mode_traps_the_guest_when_the_client_leaves_nginx() {
+    let (server, nginx) = stack();
+    for (block, rst) in [(TCP, false), (TCP, true), (UNIX, false), (UNIX, true)] {
+        let uri = format!("/p/seed-a?ms=20000&block={block}&rst={rst}");
+        abort_after(&server, &nginx, block, &uri, "/p/seed-a", "start", rst);
+        let (access, lines) = finished(&server, &uri);
+        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {access}");
+        assert_eq!(access["protocol"], "fastcgi");
+        assert!(!has(&lines, "end"), "{uri}: {lines:?}");
+    }
+}
+
+#[test]
+fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
+    let (server, nginx) = stack();
+    // Seed A2 (write, flush, sleep), client gone half way between its first and second
+    // write. TCP: the first write after nginx closed still succeeds; the second fails. Unix:
+    // the first fails.
+    for (block, dies_at) in [(TCP, 3), (UNIX, 2)] {
+        let uri = format!("/w/seed-a2?ms=200&block={block}");
+        abort_later(&server, &nginx, block, &uri, "/w/seed-a2", "w 1", Duration::from_millis(100), false);
+        let (access, lines) = finished(&server, &uri);
+        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
+        assert!(has(&lines, &format!("iter {}", dies_at - 1)), "{uri}: {lines:?}");
+        assert!(!has(&lines, &format!("w {dies_at}")), "{uri}: died inside write {dies_at}: {lines:?}");
+        if dies_at == 3 {
+            assert_eq!(cs(line(&lines, "w 2")), Some(0), "{lines:?}");
+        }
+    }
+    // Seed B, abort during the first sleep. TCP: two iterations logged, then it died.
+    // Unix: one iteration, one write earlier.
+    for (block, iterations) in [(TCP, 2), (UNIX, 1)] {
+        let uri = format!("/w/seed-b?ms=150&block={block}");
+        abort_after(&server, &nginx, block, &uri, "/w/seed-b", "start", false);
+        let (access, lines) = finished(&server, &uri);
+        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
+        assert!(has(&lines, &format!("iter {}", iterations - 1)), "{uri}: {lines:?}");
+        assert!(!has(&lines, &format!("iter {iterations}")), "{uri}: {lines:?}");
+    }
+}
+
+#[test]
+fn with_ignore_client_abort_and_buffering_nginx_hides_the_abort() {
+    let (server, nginx) = stack();
+    // nginx keeps the upstream link and only writes to the client when its buffer fills: the
+    // guest never learns, in either mode (as php-fpm's seed A2 under ign=on buf=on).
+    for mode in ["p", "w"] {
+        let uri = format!("/{mode}/seed-a2?ms=50&n=4&iua=1");
+        abort_after(&server, &nginx, TCP_IGNORE, &uri, &format!("/{mode}/seed-a2"), "w 1", false);
+        let (access, lines) = finished(&server, &uri);
+        assert_eq!(access["outcome"], "completed", "{uri}: {lines:?}");
+        assert_eq!(cs(line(&lines, "end")), Some(0), "{lines:?}");
+    }
+}
+
+#[test]
+fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
+    let (server, nginx) = stack();
+    // nginx closes upstream only when its own write to the client fails; Tether then sees the
+    // close, as php-fpm does, one or two writes later than with the default settings.
+    let uri = "/w/seed-a2?ms=150&n=8&iua=1";
+    abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/w/seed-a2", "w 1", false);
+    let (access, lines) = finished(&server, uri);
+    assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
+    let first_aborted = (1..=8).find(|i| cs(line(&lines, &format!("w {i} "))) == Some(1)).expect("the abort was seen");
+    assert!(first_aborted >= 4, "seen at write {first_aborted}, later than the default's write 3: {lines:?}");
+    // In prompt mode the close of the upstream link is seen without a write.
+    let uri = "/p/seed-a2?ms=150&n=8&iua=1";
+    abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/p/seed-a2", "w 1", false);
+    let (access, _) = finished(&server, uri);
+    assert_eq!(access["outcome"], "aborted-ignored");
+}
+
+#[test]
+fn keep_conn_serves_several_requests_on_one_fastcgi_connection() {
+    let (server, nginx) = stack();
+    let mut client = Client::connect(&nginx.addr(TCP_KEEPALIVE));
+    for i in 0..3 {
+        client.get(&format!("/hello?i={i}"));
+        assert_eq!(client.read_response().text(), "hello\n");
+    }
+    let conns: Vec<_> = (0..3).map(|i| server.access(&format!("/hello?i={i}"))["conn"].clone()).collect();
+    assert!(conns.iter().all(|c| *c == conns[0]), "one upstream connection for all: {conns:?}");
+    // A client abort on the pooled connection: nginx closes it, the guest is trapped, and the
+    // pool goes on with a new connection.
+    let uri = "/p/seed-a?ms=20000";
+    abort_after(&server, &nginx, TCP_KEEPALIVE, uri, "/p/seed-a", "start", false);
+    assert_eq!(server.access(uri)["outcome"], "aborted-trapped");
+    assert_eq!(get(&nginx.addr(TCP_KEEPALIVE), "/hello?after=1").text(), "hello\n");
+    assert_ne!(server.access("/hello?after=1")["conn"], conns[0]);
+}
+
+// --- A direct FastCGI client: what nginx never sends ----------------------------------------
+
+#[test]
+fn multiplexed_requests_on_one_connection() {
+    let server = Server::start_fastcgi(&manifest());
+    for addr in [server.fastcgi_tcp(), server.fastcgi_unix()] {
+        let mut client = FcgiClient::connect(addr);
+        // Request 1 sleeps while request 2 is answered on the same connection.
+        client.request(1, "GET", "/p/seed-a?ms=300&mpx=1", b"");
+        client.request(2, "POST", "/echo", b"second");
+        let second = client.reply(2);
+        assert_eq!(second.body(), "second");
+        assert!(client.replies.get(&1).is_none_or(|r| r.end.is_none()), "request 1 still runs");
+        let first = client.reply(1);
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.end, Some((0, 0)));
+    }
+}
+
+#[test]
+fn guest_stderr_becomes_stderr_records() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_tcp());
+    client.request(1, "GET", "/trap", b"");
+    let reply = client.reply(1);
+    assert_eq!(reply.status(), 500);
+    let stderr = String::from_utf8_lossy(&reply.stderr).into_owned();
+    assert!(stderr.contains("the trap fixture traps"), "the panic message as STDERR: {stderr:?}");
+    // The SDK's log lines go to the host log only.
+    assert!(!stderr.contains("about to trap"), "{stderr:?}");
+    let req = server.access("/trap")["req"].as_u64().expect("req");
+    assert!(server.guest_lines(req).iter().any(|l| l == "about to trap"));
+}
+
+#[test]
+fn abort_request_stops_the_guest_and_is_answered() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_tcp());
+    client.request(1, "GET", "/p/seed-a?ms=20000", b"");
+    server.started("/p/seed-a");
+    client.record(kind::ABORT_REQUEST, 1, &[]);
+    let reply = client.reply(1);
+    assert_eq!(reply.end.map(|e| e.1), Some(0), "END_REQUEST answers the abort");
+    assert_eq!(server.access("/p/seed-a?ms=20000")["outcome"], "aborted-trapped");
+
+    // Write mode: the next write fails, as if the link had closed.
+    client.request(3, "GET", "/w/seed-a2?ms=100", b"");
+    let req = server.started("/w/seed-a2");
+    server.guest_line(req, "w 1");
+    client.record(kind::ABORT_REQUEST, 3, &[]);
+    client.reply(3);
+    let (access, lines) = finished(&server, "/w/seed-a2?ms=100");
+    assert_eq!(access["outcome"], "aborted-trapped");
+    assert!(!has(&lines, "w 2"), "died at its next write: {lines:?}");
+    // The connection is still good.
+    client.request(5, "GET", "/hello", b"");
+    assert_eq!(client.reply(5).body(), "hello\n");
+}
+
+#[test]
+fn management_records_are_answered() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_unix());
+    let query = FcgiClient::pairs(&[("FCGI_MPXS_CONNS", ""), ("FCGI_MAX_REQS", ""), ("FCGI_MAX_CONNS", ""), ("OTHER", "")]);
+    client.record(kind::GET_VALUES, 0, &query);
+    let (kind_, content) = client.management_reply();
+    assert_eq!(kind_, kind::GET_VALUES_RESULT);
+    let text = String::from_utf8_lossy(&content).into_owned();
+    assert!(text.contains("FCGI_MPXS_CONNS1"), "{text:?}");
+    assert!(text.contains("FCGI_MAX_REQS1000"), "{text:?}");
+    assert!(text.contains("FCGI_MAX_CONNS10000"), "{text:?}");
+    assert!(!text.contains("OTHER"), "{text:?}");
+    client.record(42, 0, &[]);
+    let (kind_, content) = client.management_reply();
+    assert_eq!((kind_, content[0]), (kind::UNKNOWN_TYPE, 42));
+    // A role other than Responder.
+    client.record(kind::BEGIN_REQUEST, 9, &[0, 2, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(client.reply(9).end, Some((0, 3)), "FCGI_UNKNOWN_ROLE");
+}
+
+#[test]
+fn malformed_records_close_the_connection_and_the_server_keeps_serving() {
+    let server = Server::start_fastcgi(&manifest());
+    let addr = server.fastcgi_tcp();
+    // A bad version.
+    let mut client = FcgiClient::connect(addr);
+    client.raw(&[2, kind::BEGIN_REQUEST, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
+    client.wait_closed();
+    // A truncated record, then the client goes away.
+    let mut client = FcgiClient::connect(addr);
+    client.raw(&[1, kind::PARAMS, 0, 1, 0, 100, 0, 0, 1, 2, 3]);
+    drop(client);
+    // Oversized parameters: an error response, not a crash.
+    let mut client = FcgiClient::connect(addr);
+    client.begin(1, true);
+    let big = "x".repeat(60_000);
+    let pairs = FcgiClient::pairs(&[("HTTP_A", &big), ("HTTP_B", &big)]);
+    for chunk in pairs.chunks(60_000) {
+        client.record(kind::PARAMS, 1, chunk);
+    }
+    let reply = client.reply(1);
+    assert_eq!(reply.status(), 431);
+    // A malformed name-value pair.
+    client.begin(2, true);
+    client.record(kind::PARAMS, 2, &[0x80, 0, 0]);
+    client.record(kind::PARAMS, 2, &[]);
+    assert_eq!(client.reply(2).status(), 400);
+    // BEGIN_REQUEST for an id in use is a protocol error.
+    client.begin(3, true);
+    client.begin(3, true);
+    client.wait_closed();
+    // Still serving.
+    let mut client = FcgiClient::connect(addr);
+    client.request(1, "GET", "/hello", b"");
+    assert_eq!(client.reply(1).body(), "hello\n");
+}
+
+#[test]
+fn cgi_fcgi_from_libfcgi_is_a_second_real_client() {
+    let server = Server::start_fastcgi(&manifest());
+    let output = Command::new("cgi-fcgi")
+        .args(["-bind", "-connect", server.fastcgi_tcp()])
+        .env_clear()
+        .env("REQUEST_METHOD", "GET")
+        .env("REQUEST_URI", "/hello")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .output()
+        .expect("cgi-fcgi is installed by scripts/setup --test (Debian's libfcgi-bin)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("Status: 200 OK\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\nhello\n"), "{text:?}");
+}
+
+#[test]
+fn several_hosts_behind_one_upstream_survive_losing_one() {
+    let manifest = route("/hello", "hello", "");
+    let mut first = Server::start_fastcgi(&manifest);
+    let second = Server::start_fastcgi(&manifest);
+    let http = format!(
+        "    upstream tethers {{\n        server {};\n        server {};\n    }}\n",
+        first.fastcgi_tcp(),
+        second.fastcgi_tcp()
+    );
+    let nginx = Nginx::start(
+        &http,
+        &[format!(
+            "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_next_upstream error timeout;\n            fastcgi_pass tethers;\n        }}"
+        )],
+    );
+    let mut answered = 0;
+    for i in 0..40 {
+        if i == 10 {
+            first.kill();
+        }
+        let response = get(&nginx.addr(0), &format!("/hello?i={i}"));
+        assert_eq!(response.status, 200, "request {i}");
+        assert_eq!(response.text(), "hello\n");
+        answered += 1;
+    }
+    assert_eq!(answered, 40);
+    assert_eq!(second.access("/hello?i=39")["status"], 200, "the surviving host answered after the other died");
+}
