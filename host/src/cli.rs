@@ -94,7 +94,8 @@ impl CacheArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Flushes the log writer's queue when main returns.
+    let _log = init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
@@ -110,14 +111,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines queued for the writer thread; a request thread only blocks on logging when this
+/// many lines wait (stdout's pipe being full, say), instead of at every write.
+const LOG_QUEUE_LINES: usize = 128 * 1024;
+
+/// Logs to stdout through a writer thread, so that request threads never wait on the log's
+/// pipe. Nothing is dropped: a full queue blocks. The guard flushes the queue when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("tether-log")
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
     }
+    guard
 }
 
 /// A tokio runtime with `threads` workers named `name`.
@@ -142,7 +155,22 @@ fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection is a file
+/// descriptor, and the default soft limit (often 1024) is far below what `max_connections`
+/// allows. Servers such as nginx and Go's runtime do the same.
+fn raise_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_file_limit();
     let mut manifest = load_manifest(args.manifest.as_ref())?;
     if !args.listen.is_empty() {
         manifest.server.listen = args.listen;

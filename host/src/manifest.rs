@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 8 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `max_instances`: guests alive at once (the instance pool); beyond it, 503.
 pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
+/// Default `keep_resident`: per used pool slot, this much of its memory, table and stack each
+/// stays resident between requests (see `runtime::EngineLimits::keep_resident`).
+pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
 /// Default `header_timeout`: how long a client may take to send a request head.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `keep_alive_timeout`: how long an idle keep-alive connection stays open (nginx's).
@@ -142,6 +145,8 @@ pub struct ServerSettings {
     pub cache_dir: Option<PathBuf>,
     /// Whether to use the pooling allocator when the machine allows.
     pub pooling: bool,
+    /// Bytes per pool slot (memory, table, stack) kept resident between requests.
+    pub keep_resident: usize,
     /// Time allowed for a request head to arrive.
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection stays open.
@@ -279,6 +284,8 @@ struct RawServer {
     cache_dir: Option<PathBuf>,
     #[serde(default = "default_true")]
     pooling: bool,
+    #[serde(default = "default_keep_resident", deserialize_with = "size")]
+    keep_resident: u64,
     #[serde(default = "default_header_timeout", deserialize_with = "duration")]
     header_timeout: Duration,
     #[serde(default = "default_keep_alive_timeout", deserialize_with = "duration")]
@@ -310,6 +317,9 @@ fn default_max_connections() -> usize {
 }
 fn default_max_instances() -> u32 {
     DEFAULT_MAX_INSTANCES
+}
+fn default_keep_resident() -> u64 {
+    DEFAULT_KEEP_RESIDENT as u64
 }
 fn default_header_timeout() -> Duration {
     DEFAULT_HEADER_TIMEOUT
@@ -545,6 +555,7 @@ impl Manifest {
             max_instances: raw.server.max_instances,
             cache_dir: raw.server.cache_dir.map(|dir| resolve(&dir.to_string_lossy())),
             pooling: raw.server.pooling,
+            keep_resident: usize::try_from(raw.server.keep_resident).unwrap_or(usize::MAX),
             header_timeout: raw.server.header_timeout,
             keep_alive_timeout: raw.server.keep_alive_timeout,
             max_header_bytes: usize::try_from(raw.server.max_header_bytes).unwrap_or(usize::MAX),

@@ -88,6 +88,10 @@ impl Stream for UnixStream {
     }
 }
 
+/// Connections the kernel queues before they are accepted: enough for a burst of thousands of
+/// clients connecting at once (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// A bound listener.
 #[derive(Debug)]
 pub enum Listener {
@@ -112,7 +116,13 @@ impl Listener {
     pub async fn bind(addr: &ListenAddr, mode: u32) -> anyhow::Result<Listener> {
         match addr {
             ListenAddr::Tcp(addr) => {
-                let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let bind = || -> io::Result<TcpListener> {
+                    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(*addr)?;
+                    socket.listen(LISTEN_BACKLOG)
+                };
+                let listener = bind().with_context(|| format!("cannot listen on {addr}"))?;
                 Ok(Listener::Tcp(listener))
             }
             ListenAddr::Unix(path) => {

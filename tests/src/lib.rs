@@ -184,6 +184,11 @@ impl Server {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The HTTP address.
     pub fn addr(&self) -> &str {
         self.http.as_deref().expect("the server listens for HTTP")

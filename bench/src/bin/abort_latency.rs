@@ -1,4 +1,5 @@
-//! Abort detection latency over HTTP: from the client's `close()` to the guest being stopped.
+//! Abort detection latency: from the client's `close()` to the guest being stopped, over HTTP
+//! directly and through nginx to Tether's FastCGI listener (Unix socket).
 //!
 //! For each trial a fresh connection asks for a guest that sleeps (or spins) for a minute,
 //! waits until the guest logged that it started, takes a CLOCK_MONOTONIC timestamp and closes
@@ -8,6 +9,7 @@
 
 use bench::{quick, report, summarize};
 use std::time::Duration;
+use tests::nginx::{FASTCGI_PARAMS, Nginx};
 use tests::{Client, Server, route};
 
 fn monotonic_ns() -> u64 {
@@ -21,13 +23,23 @@ fn main() {
         route("/sleep", "seed_a", "abort_detection = \"prompt\""),
         route("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
     );
-    let server = Server::start(&manifest);
+    let server = Server::start_fastcgi(&manifest);
+    measure(&server, server.addr(), "http", trials);
+    let nginx = Nginx::start(
+        "",
+        &[format!("        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_pass {};\n        }}", server.fastcgi_unix())],
+    );
+    measure(&server, &nginx.addr(0), "nginx-fastcgi", trials);
+}
+
+/// Runs `trials` aborts of a sleeping and of a spinning guest through `addr` and reports them.
+fn measure(server: &Server, addr: &str, via: &str, trials: usize) {
     for (guest, path) in [("sleeping", "/sleep"), ("spinning", "/spin")] {
         let mut client_side = Vec::with_capacity(trials);
         let mut server_side = Vec::with_capacity(trials);
         for trial in 0..trials {
             let mark = server.log_len();
-            let mut client = Client::connect(server.addr());
+            let mut client = Client::connect(addr);
             client.get(&format!("{path}?ms=60000&trial={trial}"));
             let req = server.wait_for_since(mark, "the guest to start", |events| {
                 events
@@ -49,7 +61,8 @@ fn main() {
             client_side.push(stopped.saturating_sub(closed_at) as f64 / 1e3);
             server_side.push(access["abort_latency_us"].as_f64().expect("abort_latency_us"));
         }
-        report("abort-latency", serde_json::json!({ "guest": guest, "side": "client-close-to-stopped" }), summarize(&mut client_side));
-        report("abort-latency", serde_json::json!({ "guest": guest, "side": "seen-to-stopped" }), summarize(&mut server_side));
+        let fields = |side: &str| serde_json::json!({ "guest": guest, "via": via, "side": side });
+        report("abort-latency", fields("client-close-to-stopped"), summarize(&mut client_side));
+        report("abort-latency", fields("seen-to-stopped"), summarize(&mut server_side));
     }
 }

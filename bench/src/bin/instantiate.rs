@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         _ => &[true, false],
     };
     for &pooling in configurations {
-        let limits = EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling };
+        let limits = EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling, keep_resident: host::manifest::DEFAULT_KEEP_RESIDENT };
         let runtime = Runtime::new(&limits, None)?;
         anyhow::ensure!(runtime.pooling() == pooling, "pooling={pooling} is unavailable on this machine");
         let settings = GuestSettings {
@@ -62,8 +62,10 @@ fn main() -> anyhow::Result<()> {
                 };
                 let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn, stderr: None };
                 let start = Instant::now();
-                guest.handle(invocation).await.expect("the hello guest runs");
+                let (result, spent) = guest.handle(invocation).await;
+                result.expect("the hello guest runs");
                 output.lock().await.end().await;
+                drop(spent);
                 if i >= warmup {
                     samples.push(micros(start.elapsed()));
                 }

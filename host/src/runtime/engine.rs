@@ -34,17 +34,6 @@ const ASYNC_STACK: usize = 1 << 20;
 /// Wasm stack a guest may use, inside [`ASYNC_STACK`] (the rest is for host calls).
 const MAX_WASM_STACK: usize = 512 << 10;
 
-/// Bytes of each linear memory kept resident when a pool slot is reused: its dirty pages are
-/// reset in place (found with Linux's PAGEMAP_SCAN where available) instead of unmapped, which
-/// saves the `madvise` and the page faults of the next request (about 22K instructions per
-/// request for the hello guest, measured). It also bounds the RSS an idle used slot keeps, so
-/// it is small.
-const KEEP_RESIDENT_MEMORY: usize = 64 << 10;
-/// The same for tables.
-const KEEP_RESIDENT_TABLE: usize = 64 << 10;
-/// The same for fiber stacks.
-const KEEP_RESIDENT_STACK: usize = 64 << 10;
-
 /// What the engine must accommodate.
 #[derive(Clone, Debug)]
 pub struct EngineLimits {
@@ -54,6 +43,11 @@ pub struct EngineLimits {
     pub max_memory: u64,
     /// Whether to try the pooling allocator at all.
     pub pooling: bool,
+    /// Bytes of each pool slot's linear memory, table and fiber stack kept resident when the
+    /// slot is freed: dirty pages are then reset in place (found with Linux's PAGEMAP_SCAN)
+    /// instead of unmapped, saving an `madvise` and the next request's page faults; but a slot
+    /// keeps that memory after a burst. 0 returns everything to the OS.
+    pub keep_resident: usize,
 }
 
 /// The engine plus its ticker; dropping it stops the ticker.
@@ -136,9 +130,9 @@ fn pooling_config(limits: &EngineLimits) -> Config {
         .max_component_instance_size(MAX_COMPONENT_INSTANCE_SIZE)
         .max_core_instance_size(MAX_CORE_INSTANCE_SIZE)
         .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX))
-        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-        .table_keep_resident(KEEP_RESIDENT_TABLE)
-        .async_stack_keep_resident(KEEP_RESIDENT_STACK)
+        .linear_memory_keep_resident(limits.keep_resident)
+        .table_keep_resident(limits.keep_resident)
+        .async_stack_keep_resident(limits.keep_resident)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -88,6 +88,14 @@ pub enum GuestFailure {
     Instantiate(String),
 }
 
+/// A guest that is done. Dropping it frees its instance (memory reset, pool slot); the
+/// dispatcher holds it until the response is over, which keeps teardown off the response's
+/// path.
+pub struct Spent {
+    /// The store of the finished request.
+    _store: Store<HostState>,
+}
+
 /// Why a component could not be loaded.
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -174,11 +182,16 @@ impl std::fmt::Debug for Guest {
 }
 
 impl Guest {
-    /// Runs `handle` in a fresh instance. The future may be dropped at any await point: that
-    /// cancels the guest (see the crate docs on cancel safety).
-    pub async fn handle(&self, invocation: Invocation) -> Result<(), GuestFailure> {
+    /// Runs `handle` in a fresh instance and returns how it ended, with the spent instance
+    /// (if one was created) for the caller to drop when convenient. The future may be dropped
+    /// at any await point: that cancels the guest and frees its instance (see the crate docs on
+    /// cancel safety).
+    pub async fn handle(&self, invocation: Invocation) -> (Result<(), GuestFailure>, Option<Spent>) {
         let engine = self.pre.engine();
-        let state = HostState::new(invocation, &self.settings).map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
+        let state = match HostState::new(invocation, &self.settings) {
+            Ok(state) => state,
+            Err(error) => return (Err(GuestFailure::Instantiate(format!("{error:#}"))), None),
+        };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.call_hook(|mut cx, hook| {
@@ -201,13 +214,11 @@ impl Guest {
             // other tasks on its worker thread (including its own request timeout).
             Ok(UpdateDeadline::Yield(1))
         });
-        let handler = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|error| GuestFailure::Instantiate(format!("{error:#}")))?;
-        let result = handler.call_handle(&mut store).await;
-        result.map_err(|error| {
+        let handler = match self.pre.instantiate_async(&mut store).await {
+            Ok(handler) => handler,
+            Err(error) => return (Err(GuestFailure::Instantiate(format!("{error:#}"))), Some(Spent { _store: store })),
+        };
+        let result = handler.call_handle(&mut store).await.map_err(|error| {
             let state = store.data();
             if state.conn.kill_reason().is_some() {
                 GuestFailure::Killed
@@ -216,7 +227,8 @@ impl Guest {
             } else {
                 GuestFailure::Trap(format!("{error:#}"))
             }
-        })
+        });
+        (result, Some(Spent { _store: store }))
     }
 
     /// The sandbox settings.

@@ -1,0 +1,155 @@
+//! Concurrency and aborts under load. Phase 1: `N` clients (10,000; 2,000 with `QUICK=1`) each
+//! keep one request in flight whose guest sleeps 5 s; reports the time until all are answered and
+//! the server's RSS before, at its peak and after. Phase 2: the same load, and once every guest
+//! is asleep a tenth of the clients close at once; reports, per aborted request, the time from
+//! its client's `close()` to its guest being stopped, and the RSS afterwards.
+
+use bench::{quick, report, summarize};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tests::{Server, route};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// How long each guest sleeps.
+const GUEST_SLEEP_MS: u64 = 5_000;
+/// Connections opened at once, so the burst does not overflow the listen backlog.
+const CONNECT_BATCH: usize = 500;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Samples the server's RSS until `stop`; returns the peak.
+fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak
+    })
+}
+
+/// Opens `n` connections and sends each a request; returns the streams.
+async fn connect_all(addr: &str, n: usize, phase: &str) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for batch in (0..n).collect::<Vec<_>>().chunks(CONNECT_BATCH) {
+        let opened = futures_join(batch.iter().map(|&i| {
+            let addr = addr.to_owned();
+            let request = format!("GET /sleep?ms={GUEST_SLEEP_MS}&phase={phase}&c={i} HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n");
+            async move {
+                let mut stream = TcpStream::connect(&addr).await.expect("connect");
+                stream.write_all(request.as_bytes()).await.expect("send");
+                stream
+            }
+        }))
+        .await;
+        streams.extend(opened);
+    }
+    streams
+}
+
+async fn futures_join<F: Future<Output = T> + Send + 'static, T: Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<T> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+/// Reads each stream to its end; returns how many got a 200.
+async fn read_all(streams: Vec<TcpStream>) -> usize {
+    futures_join(streams.into_iter().map(|mut stream| async move {
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        response.starts_with(b"HTTP/1.1 200")
+    }))
+    .await
+    .into_iter()
+    .filter(|ok| *ok)
+    .count()
+}
+
+fn main() {
+    let clients = if quick() { 2_000 } else { 10_000 };
+    let aborts = clients / 10;
+    // KEEP_RESIDENT (bytes) overrides the server's keep_resident, to compare RSS after load.
+    let keep_resident = std::env::var("KEEP_RESIDENT").map_or(String::new(), |v| format!("keep_resident = {v}\n"));
+    let manifest = format!(
+        "[server]\nmax_instances = {}\nmax_connections = {}\n{keep_resident}{}",
+        clients + 100,
+        clients + 1_000,
+        // A sleeping guest needs little memory; a smaller limit makes each pool slot smaller.
+        route("/sleep", "seed_a", "max_memory = \"16MiB\""),
+    );
+    let server = Server::start(&manifest);
+    let pid = server.pid();
+    let addr = server.addr().to_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rss_idle = rss_kib(pid);
+
+    // Phase 1: everything completes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let started = Instant::now();
+    let answered = runtime.block_on(async {
+        let streams = connect_all(&addr, clients, "complete").await;
+        read_all(streams).await
+    });
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let rss_peak = sampler.join().expect("sampler");
+    let rss_after = rss_kib(pid);
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "concurrency", "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
+            "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": rss_after,
+        })
+    );
+
+    // Phase 2: a tenth of the clients leave while every guest sleeps.
+    let mark = server.log_len();
+    let closed_at: Arc<Vec<AtomicU64>> = Arc::new((0..aborts).map(|_| AtomicU64::new(0)).collect());
+    let (answered, rss_loaded) = runtime.block_on(async {
+        let mut streams = connect_all(&addr, clients, "abort").await;
+        server.wait_for_since(mark, "every guest to start", |events| {
+            (events.iter().filter(|e| e["target"] == "tether::guest").count() >= clients).then_some(())
+        });
+        let rss_loaded = rss_kib(pid);
+        let leaving: Vec<TcpStream> = streams.drain(..aborts).collect();
+        for (i, stream) in leaving.into_iter().enumerate() {
+            closed_at[i].store(host::request::monotonic_ns(), Ordering::Relaxed);
+            drop(stream);
+        }
+        (read_all(streams).await, rss_loaded)
+    });
+    let mut latencies = Vec::with_capacity(aborts);
+    let mut server_side = Vec::with_capacity(aborts);
+    for i in 0..aborts {
+        let uri = format!("/sleep?ms={GUEST_SLEEP_MS}&phase=abort&c={i}");
+        let access = server.access(&uri);
+        assert_eq!(access["outcome"], "aborted-trapped", "{access}");
+        let stopped = access["stopped_mono_ns"].as_u64().expect("stopped_mono_ns");
+        latencies.push(stopped.saturating_sub(closed_at[i].load(Ordering::Relaxed)) as f64 / 1e3);
+        server_side.push(access["abort_latency_us"].as_f64().expect("abort_latency_us"));
+    }
+    report("aborts-under-load", serde_json::json!({ "side": "seen-to-stopped" }), summarize(&mut server_side));
+    let rss_end = rss_kib(pid);
+    report(
+        "aborts-under-load",
+        serde_json::json!({
+            "side": "client-close-to-stopped", "clients": clients, "aborted": aborts, "answered": answered,
+            "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded, "rss_after_kib": rss_end,
+        }),
+        summarize(&mut latencies),
+    );
+}
