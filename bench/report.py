@@ -58,6 +58,24 @@ def main():
                 w(f"| abort latency, {guest} guest, {via}, p99 (client close → guest stopped) | ≤ {goal} µs | {row['p99_us']:.0f} µs | {verdict(row['p99_us'] <= goal)} |")
     w(f"| cost of the abort watcher on hello req/s | < 5 % | {watcher_cost * 100:.1f} % | {verdict(watcher_cost < 0.05)} |")
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
+    ws = r.get("wasmtime_serve")
+    if ws:
+        wrps = {name: median([run["rps"] for run in runs]) for name, runs in ws.items()}
+        w(f"| hello req/s, tether / `wasmtime serve` | ≥ 5× | {wrps['tether'] / wrps['wasmtime-serve']:.2f}× | {verdict(wrps['tether'] / wrps['wasmtime-serve'] >= 5)} |")
+    cold = r.get("cold_start")
+    if cold:
+        warm_ms = median(cold["warm_ms"])
+        w(f"| cold start, {cold['routes']} routes, warm compile cache, median | ≤ 50 ms | {warm_ms:.1f} ms | {verdict(warm_ms <= 50)} |")
+    load = {row["bench"] + row.get("side", ""): row for row in r.get("load", [])}
+    conc = load.get("concurrency")
+    if conc:
+        peak_mib = conc["rss_peak_kib"] / 1024
+        w(f"| {conc['clients']:,} in-flight sleeping guests: peak RSS | ≤ 1 GiB | {peak_mib:.0f} MiB | {verdict(peak_mib <= 1024)} |")
+    under = load.get("aborts-under-loadclient-close-to-stopped")
+    if under:
+        w(f"| {int(under['aborted']):,} of {under['clients']:,} clients abort at once: p99 close → stopped | ≤ 5 ms | {under['p99_us'] / 1e3:.1f} ms | {verdict(under['p99_us'] <= 5000)} |")
+        back = under["rss_after_kib"] <= under["rss_idle_kib"] * 1.1
+        w(f"| RSS after that load, back to its pre-load level | ≈ idle | {under['rss_after_kib'] / 1024:.0f} MiB (idle {under['rss_idle_kib'] / 1024:.0f} MiB) | {verdict(back)} |")
     if fcgi:
         ratio = frps["tether"] / frps["php-fpm"]
         w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}× | {verdict(ratio >= 3)} |")
@@ -103,6 +121,54 @@ def main():
         for name, runs in fcgi.items():
             w(f"| {name} | {fmt(frps[name])} | {fp99[name]:.2f} | {', '.join(fmt(run['rps']) for run in runs)} |")
         w(f"\nTether / php-fpm: {frps['tether'] / frps['php-fpm']:.2f}× the requests per second.\n")
+
+    if ws:
+        w("## Hello against `wasmtime serve`\n")
+        w(f"`{next(iter(ws.values()))[0]['command']}` (URL per contender), alternating. "
+          f"`wasmtime serve -S cli` (wasmtime-cli {r.get('wasmtime_version', '48.0.8')}, installed by the harness into "
+          "target/bench-tools) runs bench/wasi-hello, a wasi:http proxy component sending the same "
+          "response as Tether's hello guest; both create a fresh instance per request and both guests "
+          "are built with Rust's std (hence `-S cli`). The reference measured `wasmtime serve` at "
+          "10.9k–11.5k req/s here (../shared/reference/wasmtime-serve/RESULTS.md).\n")
+        w("| server | median req/s | median p99 ms | per round req/s |")
+        w("|---|---|---|---|")
+        for name, runs in ws.items():
+            w(f"| {name} | {fmt(wrps[name])} | {median([x['p99_ms'] for x in runs]):.2f} | {', '.join(fmt(x['rps']) for x in runs)} |")
+        w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×.\n")
+
+    if conc:
+        w("## Concurrency: in-flight requests whose guests sleep\n")
+        w("`target/release/load`: each of N clients keeps one request in flight on its own connection to a "
+          f"guest that sleeps {conc['guest_sleep_ms'] / 1000:.0f} s (`seed_a`, `max_memory = 16MiB`); the server's "
+          "RSS is sampled every 50 ms. Then the same load again, and once every guest is asleep a tenth of "
+          "the clients close at once (one `close()` after another); each aborted request's latency runs "
+          "from its own `close()` to its guest being stopped.\n")
+        w("| clients | answered | time to complete s | RSS idle MiB | RSS peak MiB | RSS after MiB | per in-flight request KiB |")
+        w("|---|---|---|---|---|---|---|")
+        per = (conc["rss_peak_kib"] - conc["rss_idle_kib"]) / conc["clients"]
+        w(f"| {conc['clients']:,} | {conc['answered']:,} | {conc['seconds']:.2f} | {conc['rss_idle_kib'] / 1024:.0f} | "
+          f"{conc['rss_peak_kib'] / 1024:.0f} | {conc['rss_after_kib'] / 1024:.0f} | {per:.0f} |")
+        w("\nphp-fpm needs a process per in-flight request: 8.6–9.6 MB RSS each here (the reference).\n")
+        if under:
+            seen = load.get("aborts-under-loadseen-to-stopped")
+            w("| aborts under load | n | p50 ms | p90 ms | p99 ms | max ms |")
+            w("|---|---|---|---|---|---|")
+            for name, row in (("client close → stopped", under), ("seen → stopped", seen)):
+                if row:
+                    w(f"| {name} | {int(row['n'])} | {row['p50_us'] / 1e3:.2f} | {row['p90_us'] / 1e3:.2f} | {row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} |")
+            w(f"\nRSS: {under['rss_idle_kib'] / 1024:.0f} MiB idle, {under['rss_loaded_kib'] / 1024:.0f} MiB loaded, "
+              f"{under['rss_after_kib'] / 1024:.0f} MiB after.\n")
+
+    if cold:
+        w("## Cold start\n")
+        w(f"bench/run times `tether serve` with {cold['routes']} routes (10 different guests) from spawning the "
+          "process to the first answered request, polling the port every millisecond; with a warm compile "
+          "cache (every component compiled before) and with an empty one.\n")
+        w("| compile cache | runs | median ms | all ms |")
+        w("|---|---|---|---|")
+        w(f"| warm | {len(cold['warm_ms'])} | {median(cold['warm_ms']):.1f} | {', '.join(f'{x:.0f}' for x in cold['warm_ms'])} |")
+        w(f"| empty | {len(cold['cold_ms'])} | {median(cold['cold_ms']):.0f} | {', '.join(f'{x:.0f}' for x in cold['cold_ms'])} |")
+        w("")
 
     w("## Abort detection latency\n")
     w("`target/release/abort_latency`: per trial a fresh connection asks for a guest that sleeps "

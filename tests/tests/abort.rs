@@ -17,6 +17,7 @@ fn server() -> Server {
         manifest += &route(&format!("{prefix}/iua-toggle"), "iua_toggle", &detection);
     }
     manifest += &route("/p/spin", "spin", "max_execution_time = 0");
+    manifest += &route("/p/flood", "flood", "");
     manifest += &route("/p/body", "body_reader", "");
     manifest += &route("/p/half-continue", "seed_a", "half_close = \"continue\"");
     manifest += &route("/hello", "hello", "");
@@ -238,6 +239,21 @@ fn a_spinning_guest_is_trapped() {
     let (access, lines) = finished(&server, uri);
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "end"), "{lines:?}");
+}
+
+#[test]
+fn a_guest_blocked_in_a_write_is_trapped() {
+    let server = server();
+    let uri = "/p/flood?mb=32";
+    let mut client = Client::connect(server.addr());
+    client.get(uri);
+    let req = server.started("/p/flood");
+    // The guest is inside its 32 MiB write, which cannot finish while nobody reads.
+    server.guest_line(req, "writing");
+    client.close_rst();
+    let (access, lines) = finished(&server, uri);
+    assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
+    assert!(!has(&lines, "wrote"), "trapped inside the write: {lines:?}");
 }
 
 #[test]

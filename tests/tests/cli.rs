@@ -83,3 +83,31 @@ fn serve_without_a_manifest_serves_the_examples() {
     assert_eq!(tests::get(server.addr(), "/hello").text(), "hello\n");
     assert_eq!(tests::get(server.addr(), "/seed-a?ms=1").status, 200);
 }
+
+#[test]
+fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
+    let dir = std::env::temp_dir().join(format!("tether-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A socket file nobody listens on: what a crashed server leaves behind.
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    assert!(stale.exists());
+    let text = format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello"));
+    let server = tests::Server::start_with(&text, &["--fastcgi", &format!("unix:{}", stale.display())]);
+    let mut client = tests::fcgi::FcgiClient::connect(&format!("unix:{}", stale.display()));
+    client.request(1, "GET", "/", b"");
+    assert_eq!(client.reply(1).body(), "hello\n");
+    // A live socket is not taken over, and a regular file is not removed.
+    let path = manifest(&text);
+    let (code, out) = tether(&["serve", &path, "--fastcgi", &format!("unix:{}", stale.display())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is in use by another server"), "{out}");
+    drop(server);
+    let regular = dir.join("regular");
+    std::fs::write(&regular, "data").expect("write");
+    let (code, out) = tether(&["serve", &path, "--fastcgi", &format!("unix:{}", regular.display())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("exists and is not a socket"), "{out}");
+    assert_eq!(std::fs::read_to_string(&regular).expect("still there"), "data");
+}

@@ -22,6 +22,7 @@ fn manifest() -> String {
     manifest += &route("/echo", "echo", "max_body_size = \"4MiB\"");
     manifest += &route("/headers", "headers", "");
     manifest += &route("/trap", "trap", "");
+    manifest += &route("/finish", "finish", "");
     manifest
 }
 
@@ -260,6 +261,23 @@ fn multiplexed_requests_on_one_connection() {
         assert_eq!(first.status(), 200);
         assert_eq!(first.end, Some((0, 0)));
     }
+}
+
+#[test]
+fn finish_request_ends_the_fastcgi_request_while_the_guest_runs_on() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_unix());
+    // Without FCGI_KEEP_CONN: END_REQUEST comes at finish-request, then the connection closes.
+    client.begin(1, false);
+    client.params(1, "GET", "/finish?ms=3000", 0);
+    client.stdin(1, b"");
+    let reply = client.reply(1);
+    assert_eq!(reply.body(), "response-body\n");
+    assert_eq!(reply.end, Some((0, 0)));
+    client.wait_closed();
+    assert!(!server.has_access("/finish?ms=3000"), "the guest still runs after END_REQUEST");
+    let access = server.access("/finish?ms=3000");
+    assert_eq!(access["outcome"], "finished-early");
 }
 
 #[test]
