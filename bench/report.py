@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
-def load():
+def load_results():
     full, quick = RESULTS / "full.json", RESULTS / "quick.json"
     candidates = [p for p in (full, quick) if p.exists()]
     if not candidates:
@@ -23,8 +23,22 @@ def fmt(x, digits=0):
 def verdict(ok):
     return "met" if ok else "**not met**"
 
+def medians(runs, key):
+    """Per contender, the median of `key` over its wrk rounds."""
+    return {name: median([run[key] for run in rounds]) for name, rounds in runs.items()}
+
+def wrk_table(w, runs, ratios_to=()):
+    """A table of wrk comparisons: median req/s and p99 per contender, each round's req/s, and
+    the req/s ratio to each contender named in `ratios_to`."""
+    rps, p99 = medians(runs, "rps"), medians(runs, "p99_ms")
+    w("| server | median req/s | median p99 ms | per round req/s |" + "".join(f" vs {r} |" for r in ratios_to))
+    w("|---|---|---|---|" + "---|" * len(ratios_to))
+    for name, rounds in runs.items():
+        ratios = "".join(f" {rps[name] / rps[r]:.2f}× |" for r in ratios_to)
+        w(f"| {name} | {fmt(rps[name])} | {p99[name]:.2f} | {', '.join(fmt(run['rps']) for run in rounds)} |{ratios}")
+
 def main():
-    path, r = load()
+    path, r = load_results()
     m = r["machine"]
     cmd = "QUICK=1 bench/run" if r["quick"] else "bench/run"
     out = []
@@ -38,13 +52,11 @@ def main():
 
     inst = {row["pooling"]: row for row in r["instantiate"]}
     hello = r["hello"]
-    rps = {name: median([run["rps"] for run in runs]) for name, runs in hello.items()}
-    p99 = {name: median([run["p99_ms"] for run in runs]) for name, runs in hello.items()}
+    rps = medians(hello, "rps")
     lat = {(row.get("via", "http"), row["guest"], row["side"]): row for row in r["abort_latency"]}
     fcgi = r.get("fastcgi")
     if fcgi:
-        frps = {name: median([run["rps"] for run in runs]) for name, runs in fcgi.items()}
-        fp99 = {name: median([run["p99_ms"] for run in runs]) for name, runs in fcgi.items()}
+        frps, fp99 = medians(fcgi, "rps"), medians(fcgi, "p99_ms")
     watcher_cost = 1 - rps["tether"] / rps["tether-no-watcher"]
 
     w("## Targets\n")
@@ -60,7 +72,7 @@ def main():
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
     ws = r.get("wasmtime_serve")
     if ws:
-        wrps = {name: median([run["rps"] for run in runs]) for name, runs in ws.items()}
+        wrps = medians(ws, "rps")
         w(f"| hello req/s, tether / `wasmtime serve` | ≥ 5× | {wrps['tether'] / wrps['wasmtime-serve']:.2f}× | {verdict(wrps['tether'] / wrps['wasmtime-serve'] >= 5)} |")
     cold = r.get("cold_start")
     if cold:
@@ -101,11 +113,7 @@ def main():
       "on a route in PHP-exact write mode, which leaves the socket alone; `baseline` is "
       "`target/release/baseline`, a minimal tokio server sending the same bytes without Wasm; "
       "`nginx` answers `return 200` itself (bench/conf/nginx-hello.conf).\n")
-    w("| server | median req/s | median p99 ms | per round req/s | vs nginx | vs baseline |")
-    w("|---|---|---|---|---|---|")
-    for name, runs in hello.items():
-        rounds = ", ".join(fmt(run["rps"]) for run in runs)
-        w(f"| {name} | {fmt(rps[name])} | {p99[name]:.2f} | {rounds} | {rps[name] / rps['nginx']:.2f}× | {rps[name] / rps['baseline']:.2f}× |")
+    wrk_table(w, hello, ratios_to=("nginx", "baseline"))
     w(f"\nWatcher cost: {watcher_cost * 100:.1f} % of hello req/s (tether vs tether-no-watcher, same process, alternating).\n")
 
     if fcgi:
@@ -116,10 +124,7 @@ def main():
           "Unix socket, `<?php echo \"hello\";`, bench/conf/php-fpm.conf) and another to Tether's hello "
           "guest on a Unix socket (bench/conf/fastcgi.toml). The reference measured php-fpm at "
           "10.9k–14.3k req/s, p99 6–9 ms on this machine.\n")
-        w("| upstream | median req/s | median p99 ms | per round req/s |")
-        w("|---|---|---|---|")
-        for name, runs in fcgi.items():
-            w(f"| {name} | {fmt(frps[name])} | {fp99[name]:.2f} | {', '.join(fmt(run['rps']) for run in runs)} |")
+        wrk_table(w, fcgi)
         w(f"\nTether / php-fpm: {frps['tether'] / frps['php-fpm']:.2f}× the requests per second.\n")
 
     if ws:
@@ -130,10 +135,7 @@ def main():
           "response as Tether's hello guest; both create a fresh instance per request and both guests "
           "are built with Rust's std (hence `-S cli`). The reference measured `wasmtime serve` at "
           "10.9k–11.5k req/s here (../shared/reference/wasmtime-serve/RESULTS.md).\n")
-        w("| server | median req/s | median p99 ms | per round req/s |")
-        w("|---|---|---|---|")
-        for name, runs in ws.items():
-            w(f"| {name} | {fmt(wrps[name])} | {median([x['p99_ms'] for x in runs]):.2f} | {', '.join(fmt(x['rps']) for x in runs)} |")
+        wrk_table(w, ws)
         w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×.\n")
 
     if conc:

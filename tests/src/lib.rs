@@ -231,6 +231,13 @@ impl Server {
         })
     }
 
+    /// Waits for the access record of `uri` and returns it with every line its guest logged.
+    pub fn finished(&self, uri: &str) -> (Value, Vec<String>) {
+        let access = self.access(uri);
+        let req = access["req"].as_u64().expect("a request id");
+        (access, self.guest_lines(req))
+    }
+
     /// Whether the access record of `uri` is already in the log.
     pub fn has_access(&self, uri: &str) -> bool {
         self.events().iter().any(|e| e["target"] == "tether::access" && e["uri"] == uri)
@@ -512,6 +519,16 @@ pub fn get(addr: &str, path: &str) -> Response {
 /// The manifest text of one route with `extra` settings.
 pub fn route(path: &str, guest_name: &str, extra: &str) -> String {
     format!("[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n{extra}\n", guest(guest_name))
+}
+
+/// Whether some guest line starts with `prefix`.
+pub fn has(lines: &[String], prefix: &str) -> bool {
+    lines.iter().any(|l| l.starts_with(prefix))
+}
+
+/// The first guest line starting with `prefix` (panics if there is none).
+pub fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
 }
 
 /// The guest's logged status (`cs=N`) in a line, if any.

@@ -3,7 +3,7 @@
 //! Write mode must reproduce PHP-FPM's TCP rows (../shared/reference/php-fpm/RESULTS.md);
 //! prompt mode must trap the guest without any write.
 
-use tests::{Client, Server, cs, get, route};
+use tests::{Client, Server, cs, get, has, line, route};
 
 /// Every abort fixture in both modes: `/p/...` prompt, `/w/...` write.
 fn server() -> Server {
@@ -24,20 +24,8 @@ fn server() -> Server {
     Server::start(&manifest)
 }
 
-/// The guest's lines for the request on `uri`, once its access record is in.
-fn finished(server: &Server, uri: &str) -> (serde_json::Value, Vec<String>) {
-    let access = server.access(uri);
-    let req = access["req"].as_u64().expect("a request id");
-    (access, server.guest_lines(req))
-}
 
-fn has(lines: &[String], prefix: &str) -> bool {
-    lines.iter().any(|l| l.starts_with(prefix))
-}
 
-fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
-    lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Close {
@@ -64,7 +52,7 @@ fn seed_a_in_write_mode_runs_to_completion_as_under_php() {
     client.get(uri);
     server.started("/w/seed-a");
     client.close_fin();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "completed", "{access}");
     assert_eq!(cs(line(&lines, "end")), Some(0), "nothing was written, so nothing was noticed");
 }
@@ -79,7 +67,7 @@ fn seed_a_in_prompt_mode_is_trapped_on_fin_rst_and_half_close() {
         let before = if i == 0 { 0 } else { server.access(&format!("/p/seed-a?ms=20000&case={}", i - 1))["req"].as_u64().unwrap_or(0) };
         server.started_after("/p/seed-a", before);
         close(client, how);
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{how:?}: {access}");
         assert_eq!(access["status"], 499, "{how:?}");
         assert!(access["abort_latency_us"].is_u64(), "{how:?}: {access}");
@@ -95,7 +83,7 @@ fn seed_a_with_ignore_user_abort_runs_on_and_sees_aborted() {
     client.get(uri);
     server.started("/p/seed-a");
     client.close_fin();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
     assert_eq!(cs(line(&lines, "end")), Some(1));
 }
@@ -109,7 +97,7 @@ fn half_close_is_not_an_abort_where_the_route_says_continue() {
     client.half_close();
     let response = client.read_response();
     assert_eq!(response.status, 200);
-    let (access, lines) = finished(&server, "/p/half-continue?ms=200");
+    let (access, lines) = server.finished("/p/half-continue?ms=200");
     assert_eq!(access["outcome"], "completed");
     assert_eq!(cs(line(&lines, "end")), Some(0));
 }
@@ -130,7 +118,7 @@ fn seed_a2_in_write_mode_dies_at_the_second_write_after_the_close() {
     let server = server();
     let uri = "/w/seed-a2?ms=200&n=6";
     seed_a2_closed_after_first_write(&server, uri);
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     // Write 2 is the first after the close: it succeeds and draws the RST. Write 3 fails.
     assert_eq!(cs(line(&lines, "w 2")), Some(0), "{lines:?}");
@@ -143,7 +131,7 @@ fn seed_a2_in_write_mode_with_ignore_user_abort_sees_aborted_after_the_second_wr
     let server = server();
     let uri = "/w/seed-a2?ms=100&n=5&iua=1";
     seed_a2_closed_after_first_write(&server, uri);
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
     assert_eq!(cs(line(&lines, "w 2")), Some(0), "{lines:?}");
     let w3 = line(&lines, "w 3");
@@ -157,13 +145,13 @@ fn seed_a2_in_prompt_mode_is_trapped_before_its_next_write() {
     let server = server();
     let uri = "/p/seed-a2?ms=20000&n=6";
     seed_a2_closed_after_first_write(&server, uri);
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "iter 1"), "trapped in its first sleep: {lines:?}");
 
     let uri = "/p/seed-a2?ms=200&n=3&iua=1";
     seed_a2_closed_after_first_write(&server, uri);
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
     assert_eq!(cs(line(&lines, "iter 1")), Some(1), "aborted is seen without a write: {lines:?}");
     assert!(line(&lines, "w 2").contains("Err(\"aborted\")"), "{lines:?}");
@@ -184,7 +172,7 @@ fn seed_b_in_write_mode_matches_php_fpm_over_tcp() {
     // iua=0, abort during the first sleep: two iterations logged, died at the second flush.
     let uri = "/w/seed-b?ms=150";
     seed_b_closed_during_the_first_sleep(&server, uri, "/w/seed-b");
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     assert_eq!(cs(line(&lines, "iter 0")), Some(0));
     assert!(has(&lines, "w 0"), "{lines:?}");
@@ -197,7 +185,7 @@ fn seed_b_in_write_mode_with_ignore_user_abort_sees_aborted_in_the_third_iterati
     let server = server();
     let uri = "/w/seed-b?ms=100&iua=1";
     seed_b_closed_during_the_first_sleep(&server, uri, "/w/seed-b");
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
     assert_eq!(cs(line(&lines, "iter 1")), Some(0));
     assert_eq!(cs(line(&lines, "iter 2")), Some(1), "{lines:?}");
@@ -210,7 +198,7 @@ fn seed_b_in_prompt_mode_is_trapped_before_any_write() {
     let server = server();
     let uri = "/p/seed-b?ms=5000";
     seed_b_closed_during_the_first_sleep(&server, uri, "/p/seed-b");
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "iter 0"), "{lines:?}");
     assert_eq!(access["bytes"], 0);
@@ -220,7 +208,7 @@ fn seed_b_in_prompt_mode_is_trapped_before_any_write() {
     client.get(uri);
     server.started_after("/p/seed-b", server.access("/p/seed-b?ms=5000")["req"].as_u64().unwrap_or(0));
     client.close_fin();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
     assert_eq!(cs(line(&lines, "iter 0")), Some(1), "{lines:?}");
     assert!(has(&lines, "stop 0"), "{lines:?}");
@@ -236,7 +224,7 @@ fn a_spinning_guest_is_trapped() {
     client.get(uri);
     server.started("/p/spin");
     client.close_rst();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "end"), "{lines:?}");
 }
@@ -251,7 +239,7 @@ fn a_guest_blocked_in_a_write_is_trapped() {
     // The guest is inside its 32 MiB write, which cannot finish while nobody reads.
     server.guest_line(req, "writing");
     client.close_rst();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     assert!(!has(&lines, "wrote"), "trapped inside the write: {lines:?}");
 }
@@ -265,7 +253,7 @@ fn a_guest_blocked_reading_a_body_the_client_abandons_is_trapped() {
     let req = server.started("/p/body");
     server.guest_line(req, "read 1000");
     client.close_fin();
-    let (access, lines) = finished(&server, "/p/body?chunk=1000");
+    let (access, lines) = server.finished("/p/body?chunk=1000");
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     assert!(!has(&lines, "end"), "{lines:?}");
 }
@@ -286,7 +274,7 @@ fn a_guest_that_never_reads_its_body_still_sees_the_close() {
         let body = vec![b'x'; size];
         let _ = std::io::Write::write(&mut client.stream, &body);
         client.close_rst();
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "body of {size}: {lines:?}");
     }
 }
@@ -300,7 +288,7 @@ fn a_pipelined_request_does_not_hide_the_close() {
     server.started("/p/seed-a");
     client.get("/hello");
     client.close_fin();
-    let (access, _) = finished(&server, uri);
+    let (access, _) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped");
 }
 
@@ -311,7 +299,7 @@ fn pipelined_requests_are_not_mistaken_for_a_close() {
     client.send("GET /p/seed-a?ms=200 HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(client.read_response().status, 200);
     assert_eq!(client.read_response().text(), "hello\n");
-    let (access, lines) = finished(&server, "/p/seed-a?ms=200");
+    let (access, lines) = server.finished("/p/seed-a?ms=200");
     assert_eq!(access["outcome"], "completed");
     assert_eq!(cs(line(&lines, "end")), Some(0));
 }
@@ -326,7 +314,7 @@ fn turning_ignore_user_abort_off_after_an_abort_traps_at_once_in_prompt_mode() {
     client.get(uri);
     server.started("/p/iua-toggle");
     client.close_fin();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     assert_eq!(cs(line(&lines, "saw abort")), Some(1));
     assert!(!has(&lines, "iua off"), "trapped inside ignore_user_abort(false): {lines:?}");
@@ -340,7 +328,7 @@ fn turning_ignore_user_abort_off_after_an_abort_traps_at_the_next_output_in_writ
     client.get(uri);
     server.started("/w/iua-toggle");
     client.close_fin();
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
     assert!(has(&lines, "iua off (was true)"), "{lines:?}");
     assert!(!has(&lines, "after output"), "trapped at its next output: {lines:?}");
@@ -362,7 +350,7 @@ fn finish_request_answers_then_keeps_working_while_the_connection_serves_the_nex
     client.get("/hello");
     assert_eq!(client.read_response().text(), "hello\n");
     assert!(!server.has_access(uri), "the guest should still be sleeping");
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "finished-early");
     assert_eq!(cs(line(&lines, "after_sleep")), Some(0));
 }
@@ -374,7 +362,7 @@ fn output_after_finish_request_is_discarded_without_an_abort() {
         let uri = format!("{prefix}/finish?ms=10&post_echo=1");
         let response = get(server.addr(), &uri);
         assert_eq!(response.text(), "response-body\n");
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "finished-early", "{lines:?}");
         let post = line(&lines, "post_echo");
         assert!(post.contains("write=Err(\"finished\")"), "{post}");

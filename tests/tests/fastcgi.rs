@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 use tests::fcgi::{FcgiClient, kind};
 use tests::nginx::{FASTCGI_PARAMS, Nginx};
-use tests::{Client, Server, cs, get, route};
+use tests::{Client, Server, cs, get, has, line, route};
 
 /// Every fixture in both modes: `/p/...` prompt, `/w/...` write.
 fn manifest() -> String {
@@ -69,19 +69,8 @@ fn stack() -> (Server, Nginx) {
     (server, nginx)
 }
 
-fn finished(server: &Server, uri: &str) -> (serde_json::Value, Vec<String>) {
-    let access = server.access(uri);
-    let req = access["req"].as_u64().expect("a request id");
-    (access, server.guest_lines(req))
-}
 
-fn has(lines: &[String], prefix: &str) -> bool {
-    lines.iter().any(|l| l.starts_with(prefix))
-}
 
-fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
-    lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
-}
 
 /// Requests `uri` through nginx block `block`, waits for the guest line `after`, then closes
 /// the client connection with FIN (or RST).
@@ -157,7 +146,7 @@ fn prompt_mode_traps_the_guest_when_the_client_leaves_nginx() {
     for (block, rst) in [(TCP, false), (TCP, true), (UNIX, false), (UNIX, true)] {
         let uri = format!("/p/seed-a?ms=20000&block={block}&rst={rst}");
         abort_after(&server, &nginx, block, &uri, "/p/seed-a", "start", rst);
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {access}");
         assert_eq!(access["protocol"], "fastcgi");
         assert!(!has(&lines, "end"), "{uri}: {lines:?}");
@@ -173,7 +162,7 @@ fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
     for (block, dies_at) in [(TCP, 3), (UNIX, 2)] {
         let uri = format!("/w/seed-a2?ms=200&block={block}");
         abort_later(&server, &nginx, block, &uri, "/w/seed-a2", "w 1", Duration::from_millis(100), false);
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
         assert!(has(&lines, &format!("iter {}", dies_at - 1)), "{uri}: {lines:?}");
         assert!(!has(&lines, &format!("w {dies_at}")), "{uri}: died inside write {dies_at}: {lines:?}");
@@ -186,7 +175,7 @@ fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
     for (block, iterations) in [(TCP, 2), (UNIX, 1)] {
         let uri = format!("/w/seed-b?ms=150&block={block}");
         abort_after(&server, &nginx, block, &uri, "/w/seed-b", "start", false);
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
         assert!(has(&lines, &format!("iter {}", iterations - 1)), "{uri}: {lines:?}");
         assert!(!has(&lines, &format!("iter {iterations}")), "{uri}: {lines:?}");
@@ -201,7 +190,7 @@ fn with_ignore_client_abort_and_buffering_nginx_hides_the_abort() {
     for mode in ["p", "w"] {
         let uri = format!("/{mode}/seed-a2?ms=50&n=4&iua=1");
         abort_after(&server, &nginx, TCP_IGNORE, &uri, &format!("/{mode}/seed-a2"), "w 1", false);
-        let (access, lines) = finished(&server, &uri);
+        let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "completed", "{uri}: {lines:?}");
         assert_eq!(cs(line(&lines, "end")), Some(0), "{lines:?}");
     }
@@ -214,14 +203,14 @@ fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
     // close, as php-fpm does, one or two writes later than with the default settings.
     let uri = "/w/seed-a2?ms=150&n=8&iua=1";
     abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/w/seed-a2", "w 1", false);
-    let (access, lines) = finished(&server, uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
     let first_aborted = (1..=8).find(|i| cs(line(&lines, &format!("w {i} "))) == Some(1)).expect("the abort was seen");
     assert!(first_aborted >= 4, "seen at write {first_aborted}, later than the default's write 3: {lines:?}");
     // In prompt mode the close of the upstream link is seen without a write.
     let uri = "/p/seed-a2?ms=150&n=8&iua=1";
     abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/p/seed-a2", "w 1", false);
-    let (access, _) = finished(&server, uri);
+    let (access, _) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
 }
 
@@ -312,7 +301,7 @@ fn abort_request_stops_the_guest_and_is_answered() {
     server.guest_line(req, "w 1");
     client.record(kind::ABORT_REQUEST, 3, &[]);
     client.reply(3);
-    let (access, lines) = finished(&server, "/w/seed-a2?ms=100");
+    let (access, lines) = server.finished("/w/seed-a2?ms=100");
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "w 2"), "died at its next write: {lines:?}");
     // The connection is still good.
