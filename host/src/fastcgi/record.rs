@@ -50,15 +50,13 @@ pub const ROLE_RESPONDER: u16 = 1;
 /// §5.1: `FCGI_KEEP_CONN`: keep the connection open after the request.
 pub const FLAG_KEEP_CONN: u8 = 1;
 
-/// §5.5: `protocolStatus` values.
+/// §5.5: the `protocolStatus` values Tether sends. It never sends `FCGI_CANT_MPX_CONN` (1: it
+/// multiplexes) nor `FCGI_OVERLOADED` (2: an overloaded server answers 503 on STDOUT, which the
+/// web server passes on, where `FCGI_OVERLOADED` would turn into a 502).
 pub mod status {
-    /// Normal end of request.
+    /// `FCGI_REQUEST_COMPLETE`: normal end of request.
     pub const REQUEST_COMPLETE: u8 = 0;
-    /// The application does not multiplex (unused: Tether does).
-    pub const CANT_MPX_CONN: u8 = 1;
-    /// The application ran out of a resource.
-    pub const OVERLOADED: u8 = 2;
-    /// The application does not know the requested role.
+    /// `FCGI_UNKNOWN_ROLE`: the application does not play the requested role.
     pub const UNKNOWN_ROLE: u8 = 3;
 }
 
