@@ -19,7 +19,7 @@ use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead
 use anyhow::Context as _;
 use bindings::HandlerPre;
 use cache::Provenance;
-use engine::TetherEngine;
+use engine::{TetherEngine, Ticker};
 use host::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -162,7 +162,7 @@ impl Runtime {
             .map_err(|error| LoadError::World(format!("{error:#}")))?;
         let pre = HandlerPre::new(pre).map_err(|error| LoadError::World(format!("{error:#}")))?;
         tracing::debug!(route = &*settings.route, ?provenance, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "component loaded");
-        Ok(Guest { pre, settings: Arc::new(settings) })
+        Ok(Guest { pre, settings: Arc::new(settings), ticker: self.engine.ticker() })
     }
 }
 
@@ -173,6 +173,8 @@ pub struct Guest {
     pre: HandlerPre<HostState>,
     /// What the guest may use.
     settings: Arc<GuestSettings>,
+    /// The epoch ticker, which ticks while guests run.
+    ticker: Ticker,
 }
 
 impl std::fmt::Debug for Guest {
@@ -187,6 +189,7 @@ impl Guest {
     /// at any await point: that cancels the guest and frees its instance (see the crate docs on
     /// cancel safety).
     pub async fn handle(&self, invocation: Invocation) -> (Result<(), GuestFailure>, Option<Spent>) {
+        let _running = self.ticker.running();
         let engine = self.pre.engine();
         let state = match HostState::new(invocation, &self.settings) {
             Ok(state) => state,
@@ -210,8 +213,11 @@ impl Guest {
                 state.conn.time_out(crate::request::KillReason::ExecutionTime);
                 return Ok(UpdateDeadline::Interrupt);
             }
-            // Give the executor a turn once per tick, so a spinning guest cannot starve the
-            // other tasks on its worker thread (including its own request timeout).
+            // A guest that ran Wasm across a whole tick gives up the CPU for a moment: the kernel
+            // only preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or
+            // nginx) that would see its client leave. It then gives the executor a turn, so it
+            // cannot starve the other tasks on its worker (including its own request timeout).
+            crate::sched::yield_cpu();
             Ok(UpdateDeadline::Yield(1))
         });
         let handler = match self.pre.instantiate_async(&mut store).await {
