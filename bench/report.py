@@ -78,16 +78,20 @@ def main():
     if cold:
         warm_ms = median(cold["warm_ms"])
         w(f"| cold start, {cold['routes']} routes, warm compile cache, median | ≤ 50 ms | {warm_ms:.1f} ms | {verdict(warm_ms <= 50)} |")
-    load = {row["bench"] + row.get("side", ""): row for row in r.get("load", [])}
-    conc = load.get("concurrency")
+    load = {row["bench"] + row.get("side", "") + row.get("keep_resident", "default"): row for row in r.get("load", [])}
+    conc = load.get("concurrencydefault")
     if conc:
         peak_mib = conc["rss_peak_kib"] / 1024
         w(f"| {conc['clients']:,} in-flight sleeping guests: peak RSS | ≤ 1 GiB | {peak_mib:.0f} MiB | {verdict(peak_mib <= 1024)} |")
-    under = load.get("aborts-under-loadclient-close-to-stopped")
+    under = load.get("aborts-under-loadclient-close-to-stoppeddefault")
     if under:
         w(f"| {int(under['aborted']):,} of {under['clients']:,} clients abort at once: p99 close → stopped | ≤ 5 ms | {under['p99_us'] / 1e3:.1f} ms | {verdict(under['p99_us'] <= 5000)} |")
-        back = under["rss_after_kib"] <= under["rss_idle_kib"] * 1.1
-        w(f"| RSS after that load, back to its pre-load level | ≈ idle | {under['rss_after_kib'] / 1024:.0f} MiB (idle {under['rss_idle_kib'] / 1024:.0f} MiB) | {verdict(back)} |")
+    for setting in ("default", "0"):
+        row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
+        if row:
+            back = row["rss_after_kib"] <= row["rss_idle_kib"] * 1.1
+            w(f"| RSS once idle after that load, `keep_resident = {setting}` | pre-load level | {row['rss_after_kib'] / 1024:.0f} MiB "
+              f"(pre-load {row['rss_idle_kib'] / 1024:.0f} MiB) | {verdict(back)} |")
     if fcgi:
         ratio = frps["tether"] / frps["php-fpm"]
         w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}× | {verdict(ratio >= 3)} |")
@@ -144,22 +148,38 @@ def main():
           f"guest that sleeps {conc['guest_sleep_ms'] / 1000:.0f} s (`seed_a`, `max_memory = 16MiB`); the server's "
           "RSS is sampled every 50 ms. Then the same load again, and once every guest is asleep a tenth of "
           "the clients close at once (one `close()` after another); each aborted request's latency runs "
-          "from its own `close()` to its guest being stopped.\n")
-        w("| clients | answered | time to complete s | RSS idle MiB | RSS peak MiB | RSS after MiB | per in-flight request KiB |")
-        w("|---|---|---|---|---|---|---|")
-        per = (conc["rss_peak_kib"] - conc["rss_idle_kib"]) / conc["clients"]
-        w(f"| {conc['clients']:,} | {conc['answered']:,} | {conc['seconds']:.2f} | {conc['rss_idle_kib'] / 1024:.0f} | "
-          f"{conc['rss_peak_kib'] / 1024:.0f} | {conc['rss_after_kib'] / 1024:.0f} | {per:.0f} |")
+          "from its own `close()` to its guest being stopped. \"After\" is the RSS once the idle server "
+          "has trimmed its heap (it does so after a quiet second, and logs it). The whole run is repeated "
+          "with `KEEP_RESIDENT=0`, which sets the manifest's `keep_resident` to 0.\n")
+        w("| keep_resident | clients | answered | time to complete s | RSS idle MiB | RSS peak MiB | RSS after MiB | per in-flight request KiB |")
+        w("|---|---|---|---|---|---|---|---|")
+        for setting in ("default", "0"):
+            row = load.get("concurrency" + setting)
+            if row:
+                per = (row["rss_peak_kib"] - row["rss_idle_kib"]) / row["clients"]
+                w(f"| {setting} | {row['clients']:,} | {row['answered']:,} | {row['seconds']:.2f} | {row['rss_idle_kib'] / 1024:.0f} | "
+                  f"{row['rss_peak_kib'] / 1024:.0f} | {row['rss_after_kib'] / 1024:.0f} | {per:.0f} |")
         w("\nphp-fpm needs a process per in-flight request: 8.6–9.6 MB RSS each here (the reference).\n")
         if under:
-            seen = load.get("aborts-under-loadseen-to-stopped")
-            w("| aborts under load | n | p50 ms | p90 ms | p99 ms | max ms |")
-            w("|---|---|---|---|---|---|")
-            for name, row in (("client close → stopped", under), ("seen → stopped", seen)):
+            w("| aborts under load | keep_resident | n | p50 ms | p90 ms | p99 ms | max ms |")
+            w("|---|---|---|---|---|---|---|")
+            for setting in ("default", "0"):
+                for name, side in (("client close → stopped", "client-close-to-stopped"), ("seen → stopped", "seen-to-stopped")):
+                    row = load.get("aborts-under-load" + side + setting)
+                    if row:
+                        w(f"| {name} | {setting} | {int(row['n'])} | {row['p50_us'] / 1e3:.2f} | {row['p90_us'] / 1e3:.2f} | "
+                          f"{row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} |")
+            w("")
+            for setting in ("default", "0"):
+                row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
                 if row:
-                    w(f"| {name} | {int(row['n'])} | {row['p50_us'] / 1e3:.2f} | {row['p90_us'] / 1e3:.2f} | {row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} |")
-            w(f"\nRSS: {under['rss_idle_kib'] / 1024:.0f} MiB idle, {under['rss_loaded_kib'] / 1024:.0f} MiB loaded, "
-              f"{under['rss_after_kib'] / 1024:.0f} MiB after.\n")
+                    w(f"RSS with `keep_resident = {setting}`: {row['rss_idle_kib'] / 1024:.0f} MiB idle, "
+                      f"{row['rss_loaded_kib'] / 1024:.0f} MiB loaded, {row['rss_after_kib'] / 1024:.0f} MiB once idle after.\n")
+        w("With the default `keep_resident` (64 KiB), each pool slot a burst used keeps its dirty pages, up to "
+          "that much per linear memory, table and fiber stack, so that the next request on the slot resets them "
+          "in place instead of faulting them in again (see the log below, entry 3): the memory stays with the "
+          "pool, bounded by `max_instances`. `keep_resident = 0` gives it all back at the cost of an `madvise` "
+          "and fresh page faults per request.\n")
 
     if cold:
         w("## Cold start\n")

@@ -1,7 +1,7 @@
 //! The command line: `tether serve`, `tether check` and `tether probe`, with environment
 //! variable fallbacks, logging set-up and exit codes.
 
-use crate::dispatch::{CacheChoice, Dispatcher};
+use crate::dispatch::{CacheChoice, Dispatcher, Executors};
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::server::Server;
 use crate::{examples, probe, sched};
@@ -138,13 +138,13 @@ fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().thread_name(name).build()?)
 }
 
-/// The runtime guests run on: like [`runtime`], with threads demoted by [`sched`].
-fn guest_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+/// Like [`runtime`], with threads demoted by `niceness` steps (see [`sched`]).
+fn demoted_runtime(name: &str, threads: usize, niceness: i32) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
-        .thread_name("tether-guest")
-        .on_thread_start(sched::demote_current_thread)
+        .thread_name(name)
+        .on_thread_start(move || sched::demote_current_thread(niceness))
         .build()?)
 }
 
@@ -178,10 +178,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.fastcgi.is_empty() {
         manifest.server.fastcgi = args.fastcgi;
     }
-    let guests = guest_runtime(manifest.server.guest_threads)?;
+    let guests = demoted_runtime("tether-guest", manifest.server.guest_threads, sched::GUEST_NICENESS)?;
+    let reaper = demoted_runtime("tether-reaper", 1, sched::REAPER_NICENESS)?;
+    let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
     let io = runtime("tether-io", manifest.server.io_threads)?;
     io.block_on(async {
-        let server = Server::bind(&manifest, &args.cache.choice(), guests.handle().clone()).await?;
+        let server = Server::bind(&manifest, &args.cache.choice(), executors).await?;
         for (protocol, addr) in server.addresses() {
             tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
         }
@@ -208,8 +210,10 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest, examples::builtin)?;
-    let guests = runtime("tether-guest", 1)?;
-    let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), guests.handle().clone())?;
+    // No request runs: one thread serves as both executors.
+    let idle = runtime("tether-check", 1)?;
+    let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
+    let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), executors)?;
     println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());
     Ok(())
 }

@@ -6,13 +6,14 @@
 //! [`Dispatcher::start`], which spawns the request's task and returns at once: the front end
 //! keeps watching its socket while the guest runs.
 
+use crate::heap::{Busy, IdleTrim};
 use crate::manifest::{Manifest, ManifestError, RouteSpec, ServerSettings};
 use crate::request::{
     AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead,
     ResponseSink, abort_latency, monotonic_ns,
 };
 use crate::router::Router;
-use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime};
+use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,6 +59,8 @@ pub struct Dispatcher {
     runtime: Runtime,
     /// One permit per guest instance alive (`max_instances`).
     instances: Arc<Semaphore>,
+    /// Counts requests in flight, to give memory back once the server is idle.
+    idle_trim: Arc<IdleTrim>,
     /// Request ids.
     next_id: AtomicU64,
     /// Connection ids.
@@ -66,9 +69,21 @@ pub struct Dispatcher {
     server: ServerSettings,
     /// Request tasks, so that shutdown can wait for them.
     tasks: TaskTracker,
-    /// The runtime guests run on, apart from the front ends' I/O runtime, so that a guest
-    /// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave).
-    guests: tokio::runtime::Handle,
+    /// Where request tasks run.
+    executors: Executors,
+}
+
+/// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
+/// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave).
+#[derive(Clone, Debug)]
+pub struct Executors {
+    /// Runs guests.
+    pub guests: tokio::runtime::Handle,
+    /// Finishes requests whose guest was stopped while it waited in a host call: tears the
+    /// guest down, ends the response and logs it. Apart from the guest threads, and below
+    /// them in priority, so that when many clients leave at once every guest is stopped
+    /// before any is cleaned up after (measured: see `bench/notes.md`).
+    pub reaper: tokio::runtime::Handle,
 }
 
 /// A request that got an instance slot.
@@ -76,6 +91,8 @@ pub struct Dispatcher {
 pub struct Admission {
     /// Held for its drop, which frees the slot.
     _permit: OwnedSemaphorePermit,
+    /// Held for its drop, which may leave the server idle.
+    _busy: Busy,
 }
 
 /// A request ready to start.
@@ -101,8 +118,8 @@ pub struct Start {
 }
 
 impl Dispatcher {
-    /// Builds the runtime and loads every route's component. Requests will run on `guests`.
-    pub fn new(manifest: &Manifest, cache: &CacheChoice, guests: tokio::runtime::Handle) -> Result<Self, anyhow::Error> {
+    /// Builds the runtime and loads every route's component. Requests will run on `executors`.
+    pub fn new(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> Result<Self, anyhow::Error> {
         let server = manifest.server.clone();
         let limits = EngineLimits {
             max_instances: server.max_instances,
@@ -126,15 +143,18 @@ impl Dispatcher {
             max_instances = server.max_instances,
             "routes loaded"
         );
+        let idle_trim = Arc::new(IdleTrim::default());
+        executors.reaper.spawn(idle_trim.clone().run());
         Ok(Self {
             router: Router::new(routes),
             runtime,
             instances: Arc::new(Semaphore::new(server.max_instances as usize)),
+            idle_trim,
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             server,
             tasks: TaskTracker::new(),
-            guests,
+            executors,
         })
     }
 
@@ -155,7 +175,8 @@ impl Dispatcher {
 
     /// An instance slot, or `None` when all `max_instances` are busy (answer 503).
     pub fn admit(&self) -> Option<Admission> {
-        self.instances.clone().try_acquire_owned().ok().map(|permit| Admission { _permit: permit })
+        let permit = self.instances.clone().try_acquire_owned().ok()?;
+        Some(Admission { _permit: permit, _busy: self.idle_trim.busy() })
     }
 
     /// Fresh connection state for a request on `route`.
@@ -176,7 +197,7 @@ impl Dispatcher {
     /// Spawns the request's task on the guest runtime and returns at once.
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
-        self.tasks.spawn_on(async move { this.run(id, start).await }, &self.guests);
+        self.tasks.spawn_on(async move { this.run(id, start).await }, &self.executors.guests);
     }
 
     /// Waits for every request task (after the listeners stopped).
@@ -206,7 +227,8 @@ impl Dispatcher {
         .log();
     }
 
-    /// The request's task: runs the guest against the kill switch and the wall-clock limit.
+    /// The request's task: runs the guest against the kill switch and the wall-clock limit,
+    /// then finishes the request (here, or on the reaper).
     async fn run(&self, id: u64, start: Start) {
         let Start { route, admission, head, body, sink, conn, arrived, protocol, conn_id } = start;
         let method = head.method.clone();
@@ -235,15 +257,54 @@ impl Dispatcher {
         // From here the guest never runs again: its future is not polled any more.
         let stopped = Instant::now();
         let stopped_mono_ns = monotonic_ns();
-        if spent.is_none() {
+        let ending = Ending {
+            id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent,
+            _admission: admission,
+        };
+        if ending.spent.is_some() {
+            drop(guest);
+            ending.finish().await;
+        } else {
             // A guest stopped inside a host call is torn down with its future, which must go
-            // before the output is touched (the call may hold it). Yield first: after a mass
-            // abort, the other stopped requests record their stop before the teardowns run
-            // (measured: abort p99 under load 4-9 ms instead of 17-25 ms).
-            tokio::task::yield_now().await;
+            // before the output is touched (the call may hold it).
+            self.tasks.spawn_on(
+                async move {
+                    drop(guest);
+                    ending.finish().await;
+                },
+                &self.executors.reaper,
+            );
         }
-        drop(guest);
+    }
+}
 
+/// A request whose guest will not run again.
+struct Ending {
+    id: u64,
+    conn_id: u64,
+    protocol: &'static str,
+    route: Arc<Route>,
+    method: String,
+    target: String,
+    arrived: Instant,
+    conn: Arc<ConnState>,
+    output: Arc<tokio::sync::Mutex<Output>>,
+    /// How the guest ended.
+    result: Result<(), GuestFailure>,
+    /// When it was stopped, for the abort latency.
+    stopped: Instant,
+    stopped_mono_ns: u64,
+    /// The instance, when the guest returned or trapped on its own.
+    spent: Option<Spent>,
+    /// Held until the instance is gone, which frees the slot.
+    _admission: Admission,
+}
+
+impl Ending {
+    /// Ends the response according to how the guest ended, writes the access-log line, then
+    /// tears the instance down.
+    async fn finish(self) {
+        let Ending { id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent, _admission } = self;
         let mut output = output.lock().await;
         let (outcome, detail) = match &result {
             Ok(()) => {
@@ -282,7 +343,6 @@ impl Dispatcher {
         .log();
         drop(output);
         drop(spent);
-        drop(admission);
     }
 }
 

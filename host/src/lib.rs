@@ -33,6 +33,7 @@ pub mod cli;
 pub mod dispatch;
 pub mod examples;
 pub mod fastcgi;
+pub mod heap;
 pub mod http1;
 pub mod manifest;
 pub mod net;

@@ -1,14 +1,17 @@
-//! Thread scheduling for guest workers: they run at a lower priority and with a short time
-//! slice, and a guest running Wasm yields the CPU once per epoch tick, so that a thread woken
-//! by a client's FIN or RST (Tether's I/O thread, or nginx's worker) gets to run at once
-//! instead of waiting for the kernel's next scheduler tick (measured: milliseconds of extra
-//! abort latency on a 2-core machine).
+//! Thread scheduling for guest workers and the reaper: they run at a lower priority and with a
+//! short time slice, and a guest running Wasm yields the CPU once per epoch tick, so that a
+//! thread woken by a client's FIN or RST (Tether's I/O thread, or nginx's worker) gets to run at
+//! once instead of waiting for the kernel's next scheduler tick (measured: milliseconds of extra
+//! abort latency on a 2-core machine). The reaper, which tears down stopped guests, runs lower
+//! still, so that stopping guests comes before cleaning up after them.
 
 use std::time::Duration;
 
 /// How much lower guest threads' priority is than the I/O threads' (`nice` steps).
 pub const GUEST_NICENESS: i32 = 5;
-/// The time slice guest threads ask the kernel for (Linux ≥ 6.12 EEVDF custom slices; the
+/// How much lower the reaper thread's priority is than the I/O threads' (`nice` steps).
+pub const REAPER_NICENESS: i32 = 10;
+/// The time slice demoted threads ask the kernel for (Linux ≥ 6.12 EEVDF custom slices; the
 /// kernel clamps it to its allowed range and older kernels ignore it).
 pub const GUEST_SLICE: Duration = Duration::from_micros(100);
 
@@ -26,11 +29,12 @@ struct SchedAttr {
     sched_period: u64,
 }
 
-/// Applies the guest scheduling settings to the calling thread. Best effort: where the kernel
-/// refuses, guests keep the default scheduling and only abort latency under CPU load suffers.
-pub fn demote_current_thread() {
+/// Lowers the calling thread's priority by `niceness` steps and gives it the short time slice.
+/// Best effort: where the kernel refuses, the thread keeps the default scheduling and only
+/// abort latency under CPU load suffers.
+pub fn demote_current_thread(niceness: i32) {
     let current = rustix::process::getpriority_process(None).unwrap_or(0);
-    let nice = current + GUEST_NICENESS;
+    let nice = current + niceness;
     let _ = rustix::process::setpriority_process(None, nice);
     let attr = SchedAttr {
         size: size_of::<SchedAttr>() as u32,
@@ -44,7 +48,7 @@ pub fn demote_current_thread() {
     #[allow(unsafe_code)]
     let result = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     if result != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "no custom time slice for guest threads");
+        tracing::debug!(error = %std::io::Error::last_os_error(), "no custom time slice for demoted threads");
     }
 }
 

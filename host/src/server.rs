@@ -2,7 +2,7 @@
 //! at once), hands each to its front end, and shuts down gracefully: listeners close, idle
 //! connections end, running requests get [`SHUTDOWN_GRACE`] to finish.
 
-use crate::dispatch::{CacheChoice, Dispatcher};
+use crate::dispatch::{CacheChoice, Dispatcher, Executors};
 use crate::manifest::Manifest;
 use crate::net::{Accepted, Listener};
 use crate::{fastcgi, http1};
@@ -48,9 +48,9 @@ pub struct Server {
 
 impl Server {
     /// Loads the manifest's routes and binds its listeners (on the current runtime, which
-    /// serves the sockets); guests will run on `guests`.
-    pub async fn bind(manifest: &Manifest, cache: &CacheChoice, guests: tokio::runtime::Handle) -> anyhow::Result<Server> {
-        let dispatcher = Arc::new(Dispatcher::new(manifest, cache, guests)?);
+    /// serves the sockets); requests will run on `executors`.
+    pub async fn bind(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> anyhow::Result<Server> {
+        let dispatcher = Arc::new(Dispatcher::new(manifest, cache, executors)?);
         let server = &manifest.server;
         if server.listen.is_empty() && server.fastcgi.is_empty() {
             anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");

@@ -80,6 +80,18 @@ fn a_guest_over_its_memory_limit_traps_and_the_server_lives_on() {
 }
 
 #[test]
+fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
+    let server = server();
+    assert_eq!(get(server.addr(), "/mem/hog?mb=8").text(), "allocated 8 MiB\n");
+    let trimmed = server.wait_for("the idle server to trim its heap", |events| {
+        let ended = events.iter().position(|e| e["target"] == "tether::access")?;
+        events[ended..].iter().find(|e| e["message"] == "idle: returned freed memory to the OS").cloned()
+    });
+    let (before, after) = (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
+    assert!(after > 0 && after <= before, "{trimmed}");
+}
+
+#[test]
 fn a_guest_reaches_only_its_preopens_and_environment() {
     let dir = fresh_dir("sandbox");
     std::fs::create_dir_all(dir.join("data")).expect("data dir");

@@ -2,7 +2,9 @@
 //! keep one request in flight whose guest sleeps 5 s; reports the time until all are answered and
 //! the server's RSS before, at its peak and after. Phase 2: the same load, and once every guest
 //! is asleep a tenth of the clients close at once; reports, per aborted request, the time from
-//! its client's `close()` to its guest being stopped, and the RSS afterwards.
+//! its client's `close()` to its guest being stopped. After each phase, once the idle server has
+//! trimmed its heap (it logs that), its RSS again. `KEEP_RESIDENT=<bytes>` sets the manifest's
+//! `keep_resident`, which decides how much of each pool slot stays resident after a burst.
 
 use bench::{quick, report, summarize};
 use std::future::Future;
@@ -34,6 +36,14 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
             std::thread::sleep(Duration::from_millis(50));
         }
         peak
+    })
+}
+
+/// Waits for the server to go idle and trim its heap after the log line `since`; returns its
+/// RSS then.
+fn rss_when_idle(server: &Server, since: usize) -> u64 {
+    server.wait_for_since(since, "the idle server to trim its heap", |events| {
+        events.iter().find(|e| e["message"] == "idle: returned freed memory to the OS").and_then(|e| e["rss_after_kib"].as_u64())
     })
 }
 
@@ -82,7 +92,9 @@ fn main() {
     let clients = if quick() { 2_000 } else { 10_000 };
     let aborts = clients / 10;
     // KEEP_RESIDENT (bytes) overrides the server's keep_resident, to compare RSS after load.
-    let keep_resident = std::env::var("KEEP_RESIDENT").map_or(String::new(), |v| format!("keep_resident = {v}\n"));
+    let keep_resident_setting = std::env::var("KEEP_RESIDENT").ok();
+    let keep_resident = keep_resident_setting.as_ref().map_or(String::new(), |v| format!("keep_resident = {v}\n"));
+    let keep_resident_setting = keep_resident_setting.unwrap_or_else(|| "default".to_owned());
     let manifest = format!(
         "[server]\nmax_instances = {}\nmax_connections = {}\n{keep_resident}{}",
         clients + 100,
@@ -97,6 +109,7 @@ fn main() {
     let rss_idle = rss_kib(pid);
 
     // Phase 1: everything completes.
+    let mark = server.log_len();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_peak(pid, stop.clone());
     let started = Instant::now();
@@ -107,11 +120,11 @@ fn main() {
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let rss_peak = sampler.join().expect("sampler");
-    let rss_after = rss_kib(pid);
+    let rss_after = rss_when_idle(&server, mark);
     println!(
         "{}",
         serde_json::json!({
-            "bench": "concurrency", "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
+            "bench": "concurrency", "keep_resident": keep_resident_setting, "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
             "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": rss_after,
         })
     );
@@ -142,12 +155,16 @@ fn main() {
         latencies.push(stopped.saturating_sub(closed_at[i].load(Ordering::Relaxed)) as f64 / 1e3);
         server_side.push(access["abort_latency_us"].as_f64().expect("abort_latency_us"));
     }
-    report("aborts-under-load", serde_json::json!({ "side": "seen-to-stopped" }), summarize(&mut server_side));
-    let rss_end = rss_kib(pid);
+    report(
+        "aborts-under-load",
+        serde_json::json!({ "side": "seen-to-stopped", "keep_resident": keep_resident_setting }),
+        summarize(&mut server_side),
+    );
+    let rss_end = rss_when_idle(&server, mark);
     report(
         "aborts-under-load",
         serde_json::json!({
-            "side": "client-close-to-stopped", "clients": clients, "aborted": aborts, "answered": answered,
+            "side": "client-close-to-stopped", "keep_resident": keep_resident_setting, "clients": clients, "aborted": aborts, "answered": answered,
             "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded, "rss_after_kib": rss_end,
         }),
         summarize(&mut latencies),

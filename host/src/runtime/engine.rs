@@ -192,6 +192,9 @@ fn pooling_config(limits: &EngineLimits) -> Config {
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Without zeroing, freed fiber stacks are never decommitted: `keep_resident = 0` would
+    // still leave every stack a burst touched resident.
+    config.async_stack_zeroing(limits.keep_resident == 0);
     // Each slot reserves exactly the largest allowed memory plus a guard, so that thousands of
     // slots fit in the address space; accesses beyond are bounds-checked.
     config.memory_reservation(limits.max_memory);

