@@ -278,16 +278,25 @@ impl Dispatcher {
     }
 }
 
-/// A request whose guest will not run again.
+/// A request whose guest will not run again: what finishing it needs.
 struct Ending {
+    /// Request id, for the log.
     id: u64,
+    /// Connection id, for the log.
     conn_id: u64,
+    /// `http` or `fastcgi`, for the log.
     protocol: &'static str,
+    /// The route it ran on.
     route: Arc<Route>,
+    /// The request method, for the log.
     method: String,
+    /// The request target, for the log.
     target: String,
+    /// When the request head arrived.
     arrived: Instant,
+    /// The connection state: why the guest was stopped, if it was.
     conn: Arc<ConnState>,
+    /// The response, to end.
     output: Arc<tokio::sync::Mutex<Output>>,
     /// How the guest ended.
     result: Result<(), GuestFailure>,

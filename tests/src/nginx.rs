@@ -112,8 +112,14 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Stops nginx with SIGTERM, its fast shutdown: the master stops its workers (escalating to
+    /// SIGKILL itself after a second) and then exits. Killing the master outright would leave the
+    /// workers running, orphaned, holding their ports.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = rustix::process::Pid::from_child(&self.child);
+        if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_err() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
