@@ -302,6 +302,7 @@ struct Ending {
     result: Result<(), GuestFailure>,
     /// When it was stopped, for the abort latency.
     stopped: Instant,
+    /// The same on CLOCK_MONOTONIC, for the log (benchmarks compare it with clients' clocks).
     stopped_mono_ns: u64,
     /// The instance, when the guest returned or trapped on its own.
     spent: Option<Spent>,

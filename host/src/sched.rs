@@ -1,5 +1,5 @@
 //! Thread scheduling for guest workers and the reaper: they run at a lower priority and with a
-//! short time slice, and a guest running Wasm yields the CPU once per epoch tick, so that a
+//! short time slice, and a guest that computes yields the CPU at each epoch tick, so that a
 //! thread woken by a client's FIN or RST (Tether's I/O thread, or nginx's worker) gets to run at
 //! once instead of waiting for the kernel's next scheduler tick (measured: milliseconds of extra
 //! abort latency on a 2-core machine). The reaper, which tears down stopped guests, runs lower
@@ -13,7 +13,7 @@ pub const GUEST_NICENESS: i32 = 5;
 pub const REAPER_NICENESS: i32 = 10;
 /// The time slice demoted threads ask the kernel for (Linux ≥ 6.12 EEVDF custom slices; the
 /// kernel clamps it to its allowed range and older kernels ignore it).
-pub const GUEST_SLICE: Duration = Duration::from_micros(100);
+pub const DEMOTED_SLICE: Duration = Duration::from_micros(100);
 
 /// `struct sched_attr` from `linux/sched/types.h` (the fields up to `sched_period`).
 #[repr(C)]
@@ -40,7 +40,7 @@ pub fn demote_current_thread(niceness: i32) {
         size: size_of::<SchedAttr>() as u32,
         sched_policy: libc::SCHED_OTHER as u32,
         sched_nice: nice,
-        sched_runtime: GUEST_SLICE.as_nanos() as u64,
+        sched_runtime: DEMOTED_SLICE.as_nanos() as u64,
         ..SchedAttr::default()
     };
     // SAFETY: sched_setattr(2) reads `attr.size` bytes from a valid, initialised `sched_attr`
@@ -53,7 +53,7 @@ pub fn demote_current_thread(niceness: i32) {
 }
 
 /// Offers the CPU to any other runnable thread (`sched_yield`); returns at once if there is
-/// none. Called by a guest running Wasm once per epoch tick.
+/// none. Called by a guest that computes, at each epoch tick.
 pub fn yield_cpu() {
     std::thread::yield_now();
 }
