@@ -241,7 +241,7 @@ mod tests {
         let state = Arc::new(TickerState::default());
         let ticker = Ticker { state: state.clone(), thread: std::thread::current() };
         let mut guest = ticker.running();
-        let mut at = |tick: u64, guest: &mut Running| {
+        let at = |tick: u64, guest: &mut Running| {
             state.ticks.store(tick, Ordering::Relaxed);
             guest.computing_at_tick()
         };
