@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes BENCHMARKS.md from bench/results/*.json (written by bench/run) and bench/notes.md."""
+"""Writes BENCHMARKS.md from bench/results/*.json (written by bench/run), bench/gaps.md and bench/notes.md."""
 import json, statistics
 from pathlib import Path
 
@@ -48,7 +48,10 @@ def main():
       f"[`{path.relative_to(ROOT)}`]({path.relative_to(ROOT)}). Do not edit by hand: rerun the harness.\n")
     w(f"Machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}, {m['rustc']}, {m['wrk']}. "
       "Everything runs on 127.0.0.1, with the load generator on the same cores as the server. "
-      f"Comparisons alternate their contenders, {r['rounds']} round(s); tables give medians over rounds.\n")
+      f"Comparisons alternate their contenders, {r['rounds']} round(s); tables give medians over rounds."
+      + (f" The machine is a virtual one on a shared host: the hypervisor took {m['steal_percent']} % of CPU time "
+         "(steal) during this run; figures from runs with high steal are noisier and slower."
+         if "steal_percent" in m else "") + "\n")
 
     inst = {row["pooling"]: row for row in r["instantiate"]}
     hello = r["hello"]
@@ -97,6 +100,9 @@ def main():
         w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}× | {verdict(ratio >= 3)} |")
         w(f"| hello through nginx FastCGI, p99 tether vs php-fpm | lower | {fp99['tether']:.2f} vs {fp99['php-fpm']:.2f} ms | {verdict(fp99['tether'] < fp99['php-fpm'])} |")
     w("")
+    gaps = ROOT / "bench" / "gaps.md"
+    if gaps.exists():
+        out.append(gaps.read_text())
 
     w("## Per-request instantiate + call\n")
     w("`target/release/instantiate`: in one process, a fresh `Store`, instantiation from the route's "
@@ -147,7 +153,7 @@ def main():
         w("`target/release/load`: each of N clients keeps one request in flight on its own connection to a "
           f"guest that sleeps {conc['guest_sleep_ms'] / 1000:.0f} s (`seed_a`, `max_memory = 16MiB`); the server's "
           "RSS is sampled every 50 ms. Then the same load again, and once every guest is asleep a tenth of "
-          "the clients close at once (one `close()` after another); each aborted request's latency runs "
+          "the clients (those that connected last) close at once (one `close()` after another); each aborted request's latency runs "
           "from its own `close()` to its guest being stopped. \"After\" is the RSS once the idle server "
           "has trimmed its heap (it does so after a quiet second, and logs it). The whole run is repeated "
           "with `KEEP_RESIDENT=0`, which sets the manifest's `keep_resident` to 0.\n")

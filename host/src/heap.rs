@@ -19,8 +19,8 @@ pub const IDLE_TRIM_DELAY: Duration = Duration::from_secs(1);
 pub struct IdleTrim {
     /// Requests in flight.
     busy: AtomicUsize,
-    /// Bumped each time the server goes idle, so that a wait that saw activity starts over.
-    idle_since: AtomicU64,
+    /// How many times the server went idle, so that a quiet period broken by activity starts over.
+    idle_periods: AtomicU64,
     /// Wakes [`IdleTrim::run`] when the server goes idle.
     went_idle: Notify,
 }
@@ -54,9 +54,9 @@ impl IdleTrim {
     async fn after_each_idle_period(&self, mut action: impl FnMut()) {
         loop {
             self.went_idle.notified().await;
-            let generation = self.idle_since.load(Ordering::Acquire);
+            let generation = self.idle_periods.load(Ordering::Acquire);
             tokio::time::sleep(IDLE_TRIM_DELAY).await;
-            if self.busy.load(Ordering::Acquire) == 0 && self.idle_since.load(Ordering::Acquire) == generation {
+            if self.busy.load(Ordering::Acquire) == 0 && self.idle_periods.load(Ordering::Acquire) == generation {
                 action();
             }
         }
@@ -66,7 +66,7 @@ impl IdleTrim {
 impl Drop for Busy {
     fn drop(&mut self) {
         if self.trim.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.trim.idle_since.fetch_add(1, Ordering::AcqRel);
+            self.trim.idle_periods.fetch_add(1, Ordering::AcqRel);
             self.trim.went_idle.notify_one();
         }
     }

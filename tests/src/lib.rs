@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 /// How long any wait may take before the test fails. Generous: it bounds failures, it is never
 /// how long a passing test takes.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// How many of the last log events a timed-out wait shows.
+const FAILURE_LOG_EVENTS: usize = 40;
 
 /// The directory with the built guests (`<name>.wasm`).
 pub const GUEST_DIR: &str = host::examples::GUEST_DIR;
@@ -214,7 +216,12 @@ impl Server {
                 return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {what}; log: {:#?}", *events);
+            if left.is_zero() {
+                // Cloned, and the lock released, so that the log reader is not poisoned.
+                let recent = events[events.len().saturating_sub(FAILURE_LOG_EVENTS)..].to_vec();
+                drop(events);
+                panic!("timed out waiting for {what}; the last {} log events: {recent:#?}", recent.len());
+            }
             events = ready.wait_timeout(events, left).expect("log lock").0;
         }
     }
