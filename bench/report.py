@@ -6,6 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
+# The keep_resident settings bench/run runs the load benchmark with.
+KEEP_RESIDENT_SETTINGS = ("default", "0")
+
 def load_results():
     full, quick = RESULTS / "full.json", RESULTS / "quick.json"
     candidates = [p for p in (full, quick) if p.exists()]
@@ -89,7 +92,7 @@ def main():
     under = load.get("aborts-under-loadclient-close-to-stoppeddefault")
     if under:
         w(f"| {int(under['aborted']):,} of {under['clients']:,} clients abort at once: p99 close → stopped | ≤ 5 ms | {under['p99_us'] / 1e3:.1f} ms | {verdict(under['p99_us'] <= 5000)} |")
-    for setting in ("default", "0"):
+    for setting in KEEP_RESIDENT_SETTINGS:
         row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
         if row:
             back = row["rss_after_kib"] <= row["rss_idle_kib"] * 1.1
@@ -159,7 +162,7 @@ def main():
           "with `KEEP_RESIDENT=0`, which sets the manifest's `keep_resident` to 0.\n")
         w("| keep_resident | clients | answered | time to complete s | RSS idle MiB | RSS peak MiB | RSS after MiB | per in-flight request KiB |")
         w("|---|---|---|---|---|---|---|---|")
-        for setting in ("default", "0"):
+        for setting in KEEP_RESIDENT_SETTINGS:
             row = load.get("concurrency" + setting)
             if row:
                 per = (row["rss_peak_kib"] - row["rss_idle_kib"]) / row["clients"]
@@ -169,14 +172,14 @@ def main():
         if under:
             w("| aborts under load | keep_resident | n | p50 ms | p90 ms | p99 ms | max ms |")
             w("|---|---|---|---|---|---|---|")
-            for setting in ("default", "0"):
+            for setting in KEEP_RESIDENT_SETTINGS:
                 for name, side in (("client close → stopped", "client-close-to-stopped"), ("seen → stopped", "seen-to-stopped")):
                     row = load.get("aborts-under-load" + side + setting)
                     if row:
                         w(f"| {name} | {setting} | {int(row['n'])} | {row['p50_us'] / 1e3:.2f} | {row['p90_us'] / 1e3:.2f} | "
                           f"{row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} |")
             w("")
-            for setting in ("default", "0"):
+            for setting in KEEP_RESIDENT_SETTINGS:
                 row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
                 if row:
                     w(f"RSS with `keep_resident = {setting}`: {row['rss_idle_kib'] / 1024:.0f} MiB idle, "

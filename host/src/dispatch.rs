@@ -261,19 +261,17 @@ impl Dispatcher {
             id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent,
             _admission: admission,
         };
-        if ending.spent.is_some() {
+        let stopped_in_host_call = ending.spent.is_none();
+        // A guest stopped inside a host call is torn down with its future, which must go before
+        // the output is touched (the call may hold it).
+        let finish = async move {
             drop(guest);
             ending.finish().await;
+        };
+        if stopped_in_host_call {
+            self.tasks.spawn_on(finish, &self.executors.reaper);
         } else {
-            // A guest stopped inside a host call is torn down with its future, which must go
-            // before the output is touched (the call may hold it).
-            self.tasks.spawn_on(
-                async move {
-                    drop(guest);
-                    ending.finish().await;
-                },
-                &self.executors.reaper,
-            );
+            finish.await;
         }
     }
 }

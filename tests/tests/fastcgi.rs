@@ -69,9 +69,6 @@ fn stack() -> (Server, Nginx) {
     (server, nginx)
 }
 
-
-
-
 /// Requests `uri` through nginx block `block`, waits for the guest line `after`, then closes
 /// the client connection with FIN (or RST).
 fn abort_after(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, rst: bool) {

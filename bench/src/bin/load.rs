@@ -93,11 +93,11 @@ fn main() {
     let clients = if quick() { 2_000 } else { 10_000 };
     let aborts = clients / 10;
     // KEEP_RESIDENT (bytes) overrides the server's keep_resident, to compare RSS after load.
-    let keep_resident_setting = std::env::var("KEEP_RESIDENT").ok();
-    let keep_resident = keep_resident_setting.as_ref().map_or(String::new(), |v| format!("keep_resident = {v}\n"));
-    let keep_resident_setting = keep_resident_setting.unwrap_or_else(|| "default".to_owned());
+    let keep_resident = std::env::var("KEEP_RESIDENT").ok();
+    let keep_resident_line = keep_resident.as_deref().map_or(String::new(), |v| format!("keep_resident = {v}\n"));
+    let keep_resident = keep_resident.unwrap_or_else(|| "default".to_owned());
     let manifest = format!(
-        "[server]\nmax_instances = {}\nmax_connections = {}\n{keep_resident}{}",
+        "[server]\nmax_instances = {}\nmax_connections = {}\n{keep_resident_line}{}",
         clients + 100,
         clients + 1_000,
         // A sleeping guest needs little memory; a smaller limit makes each pool slot smaller.
@@ -125,7 +125,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "bench": "concurrency", "keep_resident": keep_resident_setting, "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
+            "bench": "concurrency", "keep_resident": keep_resident, "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
             "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": rss_after,
         })
     );
@@ -167,14 +167,14 @@ fn main() {
     }
     report(
         "aborts-under-load",
-        serde_json::json!({ "side": "seen-to-stopped", "keep_resident": keep_resident_setting }),
+        serde_json::json!({ "side": "seen-to-stopped", "keep_resident": keep_resident }),
         summarize(&mut server_side),
     );
     let rss_end = rss_when_idle(&server, mark);
     report(
         "aborts-under-load",
         serde_json::json!({
-            "side": "client-close-to-stopped", "keep_resident": keep_resident_setting, "clients": clients, "aborted": aborts, "answered": answered,
+            "side": "client-close-to-stopped", "keep_resident": keep_resident, "clients": clients, "aborted": aborts, "answered": answered,
             "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded, "rss_after_kib": rss_end,
         }),
         summarize(&mut latencies),
