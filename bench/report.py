@@ -26,6 +26,28 @@ def fmt(x, digits=0):
 def verdict(ok):
     return "met" if ok else "**not met**"
 
+def merged(rows):
+    """Rows of one measurement from several runs of a program, as one row: the median of each
+    number over the runs (the largest for `max_*`); `runs` keeps the rows."""
+    out = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [row[key] for row in rows]
+            out[key] = max(values) if key.startswith("max") else median(values)
+    out["runs"] = rows
+    return out
+
+def grouped(rows, key):
+    """Rows from several runs, grouped by `key(row)` and merged."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return {k: merged(v) for k, v in groups.items()}
+
+def per_run(row, key, scale=1.0, digits=0):
+    """`key` in each run of a merged row, comma-separated."""
+    return ", ".join(fmt(run[key] * scale, digits) for run in row["runs"])
+
 def medians(runs, key):
     """Per contender, the median of `key` over its wrk rounds."""
     return {name: median([run[key] for run in rounds]) for name, rounds in runs.items()}
@@ -56,14 +78,17 @@ def main():
          "(steal) during this run; figures from runs with high steal are noisier and slower."
          if "steal_percent" in m else "") + "\n")
 
-    inst = {row["pooling"]: row for row in r["instantiate"]}
+    inst = grouped(r["instantiate"], lambda row: row["pooling"])
     hello = r["hello"]
     rps = medians(hello, "rps")
-    lat = {(row.get("via", "http"), row["guest"], row["side"]): row for row in r["abort_latency"]}
+    lat = grouped(r["abort_latency"], lambda row: (row.get("via", "http"), row["guest"], row["side"]))
     fcgi = r.get("fastcgi")
     if fcgi:
         frps, fp99 = medians(fcgi, "rps"), medians(fcgi, "p99_ms")
-    watcher_cost = 1 - rps["tether"] / rps["tether-no-watcher"]
+    # Paired: each round's two runs are back to back, so the machine's drift between rounds cancels.
+    watcher = r["watcher"]
+    watcher_costs = [1 - on["rps"] / off["rps"] for on, off in zip(watcher["tether"], watcher["tether-no-watcher"])]
+    watcher_cost = median(watcher_costs)
 
     w("## Targets\n")
     w("| figure | target | measured | |")
@@ -84,7 +109,7 @@ def main():
     if cold:
         warm_ms = median(cold["warm_ms"])
         w(f"| cold start, {cold['routes']} routes, warm compile cache, median | ≤ 50 ms | {warm_ms:.1f} ms | {verdict(warm_ms <= 50)} |")
-    load = {row["bench"] + row.get("side", "") + row.get("keep_resident", "default"): row for row in r.get("load", [])}
+    load = grouped(r.get("load", []), lambda row: row["bench"] + row.get("side", "") + row.get("keep_resident", "default"))
     conc = load.get("concurrencydefault")
     if conc:
         peak_mib = conc["rss_peak_kib"] / 1024
@@ -111,23 +136,30 @@ def main():
     w("`target/release/instantiate`: in one process, a fresh `Store`, instantiation from the route's "
       "`InstancePre`, the hello guest's `handle` (with its host calls) and the end of its response "
       "into a sink that discards it; no sockets. "
-      f"{int(inst[True]['n']):,} requests after a warm-up.\n")
-    w("| allocator | median µs | p90 µs | p99 µs | mean µs |")
-    w("|---|---|---|---|---|")
+      f"{int(inst[True]['n']):,} requests after a warm-up, in each of {len(inst[True]['runs'])} runs of the program; "
+      "each figure is the median over runs.\n")
+    w("| allocator | median µs | p90 µs | p99 µs | mean µs | median per run µs |")
+    w("|---|---|---|---|---|---|")
     for pooling in (True, False):
         row = inst[pooling]
-        w(f"| {'pooling' if pooling else 'on-demand'} | {row['p50_us']:.1f} | {row['p90_us']:.1f} | {row['p99_us']:.1f} | {row['mean_us']:.1f} |")
+        w(f"| {'pooling' if pooling else 'on-demand'} | {row['p50_us']:.1f} | {row['p90_us']:.1f} | {row['p99_us']:.1f} | {row['mean_us']:.1f} | {per_run(row, 'p50_us', digits=1)} |")
     w(f"\nPooling / on-demand, median: {inst[True]['p50_us'] / inst[False]['p50_us']:.2f}×.\n")
 
     w("## Hello over HTTP/1.1 keep-alive, 50 connections\n")
     first = next(iter(hello.values()))[0]["command"]
     w(f"`{first}` (URL per contender), after a warm-up, contenders alternating. `tether` watches the "
-      "client while the guest runs (prompt abort detection); `tether-no-watcher` is the same server "
-      "on a route in PHP-exact write mode, which leaves the socket alone; `baseline` is "
+      "client while the guest runs (prompt abort detection); `baseline` is "
       "`target/release/baseline`, a minimal tokio server sending the same bytes without Wasm; "
       "`nginx` answers `return 200` itself (bench/conf/nginx-hello.conf).\n")
     wrk_table(w, hello, ratios_to=("nginx", "baseline"))
-    w(f"\nWatcher cost: {watcher_cost * 100:.1f} % of hello req/s (tether vs tether-no-watcher, same process, alternating).\n")
+
+    w("\n### What the abort watcher costs\n")
+    w(f"The same server and command, {len(watcher_costs)} rounds of two back-to-back runs (order alternating): "
+      "`tether` on a route in prompt mode, which watches the client while the guest runs, and "
+      "`tether-no-watcher` on a route in PHP-exact write mode, which leaves the socket alone. The cost is "
+      "the median over rounds of each round's difference, so that the machine's drift between rounds cancels.\n")
+    wrk_table(w, watcher)
+    w(f"\nPer round: {', '.join(f'{c * 100:+.1f} %' for c in watcher_costs)}. Watcher cost: {watcher_cost * 100:.1f} % of hello req/s.\n")
 
     if fcgi:
         w("## Hello through nginx FastCGI: Tether against php-fpm\n")
@@ -159,7 +191,8 @@ def main():
           "the clients (those that connected last) close at once (one `close()` after another); each aborted request's latency runs "
           "from its own `close()` to its guest being stopped. \"After\" is the RSS once the idle server "
           "has trimmed its heap (it does so after a quiet second, and logs it). The whole run is repeated "
-          "with `KEEP_RESIDENT=0`, which sets the manifest's `keep_resident` to 0.\n")
+          "with `KEEP_RESIDENT=0`, which sets the manifest's `keep_resident` to 0. Each setting runs "
+          f"{len(conc['runs'])} times; figures are medians over runs (the largest for max).\n")
         w("| keep_resident | clients | answered | time to complete s | RSS idle MiB | RSS peak MiB | RSS after MiB | per in-flight request KiB |")
         w("|---|---|---|---|---|---|---|---|")
         for setting in KEEP_RESIDENT_SETTINGS:
@@ -170,14 +203,14 @@ def main():
                   f"{row['rss_peak_kib'] / 1024:.0f} | {row['rss_after_kib'] / 1024:.0f} | {per:.0f} |")
         w("\nphp-fpm needs a process per in-flight request: 8.6–9.6 MB RSS each here (the reference).\n")
         if under:
-            w("| aborts under load | keep_resident | n | p50 ms | p90 ms | p99 ms | max ms |")
-            w("|---|---|---|---|---|---|---|")
+            w("| aborts under load | keep_resident | n | p50 ms | p90 ms | p99 ms | max ms | p99 per run ms |")
+            w("|---|---|---|---|---|---|---|---|")
             for setting in KEEP_RESIDENT_SETTINGS:
                 for name, side in (("client close → stopped", "client-close-to-stopped"), ("seen → stopped", "seen-to-stopped")):
                     row = load.get("aborts-under-load" + side + setting)
                     if row:
                         w(f"| {name} | {setting} | {int(row['n'])} | {row['p50_us'] / 1e3:.2f} | {row['p90_us'] / 1e3:.2f} | "
-                          f"{row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} |")
+                          f"{row['p99_us'] / 1e3:.2f} | {row['max_us'] / 1e3:.2f} | {per_run(row, 'p99_us', 1e-3, 2)} |")
             w("")
             for setting in KEEP_RESIDENT_SETTINGS:
                 row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
@@ -207,14 +240,17 @@ def main():
       "takes a CLOCK_MONOTONIC timestamp and closes (FIN and RST alternating). The server logs the "
       "CLOCK_MONOTONIC time at which it saw the guest stopped. *client close → stopped* is the "
       "difference (the Go reference's method); *seen → stopped* is the server's own part, from "
-      "reading the close to the guest being gone. `http` is a direct connection; `nginx-fastcgi` "
+      "reading the close to the guest being stopped: for a guest parked in a host call, the kill "
+      "itself, which closes the gate the guest is polled through (ARCHITECTURE.md, \"Stopping a "
+      "guest\"); for a guest running Wasm, the end of its trap. `http` is a direct connection; `nginx-fastcgi` "
       "goes through nginx (1 worker, defaults: `fastcgi_ignore_client_abort off`) to Tether's "
       "FastCGI Unix socket, so it includes nginx noticing its client and closing the upstream link "
-      "(70–130 µs in the reference's packet captures).\n")
-    w("| path | guest | span | n | p50 µs | p90 µs | p99 µs | max µs |")
-    w("|---|---|---|---|---|---|---|---|")
+      "(70–130 µs in the reference's packet captures). The program runs "
+      f"{len(next(iter(lat.values()))['runs'])} times; figures are medians over runs (the largest for max).\n")
+    w("| path | guest | span | n per run | p50 µs | p90 µs | p99 µs | max µs | p99 per run µs |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for (via, guest, side), row in lat.items():
-        w(f"| {via} | {guest} | {side.replace('-', ' ')} | {int(row['n'])} | {row['p50_us']:.0f} | {row['p90_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
+        w(f"| {via} | {guest} | {side.replace('-', ' ')} | {int(row['n'])} | {row['p50_us']:.0f} | {row['p90_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} | {per_run(row, 'p99_us')} |")
     w("\nFor comparison, measured on this machine (../shared/reference/go-nethttp/RESULTS.md): Go's "
       "net/http cancels a waiting handler's context at p50 126 µs / p99 179 µs (FIN), cannot stop a "
       "spinning handler at all (a cooperative check gets p99 3.5 ms, 34 ms with GOMAXPROCS=1), and "

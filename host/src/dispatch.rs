@@ -16,6 +16,7 @@ use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -245,6 +246,17 @@ impl Dispatcher {
         // The future owns its (cheap, shared) guest handle, so that it can be torn down elsewhere.
         let component = route.guest.clone();
         let mut guest = Box::pin(async move { component.handle(invocation).await });
+        // Polled only through the gate, so that a kill that finds it parked stops it at once.
+        let gated = std::future::poll_fn(|cx| {
+            if !conn.enter_guest() {
+                return Poll::Pending;
+            }
+            let polled = guest.as_mut().poll(cx);
+            if polled.is_pending() {
+                conn.leave_guest();
+            }
+            polled
+        });
         let (result, spent) = tokio::select! {
             biased;
             () = conn.killed() => (Err(GuestFailure::Killed), None),
@@ -252,11 +264,11 @@ impl Dispatcher {
                 conn.time_out(KillReason::RequestTimeout);
                 (Err(GuestFailure::Killed), None)
             }
-            finished = &mut guest => finished,
+            finished = gated => finished,
         };
-        // From here the guest never runs again: its future is not polled any more.
-        let stopped = Instant::now();
-        let stopped_mono_ns = monotonic_ns();
+        // From here the guest never runs again: its future is not polled any more. If the kill
+        // found it parked, it stopped then.
+        let (stopped, stopped_mono_ns) = conn.stopped_at().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
         let ending = Ending {
             id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent,
             _admission: admission,

@@ -207,20 +207,25 @@ impl Server {
     }
 
     /// Like [`Server::wait_for`], looking only at events from index `since` on.
-    pub fn wait_for_since<T>(&self, since: usize, what: &str, mut check: impl FnMut(&[Value]) -> Option<T>) -> T {
+    pub fn wait_for_since<T>(&self, since: usize, what: &str, check: impl FnMut(&[Value]) -> Option<T>) -> T {
+        self.try_wait_for_since(since, check)
+            .unwrap_or_else(|recent| panic!("timed out waiting for {what}; the last {} log events: {recent:#?}", recent.len()))
+    }
+
+    /// Like [`Server::wait_for_since`], but a timeout returns the last log events instead of
+    /// panicking, for callers that can say more about what went wrong.
+    pub fn try_wait_for_since<T>(&self, since: usize, mut check: impl FnMut(&[Value]) -> Option<T>) -> Result<T, Vec<Value>> {
         let (events, ready) = &*self.log;
         let deadline = Instant::now() + TIMEOUT;
         let mut events = events.lock().expect("log lock");
         loop {
             if let Some(found) = check(&events[since.min(events.len())..]) {
-                return found;
+                return Ok(found);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                // Cloned, and the lock released, so that the log reader is not poisoned.
-                let recent = events[events.len().saturating_sub(FAILURE_LOG_EVENTS)..].to_vec();
-                drop(events);
-                panic!("timed out waiting for {what}; the last {} log events: {recent:#?}", recent.len());
+                // Cloned, so that the caller's panic does not poison the log reader's lock.
+                return Err(events[events.len().saturating_sub(FAILURE_LOG_EVENTS)..].to_vec());
             }
             events = ready.wait_timeout(events, left).expect("log lock").0;
         }

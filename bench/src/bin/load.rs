@@ -8,6 +8,7 @@
 //! pool slot stays resident after a burst.
 
 use bench::{quick, report, summarize};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,16 +136,30 @@ fn main() {
     let closed_at: Arc<Vec<AtomicU64>> = Arc::new((0..aborts).map(|_| AtomicU64::new(0)).collect());
     let (answered, rss_loaded) = runtime.block_on(async {
         let mut streams = connect_all(&addr, clients, "abort").await;
-        // Counted incrementally: rescanning 10,000 events at each new one took seconds.
-        let (mut scanned, mut started) = (0, 0);
-        server.wait_for_since(mark, "every guest to start", |events| {
-            started += events[scanned..]
-                .iter()
-                .filter(|e| e["target"] == "tether::guest" && e["message"].as_str().is_some_and(|m| m.starts_with("start")))
-                .count();
+        // Counted incrementally: rescanning 10,000 events at each new one took seconds. A
+        // request that ends without its guest having started (a 503, say) is counted too, so
+        // that the wait ends and says what happened instead of timing out.
+        let (mut scanned, mut started, mut ended_unstarted) = (0, HashSet::new(), Vec::new());
+        let waited = server.try_wait_for_since(mark, |events| {
+            for event in &events[scanned..] {
+                let req = event["req"].as_u64();
+                if event["target"] == "tether::guest" && event["message"].as_str().is_some_and(|m| m.starts_with("start")) {
+                    started.extend(req);
+                } else if event["target"] == "tether::access" && !req.is_some_and(|r| started.contains(&r)) {
+                    ended_unstarted.push(event.clone());
+                }
+            }
             scanned = events.len();
-            (started >= clients).then_some(())
+            (started.len() + ended_unstarted.len() >= clients).then_some(())
         });
+        if let Err(recent) = waited {
+            panic!(
+                "timed out: {} of {clients} guests started, {} requests ended without one; the last log events: {recent:#?}",
+                started.len(),
+                ended_unstarted.len()
+            );
+        }
+        assert!(ended_unstarted.is_empty(), "{} requests ended before their guest started, first: {:#?}", ended_unstarted.len(), &ended_unstarted[..3.min(ended_unstarted.len())]);
         let rss_loaded = rss_kib(pid);
         // The clients that connected last leave: on a slow run, the first guests may be close to
         // the end of their sleep by the time the last one starts.

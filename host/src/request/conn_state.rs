@@ -3,17 +3,28 @@
 //! abort was seen, and the kill switch that stops the guest.
 //!
 //! Killing is two-pronged because a guest can be in one of two places:
-//! - in a host call (sleeping, reading the body, blocked in a write): the dispatcher awaits
-//!   [`ConnState::killed`] next to the guest's future and drops that future, which cancels the
-//!   call;
-//! - running Wasm: [`ConnState::kill`] calls the runtime's interrupt hook, which bumps the
-//!   engine's epoch so the guest reaches its epoch check within nanoseconds, where the runtime
-//!   sees [`ConnState::kill_reason`] and traps it.
+//! - parked: not yet started, or waiting in a host call (sleeping, reading the body, blocked in
+//!   a write). The dispatcher polls the guest only through a gate ([`ConnState::enter_guest`],
+//!   [`ConnState::leave_guest`]); [`ConnState::kill`] closes the gate on a parked guest, which
+//!   is then stopped on the spot, on the killing thread: it never runs again, and the
+//!   dispatcher, woken by [`ConnState::killed`], drops its future (cancelling the call) when a
+//!   guest thread gets to it.
+//! - being polled on a guest thread, usually running Wasm: [`ConnState::kill`] calls the
+//!   runtime's interrupt hook, which bumps the engine's epoch so the guest reaches its epoch
+//!   check within nanoseconds, where the runtime sees [`ConnState::kill_reason`] and traps it.
 
+use super::outcome::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::Notify;
+
+/// Gate state: the guest is not being polled (not started yet, or waiting in a host call).
+const PARKED: u8 = 0;
+/// Gate state: a guest thread is polling the guest.
+const POLLED: u8 = 1;
+/// Gate state: killed while parked; never polled again.
+const STOPPED: u8 = 2;
 
 /// PHP's `CONNECTION_ABORTED` bit.
 pub const ABORTED: u8 = 1;
@@ -74,8 +85,11 @@ pub struct ConnState {
     abort_seen_at: OnceLock<Instant>,
     /// Why the guest is being stopped; set once, by the first reason.
     kill_reason: OnceLock<KillReason>,
-    /// When [`Self::kill`] took effect; the end of the abort latency if the guest was running.
-    killed_at: OnceLock<Instant>,
+    /// Whether the guest is parked, being polled, or stopped at the gate (see the module docs).
+    gate: AtomicU8,
+    /// When [`Self::kill`] stopped a parked guest, as an `Instant` and in CLOCK_MONOTONIC
+    /// nanoseconds; the end of its abort latency.
+    stopped_at: OnceLock<(Instant, u64)>,
     /// Wakes the dispatcher waiting in [`Self::killed`].
     kill_notify: Notify,
     /// Makes running Wasm look at `kill_reason` now rather than at its next scheduled check.
@@ -104,7 +118,8 @@ impl ConnState {
             responded: AtomicBool::new(false),
             abort_seen_at: OnceLock::new(),
             kill_reason: OnceLock::new(),
-            killed_at: OnceLock::new(),
+            gate: AtomicU8::new(PARKED),
+            stopped_at: OnceLock::new(),
             kill_notify: Notify::new(),
             interrupt,
         }
@@ -195,13 +210,28 @@ impl ConnState {
         self.kill(reason);
     }
 
-    /// Stops the guest wherever it is. The first reason wins.
+    /// Stops the guest wherever it is. The first reason wins. A parked guest is stopped here
+    /// and now; one being polled is interrupted and traps at its next epoch check.
     pub fn kill(&self, reason: KillReason) {
         if self.kill_reason.set(reason).is_ok() {
-            let _ = self.killed_at.set(Instant::now());
-            (self.interrupt)();
+            if self.gate.compare_exchange(PARKED, STOPPED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let _ = self.stopped_at.set((Instant::now(), monotonic_ns()));
+            } else {
+                (self.interrupt)();
+            }
             self.kill_notify.notify_one();
         }
+    }
+
+    /// Opens the gate before a guest thread polls the guest; `false` if the guest was stopped
+    /// while parked and must not be polled again.
+    pub fn enter_guest(&self) -> bool {
+        self.gate.compare_exchange(PARKED, POLLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Closes the gate after polling the guest, if it is not done: it is parked again.
+    pub fn leave_guest(&self) {
+        let _ = self.gate.compare_exchange(POLLED, PARKED, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Why the guest is being stopped, if it is.
@@ -221,9 +251,10 @@ impl ConnState {
         self.abort_seen_at.get().copied()
     }
 
-    /// When the guest was told to stop.
-    pub fn killed_at(&self) -> Option<Instant> {
-        self.killed_at.get().copied()
+    /// When [`Self::kill`] stopped the guest at the gate (as an `Instant` and in CLOCK_MONOTONIC
+    /// nanoseconds); `None` if it was not parked then, or not killed.
+    pub fn stopped_at(&self) -> Option<(Instant, u64)> {
+        self.stopped_at.get().copied()
     }
 }
 
@@ -244,6 +275,7 @@ mod tests {
     #[test]
     fn prompt_close_kills_unless_ignored() {
         let (s, interrupts) = state(AbortDetection::Prompt, true);
+        assert!(s.enter_guest());
         assert!(s.peer_closed(PeerClose::Fin));
         assert_eq!(s.status(), ABORTED);
         assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
@@ -258,6 +290,25 @@ mod tests {
         // Turning ignoring off after the abort kills at once in prompt mode.
         assert!(s.set_ignore_user_abort(false));
         assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+    }
+
+    #[test]
+    fn a_parked_guest_is_stopped_at_the_gate_and_a_polled_one_interrupted() {
+        let (s, interrupts) = state(AbortDetection::Prompt, true);
+        assert!(s.enter_guest());
+        s.leave_guest();
+        s.kill(KillReason::Aborted);
+        assert!(s.stopped_at().is_some());
+        assert_eq!(interrupts.load(Ordering::SeqCst), 0);
+        assert!(!s.enter_guest(), "a guest stopped at the gate is never polled again");
+
+        let (s, interrupts) = state(AbortDetection::Prompt, true);
+        assert!(s.enter_guest());
+        s.kill(KillReason::Aborted);
+        assert_eq!(s.stopped_at(), None);
+        assert_eq!(interrupts.load(Ordering::SeqCst), 1);
+        s.leave_guest();
+        assert!(s.enter_guest(), "an interrupted guest is polled until its trap surfaces");
     }
 
     #[test]
