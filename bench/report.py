@@ -159,7 +159,8 @@ def main():
       "`tether-no-watcher` on a route in PHP-exact write mode, which leaves the socket alone. The cost is "
       "the median over rounds of each round's difference, so that the machine's drift between rounds cancels.\n")
     wrk_table(w, watcher)
-    w(f"\nPer round: {', '.join(f'{c * 100:+.1f} %' for c in watcher_costs)}. Watcher cost: {watcher_cost * 100:.1f} % of hello req/s.\n")
+    w(f"\nPer round: {', '.join(f'{c * 100:+.1f} %' for c in watcher_costs)}. Watcher cost: {watcher_cost * 100:.1f} % of hello req/s"
+      + (" (negative: the watching route was the faster)" if watcher_cost < 0 else "") + ".\n")
 
     if fcgi:
         w("## Hello through nginx FastCGI: Tether against php-fpm\n")
