@@ -123,6 +123,30 @@ fn request_headers_and_errors_map_like_http() {
 }
 
 #[test]
+fn routing_by_script_name_serves_a_front_controller() {
+    // nginx sends every URI under /blog/ to one "script", as PHP sites do with index.php; the
+    // guest still sees the URI the client asked for.
+    let server = Server::start_fastcgi(&format!("fastcgi_route_by = \"script-name\"\n\n{}", route("/headers", "headers", "")));
+    let front_controller = FASTCGI_PARAMS.replace("$fastcgi_script_name", "/headers");
+    let nginx = Nginx::start(
+        "",
+        &[
+            format!("        location /blog/ {{\n{front_controller}\n            fastcgi_pass {};\n        }}", server.fastcgi_tcp()),
+            pass(server.fastcgi_tcp(), false, true),
+        ],
+    );
+    let response = get(&nginx.addr(0), "/blog/2026/hello?draft=1");
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert!(text.starts_with("GET /blog/2026/hello?draft=1 HTTP/1.1\n"), "{text}");
+    let access = server.access("/blog/2026/hello?draft=1");
+    assert_eq!(access["route"], "/headers", "{access}");
+    // Without the rewrite, SCRIPT_NAME is the path itself: no route for it.
+    assert_eq!(get(&nginx.addr(1), "/blog/2026/hello").status, 404);
+    assert_eq!(get(&nginx.addr(1), "/headers").status, 200);
+}
+
+#[test]
 fn a_flush_reaches_the_browser_through_unbuffered_nginx_while_the_guest_sleeps() {
     let (server, nginx) = stack();
     for block in [TCP_UNBUFFERED, UNIX_UNBUFFERED] {
