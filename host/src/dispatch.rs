@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
+/// The body of a 503: every instance is busy, or the machine has no room for another.
+pub const OVERLOADED: &str = "server overloaded, retry later\n";
+
 /// A route, ready to serve.
 #[derive(Debug)]
 pub struct Route {
@@ -380,6 +383,10 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
             Failure::Error { status: 504, message: "request timed out\n".to_owned() },
             format!("request_timeout ({:?}) exceeded", route.request_timeout.unwrap_or_default()),
         ),
+        None if matches!(failure, GuestFailure::OutOfResources(_)) => {
+            tracing::warn!(route = &*route.path, error = %failure, "no resources for a new instance; answering 503");
+            (Outcome::Rejected, Failure::Error { status: 503, message: OVERLOADED.to_owned() }, failure.to_string())
+        }
         None => {
             tracing::warn!(route = &*route.path, error = %failure, "guest failed");
             (

@@ -115,3 +115,31 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
     assert_eq!(field("env"), "env: GREETING=hi", "no host environment leaks in");
     assert!(field("connect").contains("denied"), "{report}");
 }
+
+#[test]
+fn a_full_instance_pool_answers_503_until_a_slot_frees() {
+    let server = Server::start(&format!(
+        "[server]\nmax_instances = 1\n\n{}{}",
+        route("/sleep", "seed_a", ""),
+        route("/hello", "hello", "")
+    ));
+    let mut sleeper = Client::connect(server.addr());
+    sleeper.get("/sleep?ms=60000");
+    let req = server.wait_for("the sleeping guest to start", |events| {
+        events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == "/sleep").and_then(|e| e["req"].as_u64())
+    });
+    server.guest_line(req, "start");
+    let response = get(server.addr(), "/hello?while-full");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.text(), "server overloaded, retry later\n");
+    assert_eq!(server.access("/hello?while-full")["outcome"], "rejected");
+    // The sleeper's client leaves: its guest is stopped, and once its instance is torn down
+    // (after its access line; the server logs going idle a second later) the slot serves again.
+    let mark = server.log_len();
+    sleeper.close_fin();
+    assert_eq!(server.access("/sleep?ms=60000")["outcome"], "aborted-trapped");
+    server.wait_for_since(mark, "the server to go idle", |events| {
+        events.iter().any(|e| e["message"] == "idle: returned freed memory to the OS").then_some(())
+    });
+    assert_eq!(get(server.addr(), "/hello?after").status, 200);
+}

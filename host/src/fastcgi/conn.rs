@@ -8,7 +8,7 @@
 
 use super::mapping;
 use super::record::{self, BeginRequest, Frames, Record, RecordError, kind, status};
-use crate::dispatch::{Dispatcher, Start};
+use crate::dispatch::{Dispatcher, OVERLOADED, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, write_all_vectored};
 use crate::request::body::{self, BodyMsg, BodySender};
 use crate::request::{BodyError, ConnState, Failure, PeerClose, RequestHead, ResponseHead, ResponseSink, StderrSink};
@@ -314,7 +314,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         }
         let Some(admission) = self.dispatcher.admit() else {
             tracing::warn!("all guest instances are busy; answering 503");
-            return self.reject(id, Some(&request.head), 503, "server overloaded, retry later\n").await;
+            return self.reject(id, Some(&request.head), 503, OVERLOADED).await;
         };
         let conn = self.dispatcher.conn_state(&route);
         let (tx, body) = body::unbounded();

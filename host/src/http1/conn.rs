@@ -8,7 +8,7 @@
 use super::body::{Decoded, Decoder};
 use super::encode::{self, BodyFraming, CONTINUE, CRLF, LAST_CHUNK};
 use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
-use crate::dispatch::{Dispatcher, Start};
+use crate::dispatch::{Dispatcher, OVERLOADED, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, write_all_vectored};
 use crate::request::body::{self, BodyMsg};
 use crate::request::{AbortDetection, BodyError, ConnState, Failure, PeerClose, ResponseHead, ResponseSink};
@@ -193,7 +193,7 @@ impl<R: ReadHalf> Connection<R> {
         }
         let Some(admission) = dispatcher.admit() else {
             tracing::warn!("all guest instances are busy; answering 503");
-            let bytes = reject(&mut wr, version, 503, "server overloaded, retry later\n", reject_keeps).await;
+            let bytes = reject(&mut wr, version, 503, OVERLOADED, reject_keeps).await;
             dispatcher.log_rejected("http", self.id, Some(&head), 503, bytes, arrived, "max_instances reached");
             return reject_keeps.then_some(wr);
         };

@@ -16,7 +16,8 @@ pub enum Outcome {
     AbortedIgnored,
     /// A time limit (`max_execution_time` or `request_timeout`) expired and the guest was trapped.
     Timeout,
-    /// The guest faulted: a trap of its own, its memory limit, or a failed instantiation.
+    /// The guest faulted: a trap of its own, its memory limit, or an instantiation that failed
+    /// other than for want of resources (that one is `Rejected`, with a 503).
     Trapped,
     /// The host answered without running a guest.
     Rejected,

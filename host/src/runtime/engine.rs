@@ -38,6 +38,49 @@ const ASYNC_STACK: usize = 1 << 20;
 /// Wasm stack a guest may use, inside [`ASYNC_STACK`] (the rest is for host calls).
 const MAX_WASM_STACK: usize = 512 << 10;
 
+/// Memory mappings each guest in flight can add to the process (measured in
+/// `/proc/<pid>/maps` with 10,000 in flight: six to seven each): its linear memory's image, two
+/// anonymous ranges and the reserved rest, its fiber stack and the stack's guard page.
+const MAPPINGS_PER_INSTANCE: u64 = 7;
+/// Memory mappings the rest of the server uses (binary, libraries, thread stacks, heap arenas:
+/// about 1,000 measured), with room to spare.
+const MAPPINGS_BASE: u64 = 2_000;
+/// Where Linux says how many memory mappings a process may have (65,530 by default). Past it,
+/// `mmap` and `mprotect` fail with ENOMEM: new instances cannot be created (503), and wasmtime
+/// aborts the process if a thread it has not seen before cannot set up its signal stack.
+const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
+
+/// Memory mappings the process may need with `max_instances` guests in flight.
+fn mappings_needed(max_instances: u32) -> u64 {
+    u64::from(max_instances) * MAPPINGS_PER_INSTANCE + MAPPINGS_BASE
+}
+
+/// How many guests can be in flight before the process runs out of memory mappings, if fewer
+/// than `max_instances`.
+fn mapping_shortfall(max_instances: u32, max_map_count: u64) -> Option<u64> {
+    (mappings_needed(max_instances) > max_map_count)
+        .then(|| max_map_count.saturating_sub(MAPPINGS_BASE) / MAPPINGS_PER_INSTANCE)
+}
+
+/// Warns at start-up when `max_instances` guests in flight would exceed the kernel's limit on
+/// memory mappings, naming the setting that fixes it.
+fn check_mapping_limit(max_instances: u32) {
+    let Some(max_map_count) = std::fs::read_to_string(MAX_MAP_COUNT).ok().and_then(|text| text.trim().parse().ok()) else {
+        return;
+    };
+    if let Some(fits) = mapping_shortfall(max_instances, max_map_count) {
+        tracing::warn!(
+            max_instances,
+            max_map_count,
+            fits,
+            "about {fits} guests in flight use up the memory mappings the kernel allows a process \
+             (vm.max_map_count); requests beyond that get 503 and the process may abort: raise it \
+             (sysctl -w vm.max_map_count={}) or lower max_instances",
+            mappings_needed(max_instances).next_power_of_two()
+        );
+    }
+}
+
 /// What the engine must accommodate.
 #[derive(Clone, Debug)]
 pub struct EngineLimits {
@@ -145,6 +188,7 @@ impl TetherEngine {
     /// Builds the engine, with the pooling allocator if the machine can reserve its address
     /// space (falling back, with a log line, if not), and starts the epoch ticker.
     pub fn new(limits: &EngineLimits) -> anyhow::Result<Self> {
+        check_mapping_limit(limits.max_instances);
         let (engine, pooling) = if limits.pooling {
             match Engine::new(&pooling_config(limits)) {
                 Ok(engine) => (engine, true),
@@ -235,6 +279,14 @@ impl Drop for TetherEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_many_instances_for_the_kernels_mapping_limit_are_told() {
+        // Linux's default limit fits the default pool, not 10,000 guests in flight.
+        assert_eq!(mapping_shortfall(1_000, 65_530), None);
+        assert_eq!(mapping_shortfall(10_000, 65_530), Some(9_075));
+        assert_eq!(mapping_shortfall(10_000, 262_144), None);
+    }
 
     #[test]
     fn a_guest_computes_when_it_runs_wasm_at_two_ticks_in_a_row() {

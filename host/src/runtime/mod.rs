@@ -86,6 +86,29 @@ pub enum GuestFailure {
     /// The instance could not be created.
     #[error("instantiation failed: {0}")]
     Instantiate(String),
+    /// The instance could not be created for want of a resource that frees up as other
+    /// requests end: the kernel refused memory or mappings (`vm.max_map_count`), or file
+    /// descriptors. Not the guest's fault; the client may retry.
+    #[error("out of resources for a new instance: {0}")]
+    OutOfResources(String),
+}
+
+impl GuestFailure {
+    /// Classifies an error from creating the store's state or the instance.
+    fn instantiation(error: &anyhow::Error) -> Self {
+        use rustix::io::Errno;
+        /// OS errors that say a resource is used up for now, not that anything is wrong.
+        const EXHAUSTED: [Errno; 3] = [Errno::NOMEM, Errno::MFILE, Errno::NFILE];
+        let exhausted = error.chain().any(|cause| {
+            let errno = cause
+                .downcast_ref::<Errno>()
+                .copied()
+                .or_else(|| cause.downcast_ref::<std::io::Error>()?.raw_os_error().map(Errno::from_raw_os_error));
+            errno.is_some_and(|errno| EXHAUSTED.contains(&errno)) || cause.is::<wasmtime::PoolConcurrencyLimitError>()
+        });
+        let text = format!("{error:#}");
+        if exhausted { Self::OutOfResources(text) } else { Self::Instantiate(text) }
+    }
 }
 
 /// A guest that is done. Dropping it frees its instance (memory reset, pool slot); the
@@ -192,7 +215,7 @@ impl Guest {
         let engine = self.pre.engine();
         let state = match HostState::new(invocation, &self.settings) {
             Ok(state) => state,
-            Err(error) => return (Err(GuestFailure::Instantiate(format!("{error:#}"))), None),
+            Err(error) => return (Err(GuestFailure::instantiation(&error)), None),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -229,7 +252,7 @@ impl Guest {
         });
         let handler = match self.pre.instantiate_async(&mut store).await {
             Ok(handler) => handler,
-            Err(error) => return (Err(GuestFailure::Instantiate(format!("{error:#}"))), Some(Spent { _store: store })),
+            Err(error) => return (Err(GuestFailure::instantiation(&error.into())), Some(Spent { _store: store })),
         };
         let result = handler.call_handle(&mut store).await.map_err(|error| {
             let state = store.data();
@@ -247,5 +270,23 @@ impl Guest {
     /// The sandbox settings.
     pub fn settings(&self) -> &GuestSettings {
         &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GuestFailure;
+
+    #[test]
+    fn exhausted_resources_are_told_apart_from_broken_instantiations() {
+        // As wasmtime reports a failed `mmap`: its own error type around rustix's, with context.
+        let mmap = wasmtime::Error::from(rustix::io::Errno::NOMEM).context("mapping a linear memory");
+        assert!(matches!(GuestFailure::instantiation(&mmap.into()), GuestFailure::OutOfResources(_)));
+        let fds = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EMFILE)).context("opening a preopen");
+        assert!(matches!(GuestFailure::instantiation(&fds), GuestFailure::OutOfResources(_)));
+        let missing = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOENT)).context("opening a preopen");
+        assert!(matches!(GuestFailure::instantiation(&missing), GuestFailure::Instantiate(_)));
+        let trap = anyhow::anyhow!("start function trapped");
+        assert!(matches!(GuestFailure::instantiation(&trap), GuestFailure::Instantiate(_)));
     }
 }
