@@ -38,9 +38,9 @@ const ASYNC_STACK: usize = 1 << 20;
 /// Wasm stack a guest may use, inside [`ASYNC_STACK`] (the rest is for host calls).
 const MAX_WASM_STACK: usize = 512 << 10;
 
-/// Memory mappings each guest in flight can add to the process (measured in
-/// `/proc/<pid>/maps` with 10,000 in flight: six to seven each): its linear memory's image, two
-/// anonymous ranges and the reserved rest, its fiber stack and the stack's guard page.
+/// Memory mappings each guest in flight can add to the process: its linear memory's image, two
+/// anonymous ranges and the reserved rest, its fiber stack and the stack's guard page. Six
+/// each in `/proc/<pid>/maps` with 10,000 in flight; one more for margin, as a run failed there.
 const MAPPINGS_PER_INSTANCE: u64 = 7;
 /// Memory mappings the rest of the server uses (binary, libraries, thread stacks, heap arenas:
 /// about 1,000 measured), with room to spare.
