@@ -1,7 +1,7 @@
 //! Request-lifetime limits and the sandbox: `max_execution_time` (guest CPU time, restarted by
 //! `set-time-limit`), `request_timeout` (wall clock), `max_memory`, and what a guest can reach.
 
-use tests::{Client, Server, fresh_dir, get, route};
+use tests::{Client, IDLE_TRIMMED, Server, fresh_dir, get, route};
 
 fn server() -> Server {
     Server::start(&format!(
@@ -85,7 +85,7 @@ fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
     assert_eq!(get(server.addr(), "/mem/hog?mb=8").text(), "allocated 8 MiB\n");
     let trimmed = server.wait_for("the idle server to trim its heap", |events| {
         let ended = events.iter().position(|e| e["target"] == "tether::access")?;
-        events[ended..].iter().find(|e| e["message"] == "idle: returned freed memory to the OS").cloned()
+        events[ended..].iter().find(|e| e["message"] == IDLE_TRIMMED).cloned()
     });
     let (before, after) = (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
     assert!(after > 0 && after <= before, "{trimmed}");
@@ -125,10 +125,7 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     ));
     let mut sleeper = Client::connect(server.addr());
     sleeper.get("/sleep?ms=60000");
-    let req = server.wait_for("the sleeping guest to start", |events| {
-        events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == "/sleep").and_then(|e| e["req"].as_u64())
-    });
-    server.guest_line(req, "start");
+    server.started("/sleep");
     let response = get(server.addr(), "/hello?while-full");
     assert_eq!(response.status, 503);
     assert_eq!(response.text(), "server overloaded, retry later\n");
@@ -139,7 +136,7 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     sleeper.close_fin();
     assert_eq!(server.access("/sleep?ms=60000")["outcome"], "aborted-trapped");
     server.wait_for_since(mark, "the server to go idle", |events| {
-        events.iter().any(|e| e["message"] == "idle: returned freed memory to the OS").then_some(())
+        events.iter().any(|e| e["message"] == IDLE_TRIMMED).then_some(())
     });
     assert_eq!(get(server.addr(), "/hello?after").status, 200);
 }

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tests::{Server, route};
+use tests::{IDLE_TRIMMED, Server, route};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -45,7 +45,7 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
 /// RSS then.
 fn rss_when_idle(server: &Server, since: usize) -> u64 {
     server.wait_for_since(since, "the idle server to trim its heap", |events| {
-        events.iter().find(|e| e["message"] == "idle: returned freed memory to the OS").and_then(|e| e["rss_after_kib"].as_u64())
+        events.iter().find(|e| e["message"] == IDLE_TRIMMED).and_then(|e| e["rss_after_kib"].as_u64())
     })
 }
 
