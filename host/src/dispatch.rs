@@ -177,9 +177,12 @@ impl Dispatcher {
         self.router.iter().map(|(_, route)| route)
     }
 
-    /// An instance slot, or `None` when all `max_instances` are busy (answer 503).
+    /// An instance slot, or `None` (logged) when all `max_instances` are busy: answer 503.
     pub fn admit(&self) -> Option<Admission> {
-        let permit = self.instances.clone().try_acquire_owned().ok()?;
+        let Ok(permit) = self.instances.clone().try_acquire_owned() else {
+            tracing::warn!("all guest instances are busy; answering 503");
+            return None;
+        };
         Some(Admission { _permit: permit, _busy: self.idle_trim.busy() })
     }
 

@@ -313,7 +313,6 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             return self.reject(id, Some(&request.head), 413, "request body too large\n").await;
         }
         let Some(admission) = self.dispatcher.admit() else {
-            tracing::warn!("all guest instances are busy; answering 503");
             return self.reject(id, Some(&request.head), 503, OVERLOADED).await;
         };
         let conn = self.dispatcher.conn_state(&route);

@@ -192,7 +192,6 @@ impl<R: ReadHalf> Connection<R> {
             return None;
         }
         let Some(admission) = dispatcher.admit() else {
-            tracing::warn!("all guest instances are busy; answering 503");
             let bytes = reject(&mut wr, version, 503, OVERLOADED, reject_keeps).await;
             dispatcher.log_rejected("http", self.id, Some(&head), 503, bytes, arrived, "max_instances reached");
             return reject_keeps.then_some(wr);
