@@ -7,10 +7,11 @@ run:
 	@scripts/setup
 	cargo run --release --bin tether -- serve
 
-# Runs the whole test suite: unit tests, and integration tests against the real binary
-# (and, for FastCGI, a real nginx).
+# Runs the whole test suite: the formatting check (rustfmt.toml), unit tests, and integration
+# tests against the real binary (and, for FastCGI, a real nginx).
 test:
 	@scripts/setup --test
+	cargo fmt --check
 	cargo test
 
 # Runs every benchmark and rewrites BENCHMARKS.md (see bench/README.md).

@@ -175,10 +175,7 @@ pub mod request {
     /// The first header called `name` (case-insensitive), if its value is UTF-8.
     pub fn header(name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        raw::headers()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| String::from_utf8(v).ok())
+        raw::headers().into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| String::from_utf8(v).ok())
     }
 
     /// Reads the next body chunk of at most `max` bytes; an empty chunk means the end.

@@ -9,8 +9,8 @@
 use crate::heap::{Busy, IdleTrim};
 use crate::manifest::{Manifest, ManifestError, RouteSpec, ServerSettings};
 use crate::request::{
-    AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead,
-    ResponseSink, abort_latency, monotonic_ns,
+    AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead, ResponseSink, abort_latency,
+    monotonic_ns,
 };
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
@@ -141,12 +141,7 @@ impl Dispatcher {
         for spec in &manifest.routes {
             routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec)?)));
         }
-        tracing::info!(
-            routes = routes.len(),
-            pooling = runtime.pooling(),
-            max_instances = server.max_instances,
-            "routes loaded"
-        );
+        tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
         let idle_trim = Arc::new(IdleTrim::default());
         executors.reaper.spawn(idle_trim.clone().run());
         Ok(Self {
@@ -215,7 +210,16 @@ impl Dispatcher {
 
     /// Logs a request the front end answered itself.
     #[allow(clippy::too_many_arguments)]
-    pub fn log_rejected(&self, protocol: &'static str, conn_id: u64, head: Option<&RequestHead>, status: u16, bytes: u64, arrived: Instant, detail: &str) {
+    pub fn log_rejected(
+        &self,
+        protocol: &'static str,
+        conn_id: u64,
+        head: Option<&RequestHead>,
+        status: u16,
+        bytes: u64,
+        arrived: Instant,
+        detail: &str,
+    ) {
         AccessRecord {
             id: self.next_id(),
             conn: conn_id,
@@ -276,7 +280,19 @@ impl Dispatcher {
         // found it parked, it stopped then.
         let (stopped, stopped_mono_ns) = conn.stopped_at().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
         let ending = Ending {
-            id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent,
+            id,
+            conn_id,
+            protocol,
+            route,
+            method,
+            target,
+            arrived,
+            conn,
+            output,
+            result,
+            stopped,
+            stopped_mono_ns,
+            spent,
             _admission: admission,
         };
         let stopped_in_host_call = ending.spent.is_none();
@@ -330,7 +346,22 @@ impl Ending {
     /// Ends the response according to how the guest ended, writes the access-log line, then
     /// tears the instance down.
     async fn finish(self) {
-        let Ending { id, conn_id, protocol, route, method, target, arrived, conn, output, result, stopped, stopped_mono_ns, spent, _admission } = self;
+        let Ending {
+            id,
+            conn_id,
+            protocol,
+            route,
+            method,
+            target,
+            arrived,
+            conn,
+            output,
+            result,
+            stopped,
+            stopped_mono_ns,
+            spent,
+            _admission,
+        } = self;
         let mut output = output.lock().await;
         let (outcome, detail) = match &result {
             Ok(()) => {
@@ -392,34 +423,21 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
         }
         None => {
             tracing::warn!(route = &*route.path, error = %failure, "guest failed");
-            (
-                Outcome::Trapped,
-                Failure::Error { status: 500, message: "internal server error\n".to_owned() },
-                failure.to_string(),
-            )
+            (Outcome::Trapped, Failure::Error { status: 500, message: "internal server error\n".to_owned() }, failure.to_string())
         }
     }
 }
 
 fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Result<Route, ManifestError> {
-    let wasm = spec
-        .component
-        .read()
-        .map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
+    let wasm = spec.component.read().map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
     let settings = GuestSettings {
         route: spec.path.as_str().into(),
         max_memory: spec.max_memory,
         max_execution_time: spec.max_execution_time,
         env: spec.env.clone(),
-        preopens: spec
-            .preopens
-            .iter()
-            .map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable })
-            .collect(),
+        preopens: spec.preopens.iter().map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable }).collect(),
     };
-    let guest = runtime
-        .load(&wasm, settings)
-        .map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
+    let guest = runtime.load(&wasm, settings).map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
     Ok(Route {
         path: spec.path.as_str().into(),
         guest,

@@ -111,9 +111,7 @@ impl std::str::FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        text.parse()
-            .map(ListenAddr::Tcp)
-            .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:8080 or unix:/run/tether.sock"))
+        text.parse().map(ListenAddr::Tcp).map_err(|_| format!("`{text}` is not an address such as 127.0.0.1:8080 or unix:/run/tether.sock"))
     }
 }
 
@@ -471,9 +469,10 @@ fn field_at(source: &str, offset: usize) -> Option<String> {
     let before = &source[..offset.min(source.len())];
     let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
     let line = source[line_start..].lines().next().unwrap_or("");
-    let key = line.split_once('=').map(|(key, _)| key.trim()).filter(|key| {
-        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    })?;
+    let key = line
+        .split_once('=')
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))?;
     let table = before[..line_start]
         .lines()
         .rev()
@@ -540,9 +539,7 @@ impl Manifest {
                 .iter()
                 .enumerate()
                 .map(|(i, entry)| {
-                    entry.get_ref().parse::<ListenAddr>().map_err(|message| {
-                        at(entry.span(), format!("server.{name}[{i}]"), message)
-                    })
+                    entry.get_ref().parse::<ListenAddr>().map_err(|message| at(entry.span(), format!("server.{name}[{i}]"), message))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
@@ -576,18 +573,13 @@ impl Manifest {
             }
             let path = if path.len() > 1 { path.trim_end_matches('/').to_owned() } else { path };
             if let Some(other) = routes.iter().find(|r| r.path == path) {
-                return Err(at(
-                    route.path.span(),
-                    field("path"),
-                    format!("`{path}` is already the path of route {}", other.index + 1),
-                ));
+                return Err(at(route.path.span(), field("path"), format!("`{path}` is already the path of route {}", other.index + 1)));
             }
             let spec = route.component.get_ref();
             let component = match spec.strip_prefix(BUILTIN_SCHEME) {
                 Some(name) => {
-                    let (name, bytes) = builtin(name).ok_or_else(|| {
-                        at(route.component.span(), field("component"), format!("there is no built-in guest `{name}`"))
-                    })?;
+                    let (name, bytes) = builtin(name)
+                        .ok_or_else(|| at(route.component.span(), field("component"), format!("there is no built-in guest `{name}`")))?;
                     ComponentSource::Builtin(name, bytes)
                 }
                 None => {
@@ -711,7 +703,9 @@ mod tests {
         assert_eq!(err.location, Some((3, 13)));
         assert!(err.to_string().starts_with("/nonexistent/t.toml:3:13: field `route[1].component`: component file not found"), "{err}");
 
-        let err = parse("[[route]]\npath = \"/a\"\ncomponent = \"builtin:hello\"\n[[route]]\npath = \"/a/\"\ncomponent = \"builtin:hello\"\n").unwrap_err();
+        let err =
+            parse("[[route]]\npath = \"/a\"\ncomponent = \"builtin:hello\"\n[[route]]\npath = \"/a/\"\ncomponent = \"builtin:hello\"\n")
+                .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("route[2].path"));
         assert_eq!(err.location.map(|l| l.0), Some(5));
 

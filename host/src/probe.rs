@@ -225,7 +225,9 @@ impl PrivateServer {
         while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             match event["target"].as_str() {
-                Some("tether::guest") => println!("guest {}: {}", event["stream"].as_str().unwrap_or(""), event["message"].as_str().unwrap_or("")),
+                Some("tether::guest") => {
+                    println!("guest {}: {}", event["stream"].as_str().unwrap_or(""), event["message"].as_str().unwrap_or(""))
+                }
                 Some("tether::access") => {
                     println!(
                         "request: status {} outcome {} bytes {} duration {} µs abort latency {}",

@@ -24,10 +24,7 @@ impl<T> Router<T> {
 
     /// The value of the best route for `path`, with its prefix.
     pub fn route(&self, path: &str) -> Option<(&str, &T)> {
-        self.routes
-            .iter()
-            .find(|(prefix, _)| matches(prefix, path))
-            .map(|(prefix, value)| (prefix.as_str(), value))
+        self.routes.iter().find(|(prefix, _)| matches(prefix, path)).map(|(prefix, value)| (prefix.as_str(), value))
     }
 
     /// All routes, longest prefix first.

@@ -282,10 +282,7 @@ impl Server {
     /// Waits for the first guest line of a request to `route` and returns that request's id.
     pub fn started(&self, route: &str) -> u64 {
         self.wait_for(&format!("a request on {route} to start"), |events| {
-            events
-                .iter()
-                .find(|e| e["target"] == "tether::guest" && e["route"] == route)
-                .and_then(|e| e["req"].as_u64())
+            events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
         })
     }
 
@@ -388,7 +385,12 @@ impl Client {
             if let Some(i) = self.buf.windows(needle.len()).position(|w| w == needle) {
                 return self.buf.drain(..i + needle.len()).collect();
             }
-            assert!(self.fill(), "connection ended before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.fill(),
+                "connection ended before {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&self.buf)
+            );
         }
     }
 

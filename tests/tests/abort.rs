@@ -24,9 +24,6 @@ fn server() -> Server {
     Server::start(&manifest)
 }
 
-
-
-
 #[derive(Clone, Copy, Debug)]
 enum Close {
     Fin,

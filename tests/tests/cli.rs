@@ -5,12 +5,8 @@ use tests::{fresh_dir, guest, scratch_dir, tether_bin};
 
 /// Runs `tether <args>` and returns (exit code, stdout + stderr).
 fn tether(args: &[&str]) -> (i32, String) {
-    let output = Command::new(tether_bin())
-        .args(args)
-        .arg("--cache-dir")
-        .arg(scratch_dir().join("cache"))
-        .output()
-        .expect("running tether");
+    let output =
+        Command::new(tether_bin()).args(args).arg("--cache-dir").arg(scratch_dir().join("cache")).output().expect("running tether");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code().unwrap_or(-1), text)
 }

@@ -409,11 +409,8 @@ fn several_hosts_behind_one_upstream_survive_losing_one() {
     let manifest = route("/hello", "hello", "");
     let mut first = Server::start_fastcgi(&manifest);
     let second = Server::start_fastcgi(&manifest);
-    let http = format!(
-        "    upstream tethers {{\n        server {};\n        server {};\n    }}\n",
-        first.fastcgi_tcp(),
-        second.fastcgi_tcp()
-    );
+    let http =
+        format!("    upstream tethers {{\n        server {};\n        server {};\n    }}\n", first.fastcgi_tcp(), second.fastcgi_tcp());
     let nginx = Nginx::start(
         &http,
         &[format!(

@@ -87,7 +87,8 @@ fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
         let ended = events.iter().position(|e| e["target"] == "tether::access")?;
         events[ended..].iter().find(|e| e["message"] == IDLE_TRIMMED).cloned()
     });
-    let (before, after) = (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
+    let (before, after) =
+        (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
     assert!(after > 0 && after <= before, "{trimmed}");
 }
 
@@ -104,9 +105,7 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
     );
     let server = Server::start(&manifest);
     let report = get(server.addr(), "/escape?file=/etc/passwd").text();
-    let field = |name: &str| {
-        report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no `{name}` in {report}")).to_owned()
-    };
+    let field = |name: &str| report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no `{name}` in {report}")).to_owned();
     assert!(field("read /etc/passwd").contains("denied"), "{report}");
     assert!(field("read ../secret").contains("denied"), "{report}");
     assert!(field("list /").contains("denied"), "{report}");
@@ -118,11 +117,8 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
 
 #[test]
 fn a_full_instance_pool_answers_503_until_a_slot_frees() {
-    let server = Server::start(&format!(
-        "[server]\nmax_instances = 1\n\n{}{}",
-        route("/sleep", "seed_a", ""),
-        route("/hello", "hello", "")
-    ));
+    let server =
+        Server::start(&format!("[server]\nmax_instances = 1\n\n{}{}", route("/sleep", "seed_a", ""), route("/hello", "hello", "")));
     let mut sleeper = Client::connect(server.addr());
     sleeper.get("/sleep?ms=60000");
     server.started("/sleep");
@@ -135,8 +131,6 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     let mark = server.log_len();
     sleeper.close_fin();
     assert_eq!(server.access("/sleep?ms=60000")["outcome"], "aborted-trapped");
-    server.wait_for_since(mark, "the server to go idle", |events| {
-        events.iter().any(|e| e["message"] == IDLE_TRIMMED).then_some(())
-    });
+    server.wait_for_since(mark, "the server to go idle", |events| events.iter().any(|e| e["message"] == IDLE_TRIMMED).then_some(()));
     assert_eq!(get(server.addr(), "/hello?after").status, 200);
 }

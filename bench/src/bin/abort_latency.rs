@@ -42,10 +42,7 @@ fn measure(server: &Server, addr: &str, via: &str, trials: usize) {
             let mut client = Client::connect(addr);
             client.get(&format!("{path}?ms=60000&trial={trial}"));
             let req = server.wait_for_since(mark, "the guest to start", |events| {
-                events
-                    .iter()
-                    .find(|e| e["target"] == "tether::guest" && e["route"] == path)
-                    .and_then(|e| e["req"].as_u64())
+                events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == path).and_then(|e| e["req"].as_u64())
             });
             let stream = client.stream;
             if trial % 2 == 1 {

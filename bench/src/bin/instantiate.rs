@@ -39,7 +39,8 @@ fn main() -> anyhow::Result<()> {
         _ => &[true, false],
     };
     for &pooling in configurations {
-        let limits = EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling, keep_resident: host::manifest::DEFAULT_KEEP_RESIDENT };
+        let limits =
+            EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling, keep_resident: host::manifest::DEFAULT_KEEP_RESIDENT };
         let runtime = Runtime::new(&limits, None)?;
         anyhow::ensure!(runtime.pooling() == pooling, "pooling={pooling} is unavailable on this machine");
         let settings = GuestSettings {

@@ -159,7 +159,12 @@ fn main() {
                 ended_unstarted.len()
             );
         }
-        assert!(ended_unstarted.is_empty(), "{} requests ended before their guest started, first: {:#?}", ended_unstarted.len(), &ended_unstarted[..3.min(ended_unstarted.len())]);
+        assert!(
+            ended_unstarted.is_empty(),
+            "{} requests ended before their guest started, first: {:#?}",
+            ended_unstarted.len(),
+            &ended_unstarted[..3.min(ended_unstarted.len())]
+        );
         let rss_loaded = rss_kib(pid);
         // The clients that connected last leave: on a slow run, the first guests may be close to
         // the end of their sleep by the time the last one starts.

@@ -140,7 +140,12 @@ struct Connection<R, W> {
 }
 
 impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
-    async fn run(&mut self, mut done_rx: mpsc::UnboundedReceiver<(u16, u64)>, mut stderr_rx: mpsc::Receiver<(u16, Bytes)>, shutdown: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut done_rx: mpsc::UnboundedReceiver<(u16, u64)>,
+        mut stderr_rx: mpsc::Receiver<(u16, Bytes)>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             loop {
                 match record::decode(&mut self.reader.buf) {

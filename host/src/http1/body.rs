@@ -196,14 +196,7 @@ mod tests {
 
     #[test]
     fn malformed_chunked_bodies_are_rejected() {
-        for bad in [
-            &b"g\r\n"[..],
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"5\nhello\r\n0\r\n\r\n",
-            b"-1\r\n",
-            b"11111111111111111\r\n",
-            b"\r\n",
-        ] {
+        for bad in [&b"g\r\n"[..], b"5\r\nhelloXX0\r\n\r\n", b"5\nhello\r\n0\r\n\r\n", b"-1\r\n", b"11111111111111111\r\n", b"\r\n"] {
             assert!(decode_all(Decoder::chunked(), bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let long_line = format!("5;{}\r\n", "x".repeat(5000));

@@ -228,7 +228,12 @@ impl<R: ReadHalf> Connection<R> {
 
     /// Reads until a whole request head is buffered. `Ok(None)` means the connection ended
     /// cleanly: the client closed, it stayed idle too long, or the server is shutting down.
-    async fn read_head(&mut self, idle: Duration, header_timeout: Duration, shutdown: &CancellationToken) -> Result<Option<Parsed>, ParseError> {
+    async fn read_head(
+        &mut self,
+        idle: Duration,
+        header_timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Parsed>, ParseError> {
         let mut deadline = (!self.reader.buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
         loop {
             if !self.reader.buf.is_empty() {
@@ -315,12 +320,10 @@ impl<R: ReadHalf> Connection<R> {
                         return false;
                     }
                 }
-                Ok(Decoded::NeedMore) => {
-                    match tokio::time::timeout_at(deadline, self.reader.read_more()).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return false,
-                    }
-                }
+                Ok(Decoded::NeedMore) => match tokio::time::timeout_at(deadline, self.reader.read_more()).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return false,
+                },
                 Err(_) => return false,
             }
         }

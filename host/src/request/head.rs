@@ -43,14 +43,7 @@ pub enum HeadError {
 }
 
 /// Headers that frame the message on the wire; the front end owns them.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "trailer",
-];
+const RESERVED_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer"];
 
 /// The response status and headers a guest sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,10 +63,7 @@ impl Default for ResponseHead {
 impl ResponseHead {
     /// A plain-text head for a response the host itself generates.
     pub fn host_error(status: u16) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())],
-        }
+        Self { status, headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())] }
     }
 
     /// Sets the status. HTTP status codes are three digits; 1xx are informational and not a
@@ -187,12 +177,7 @@ mod tests {
 
     #[test]
     fn path_drops_the_query() {
-        let head = RequestHead {
-            method: "GET".into(),
-            target: "/a/b?x=1".into(),
-            protocol: "HTTP/1.1".into(),
-            headers: vec![],
-        };
+        let head = RequestHead { method: "GET".into(), target: "/a/b?x=1".into(), protocol: "HTTP/1.1".into(), headers: vec![] };
         assert_eq!(head.path(), "/a/b");
     }
 }

@@ -120,11 +120,7 @@ impl Output {
             return Ok(Err(refused));
         }
         self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= self.buffer_size {
-            self.send_buffer().await
-        } else {
-            Ok(Ok(()))
-        }
+        if self.buffer.len() >= self.buffer_size { self.send_buffer().await } else { Ok(Ok(())) }
     }
 
     /// PHP's `ob_flush(); flush();`: sends the head (first time) and the buffer.

@@ -58,8 +58,7 @@ fn mappings_needed(max_instances: u32) -> u64 {
 /// How many guests can be in flight before the process runs out of memory mappings, if fewer
 /// than `max_instances`.
 fn mapping_shortfall(max_instances: u32, max_map_count: u64) -> Option<u64> {
-    (mappings_needed(max_instances) > max_map_count)
-        .then(|| max_map_count.saturating_sub(MAPPINGS_BASE) / MAPPINGS_PER_INSTANCE)
+    (mappings_needed(max_instances) > max_map_count).then(|| max_map_count.saturating_sub(MAPPINGS_BASE) / MAPPINGS_PER_INSTANCE)
 }
 
 /// Warns at start-up when `max_instances` guests in flight would exceed the kernel's limit on

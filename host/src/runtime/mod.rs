@@ -174,15 +174,10 @@ impl Runtime {
         let started = Instant::now();
         let (component, provenance) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine.engine, wasm),
-            None => Component::new(&self.engine.engine, wasm)
-                .map(|c| (c, Provenance::Compiled))
-                .map_err(anyhow::Error::from),
+            None => Component::new(&self.engine.engine, wasm).map(|c| (c, Provenance::Compiled)).map_err(anyhow::Error::from),
         }
         .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|error| LoadError::World(format!("{error:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|error| LoadError::World(format!("{error:#}")))?;
         let pre = HandlerPre::new(pre).map_err(|error| LoadError::World(format!("{error:#}")))?;
         tracing::debug!(route = &*settings.route, ?provenance, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "component loaded");
         Ok(Guest { pre, settings: Arc::new(settings), ticker: self.engine.ticker() })
@@ -222,7 +217,11 @@ impl Guest {
         store.call_hook(|mut cx, hook| {
             let now = Instant::now();
             let budget = &mut cx.data_mut().budget;
-            if hook.entering_host() { budget.leave(now) } else { budget.enter(now) }
+            if hook.entering_host() {
+                budget.leave(now)
+            } else {
+                budget.enter(now)
+            }
             Ok(())
         });
         store.set_epoch_deadline(1);
