@@ -328,8 +328,6 @@ struct Ending {
     arrived: Instant,
     /// The connection state: why the guest was stopped, if it was.
     conn: Arc<ConnState>,
-    /// The response, to end.
-    output: Arc<tokio::sync::Mutex<Output>>,
     /// How the guest ended.
     result: Result<(), GuestFailure>,
     /// When it was stopped, for the abort latency.
@@ -340,30 +338,19 @@ struct Ending {
     spent: Option<Spent>,
     /// Held until the instance is gone, which frees the slot.
     _admission: Admission,
+    /// The response, to end. Dropped last (fields drop in order): once the instance is gone,
+    /// so that what the guest's stdio flushes at teardown still finds the response open (a
+    /// FastCGI request's STDERR records).
+    output: Arc<tokio::sync::Mutex<Output>>,
 }
 
 impl Ending {
     /// Ends the response according to how the guest ended, writes the access-log line, then
     /// tears the instance down.
     async fn finish(self) {
-        let Ending {
-            id,
-            conn_id,
-            protocol,
-            route,
-            method,
-            target,
-            arrived,
-            conn,
-            output,
-            result,
-            stopped,
-            stopped_mono_ns,
-            spent,
-            _admission,
-        } = self;
-        let mut output = output.lock().await;
-        let (outcome, detail) = match &result {
+        let Ending { conn, route, result, .. } = &self;
+        let mut output = self.output.lock().await;
+        let (outcome, detail) = match result {
             Ok(()) => {
                 output.end().await;
                 let outcome = if output.finished_early() {
@@ -376,30 +363,31 @@ impl Ending {
                 (outcome, None)
             }
             Err(failure) => {
-                let (outcome, failure_response, detail) = classify(conn.kill_reason(), failure, &route);
+                let (outcome, failure_response, detail) = classify(conn.kill_reason(), failure, route);
                 output.fail(failure_response).await;
                 (outcome, Some(detail))
             }
         };
         let killed = result.is_err() && conn.kill_reason() == Some(KillReason::Aborted);
         AccessRecord {
-            id,
-            conn: conn_id,
-            protocol,
+            id: self.id,
+            conn: self.conn_id,
+            protocol: self.protocol,
             route: &route.path,
-            method: &method,
-            target: &target,
+            method: &self.method,
+            target: &self.target,
             status: output.status(),
             outcome,
             bytes: output.bytes_sent(),
-            duration: arrived.elapsed(),
-            abort_latency: if killed { abort_latency(conn.abort_seen_at(), stopped) } else { None },
-            stopped_mono_ns: result.is_err().then_some(stopped_mono_ns),
+            duration: self.arrived.elapsed(),
+            abort_latency: if killed { abort_latency(conn.abort_seen_at(), self.stopped) } else { None },
+            stopped_mono_ns: result.is_err().then_some(self.stopped_mono_ns),
             detail: detail.as_deref(),
         }
         .log();
         drop(output);
-        drop(spent);
+        // `self` goes now: its fields drop in order, the instance (`spent`), its slot, and
+        // then the response.
     }
 }
 

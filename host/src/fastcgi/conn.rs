@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Most bytes of one request's PARAMS stream (all CGI variables and headers).
@@ -28,6 +28,15 @@ pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
 pub const MAX_PARAMS: usize = 512;
 /// Guest stderr lines waiting to become STDERR records; beyond it lines only go to the log.
 const STDERR_QUEUE: usize = 256;
+
+/// What a request's sink sends the connection about its guest's stderr.
+enum Stderr {
+    /// A line, to write as a STDERR record while the request is open.
+    Line(Bytes),
+    /// Answered once every line sent before it was written: the sink waits for this before it
+    /// writes END_REQUEST, after which the web server would drop the request's records.
+    Barrier(oneshot::Sender<()>),
+}
 
 /// Serves requests on `stream` until the web server closes it (or, without `FCGI_KEEP_CONN`,
 /// until its request ends).
@@ -132,7 +141,7 @@ struct Connection<R, W> {
     /// The next slot serial.
     next_serial: u64,
     /// Sinks forward guest stderr lines here.
-    stderr_tx: mpsc::Sender<(u16, Bytes)>,
+    stderr_tx: mpsc::Sender<(u16, Stderr)>,
     /// A request without `FCGI_KEEP_CONN` ended: close once the others have (§3.5).
     closing: bool,
     /// The connection id, for the log.
@@ -143,7 +152,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
     async fn run(
         &mut self,
         mut done_rx: mpsc::UnboundedReceiver<(u16, u64)>,
-        mut stderr_rx: mpsc::Receiver<(u16, Bytes)>,
+        mut stderr_rx: mpsc::Receiver<(u16, Stderr)>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -169,7 +178,10 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             tokio::select! {
                 biased;
                 Some((id, serial)) = done_rx.recv() => self.finished(id, serial),
-                Some((id, line)) = stderr_rx.recv() => self.write_stderr(id, line).await,
+                Some((id, message)) = stderr_rx.recv() => match message {
+                    Stderr::Line(line) => self.write_stderr(id, line).await,
+                    Stderr::Barrier(reached) => drop(reached.send(())),
+                },
                 () = shutdown.cancelled(), if self.requests.is_empty() => {}
                 event = self.reader.work(SocketWork::Read) => match event {
                     SocketEvent::Data | SocketEvent::Spurious => {}
@@ -330,6 +342,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             writer: self.writer.clone(),
             done: self.done_tx.clone(),
             stderr: self.stderr_tx.clone(),
+            stderr_used: Arc::default(),
             aborted: aborted.clone(),
             head_sent: false,
             ended: false,
@@ -456,7 +469,9 @@ struct Sink<W> {
     /// Tells the connection the request ended.
     done: mpsc::UnboundedSender<(u16, u64)>,
     /// Forwards guest stderr lines to the connection.
-    stderr: mpsc::Sender<(u16, Bytes)>,
+    stderr: mpsc::Sender<(u16, Stderr)>,
+    /// Whether the guest wrote to stderr (then the end of the response waits for the lines).
+    stderr_used: Arc<AtomicBool>,
     /// `FCGI_ABORT_REQUEST` arrived.
     aborted: Arc<AtomicBool>,
     /// Whether the CGI header block went out.
@@ -493,6 +508,18 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
         Ok(())
     }
 
+    /// Waits until the connection wrote the STDERR records of every line the guest wrote so
+    /// far: they must precede END_REQUEST.
+    async fn stderr_written(&self) {
+        if !self.stderr_used.load(Ordering::Acquire) {
+            return;
+        }
+        let (reached, wait) = oneshot::channel();
+        if self.stderr.send((self.id, Stderr::Barrier(reached))).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     fn end(&mut self) {
         if !std::mem::replace(&mut self.ended, true) {
             let _ = self.done.send((self.id, self.serial));
@@ -511,6 +538,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     }
 
     async fn complete(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
+        self.stderr_written().await;
         let result = match self.check_aborted() {
             Ok(()) => self.write(head, body, true).await,
             Err(error) => Err(error),
@@ -520,6 +548,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     }
 
     async fn fail(&mut self, failure: Failure) {
+        self.stderr_written().await;
         match failure {
             Failure::Error { status, message } if !self.head_sent => {
                 let _ = self.write(Some(&ResponseHead::host_error(status)), message.as_bytes(), true).await;
@@ -549,10 +578,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     }
 
     fn stderr(&self) -> Option<StderrSink> {
-        let (id, tx) = (self.id, self.stderr.clone());
+        let (id, tx, used) = (self.id, self.stderr.clone(), self.stderr_used.clone());
         Some(Arc::new(move |line: &[u8]| {
+            used.store(true, Ordering::Release);
             // A full queue drops the line here; it is in the host log either way.
-            let _ = tx.try_send((id, Bytes::copy_from_slice(line)));
+            let _ = tx.try_send((id, Stderr::Line(Bytes::copy_from_slice(line))));
         }))
     }
 }
