@@ -328,6 +328,8 @@ struct Ending {
     arrived: Instant,
     /// The connection state: why the guest was stopped, if it was.
     conn: Arc<ConnState>,
+    /// The response, to end.
+    output: Arc<tokio::sync::Mutex<Output>>,
     /// How the guest ended.
     result: Result<(), GuestFailure>,
     /// When it was stopped, for the abort latency.
@@ -338,10 +340,6 @@ struct Ending {
     spent: Option<Spent>,
     /// Held until the instance is gone, which frees the slot.
     _admission: Admission,
-    /// The response, to end. Dropped last (fields drop in order): once the instance is gone,
-    /// so that what the guest's stdio flushes at teardown still finds the response open (a
-    /// FastCGI request's STDERR records).
-    output: Arc<tokio::sync::Mutex<Output>>,
 }
 
 impl Ending {
@@ -386,8 +384,7 @@ impl Ending {
         }
         .log();
         drop(output);
-        // `self` goes now: its fields drop in order, the instance (`spent`), its slot, and
-        // then the response.
+        // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.
     }
 }
 
