@@ -32,6 +32,11 @@ pub struct Busy {
     trim: Arc<IdleTrim>,
 }
 
+/// The message logged when, idle for [`IDLE_TRIM_DELAY`], the server has given freed heap
+/// memory back (with `rss_before_kib` and `rss_after_kib`); by then every finished instance is
+/// torn down. Tests and benchmarks wait for it.
+pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
+
 impl IdleTrim {
     /// Counts a request in flight until the returned guard is dropped.
     pub fn busy(self: &Arc<Self>) -> Busy {
@@ -44,7 +49,7 @@ impl IdleTrim {
         self.after_each_idle_period(|| {
             let before = resident_kib();
             trim();
-            tracing::info!(rss_before_kib = before, rss_after_kib = resident_kib(), "idle: returned freed memory to the OS");
+            tracing::info!(rss_before_kib = before, rss_after_kib = resident_kib(), "{IDLE_TRIMMED}");
         })
         .await;
     }

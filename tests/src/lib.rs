@@ -8,6 +8,7 @@
 pub mod fcgi;
 pub mod nginx;
 
+pub use host::heap::IDLE_TRIMMED;
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
@@ -21,9 +22,6 @@ use std::time::{Duration, Instant};
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// How many of the last log events a timed-out wait shows.
 const FAILURE_LOG_EVENTS: usize = 40;
-/// The message the server logs when, idle for a second, it has given freed heap memory back
-/// (with `rss_before_kib` and `rss_after_kib`); by then every finished instance is torn down.
-pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
 
 /// The directory with the built guests (`<name>.wasm`).
 pub const GUEST_DIR: &str = host::examples::GUEST_DIR;
