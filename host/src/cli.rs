@@ -132,18 +132,14 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
-/// A tokio runtime with `threads` workers named `name`.
-fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().thread_name(name).build()?)
-}
-
-/// Like [`runtime`], with threads demoted by `niceness` steps (see [`sched`]).
-fn demoted_runtime(name: &str, threads: usize, niceness: i32) -> anyhow::Result<tokio::runtime::Runtime> {
+/// A tokio runtime with `threads` workers named `name`, each running `on_start` first (see
+/// [`sched`]).
+fn runtime(name: &str, threads: usize, on_start: impl Fn() + Send + Sync + 'static) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .thread_name(name)
-        .on_thread_start(move || sched::demote_current_thread(niceness))
+        .on_thread_start(on_start)
         .build()?)
 }
 
@@ -177,10 +173,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.fastcgi.is_empty() {
         manifest.server.fastcgi = args.fastcgi;
     }
-    let guests = demoted_runtime("tether-guest", manifest.server.guest_threads, sched::GUEST_NICENESS)?;
-    let reaper = demoted_runtime("tether-reaper", 1, sched::REAPER_NICENESS)?;
+    let guests = runtime("tether-guest", manifest.server.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
+    let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
     let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
-    let io = runtime("tether-io", manifest.server.io_threads)?;
+    let io = runtime("tether-io", manifest.server.io_threads, sched::mark_io_thread)?;
     io.block_on(async {
         let server = Server::bind(&manifest, &args.cache.choice(), executors).await?;
         for (protocol, addr) in server.addresses() {
@@ -210,7 +206,7 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest, examples::builtin)?;
     // No request runs: one thread serves as both executors.
-    let idle = runtime("tether-check", 1)?;
+    let idle = runtime("tether-check", 1, || {})?;
     let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
     let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), executors)?;
     println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());

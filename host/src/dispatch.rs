@@ -14,6 +14,7 @@ use crate::request::{
 };
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -77,11 +78,12 @@ pub struct Dispatcher {
     executors: Executors,
 }
 
-/// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
-/// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave).
+/// The runtimes request tasks continue on, apart from the front ends' I/O runtime, so that a
+/// guest busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave) by
+/// more than an epoch tick.
 #[derive(Clone, Debug)]
 pub struct Executors {
-    /// Runs guests.
+    /// Runs guests that compute (an epoch tick found them in Wasm on an I/O thread).
     pub guests: tokio::runtime::Handle,
     /// Finishes requests whose guest was stopped while it waited in a host call: tears the
     /// guest down, ends the response and logs it. Apart from the guest threads, and below
@@ -196,10 +198,19 @@ impl Dispatcher {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Spawns the request's task on the guest runtime and returns at once.
+    /// Spawns the request's task and returns at once. The task starts on the calling thread's
+    /// runtime (the front end's I/O thread) and moves to the guest runtime if its guest
+    /// computes there (see [`crate::sched`]).
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
-        self.tasks.spawn_on(async move { this.run(id, start).await }, &self.executors.guests);
+        let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move { this.run(id, start).await });
+        let tasks = self.tasks.clone();
+        let guests = self.executors.guests.clone();
+        self.tasks.spawn(async move {
+            if let Some(rest) = crate::sched::until_leaving(task).await {
+                tasks.spawn_on(rest, &guests);
+            }
+        });
     }
 
     /// Waits for every request task (after the listeners stopped).

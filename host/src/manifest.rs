@@ -42,9 +42,6 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 << 10;
 /// Default `max_headers`: number of request header fields.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Default `io_threads`: one thread serves the sockets; it only parses and watches, and must
-/// never wait behind a guest.
-pub const DEFAULT_IO_THREADS: usize = 1;
 /// The scheme of components compiled into the binary (the example guests).
 pub const BUILTIN_SCHEME: &str = "builtin:";
 
@@ -153,9 +150,10 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Number of request header fields.
     pub max_headers: usize,
-    /// Worker threads serving sockets (accepting, parsing, watching clients).
+    /// Worker threads serving sockets (accepting, parsing, watching clients) and starting
+    /// guests.
     pub io_threads: usize,
-    /// Worker threads running guests.
+    /// Worker threads running guests that compute.
     pub guest_threads: usize,
 }
 
@@ -292,9 +290,9 @@ struct RawServer {
     max_header_bytes: u64,
     #[serde(default = "default_max_headers")]
     max_headers: usize,
-    #[serde(default = "default_io_threads", deserialize_with = "threads")]
+    #[serde(default = "cores", deserialize_with = "threads")]
     io_threads: usize,
-    #[serde(default = "default_guest_threads", deserialize_with = "threads")]
+    #[serde(default = "cores", deserialize_with = "threads")]
     guest_threads: usize,
 }
 
@@ -331,10 +329,8 @@ fn default_max_header_bytes() -> u64 {
 fn default_max_headers() -> usize {
     DEFAULT_MAX_HEADERS
 }
-fn default_io_threads() -> usize {
-    DEFAULT_IO_THREADS
-}
-fn default_guest_threads() -> usize {
+/// Default `io_threads` and `guest_threads`: the number of cores.
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 

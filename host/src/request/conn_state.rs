@@ -7,9 +7,9 @@
 //!   a write). The dispatcher polls the guest only through a gate ([`ConnState::enter_guest`],
 //!   [`ConnState::leave_guest`]); [`ConnState::kill`] closes the gate on a parked guest, which
 //!   is then stopped on the spot, on the killing thread: it never runs again, and the
-//!   dispatcher, woken by [`ConnState::killed`], drops its future (cancelling the call) when a
-//!   guest thread gets to it.
-//! - being polled on a guest thread, usually running Wasm: [`ConnState::kill`] calls the
+//!   dispatcher, woken by [`ConnState::killed`], drops its future (cancelling the call) when its
+//!   thread gets to it.
+//! - being polled (on the I/O thread it started on, or on a guest thread), usually running Wasm: [`ConnState::kill`] calls the
 //!   runtime's interrupt hook, which bumps the engine's epoch so the guest reaches its epoch
 //!   check within nanoseconds, where the runtime sees [`ConnState::kill_reason`] and traps it.
 
@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 /// Gate state: the guest is not being polled (not started yet, or waiting in a host call).
 const PARKED: u8 = 0;
-/// Gate state: a guest thread is polling the guest.
+/// Gate state: a thread is polling the guest.
 const POLLED: u8 = 1;
 /// Gate state: killed while parked; never polled again.
 const STOPPED: u8 = 2;
@@ -223,7 +223,7 @@ impl ConnState {
         }
     }
 
-    /// Opens the gate before a guest thread polls the guest; `false` if the guest was stopped
+    /// Opens the gate before a thread polls the guest; `false` if the guest was stopped
     /// while parked and must not be polled again.
     pub fn enter_guest(&self) -> bool {
         self.gate.compare_exchange(PARKED, POLLED, Ordering::AcqRel, Ordering::Acquire).is_ok()

@@ -242,7 +242,14 @@ impl Guest {
             // starve the other tasks on its worker (including its own request timeout). A guest
             // merely caught by a tick carries on: yielding it too cost hello 2K kernel
             // instructions and 0.2 context switches per request.
-            if running.computing_at_tick() {
+            let computing = running.computing_at_tick();
+            // On an I/O thread a guest runs only until a tick finds it in Wasm: it yields to its
+            // executor there, and its task moves to the guest threads.
+            if crate::sched::on_io_thread() {
+                crate::sched::leave_io_thread();
+                return Ok(UpdateDeadline::Yield(1));
+            }
+            if computing {
                 crate::sched::yield_cpu();
                 Ok(UpdateDeadline::Yield(1))
             } else {
