@@ -236,12 +236,7 @@ impl Guest {
                 state.conn.time_out(crate::request::KillReason::ExecutionTime);
                 return Ok(UpdateDeadline::Interrupt);
             }
-            // A guest that computes gives up the CPU for a moment at each tick: the kernel only
-            // preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or nginx)
-            // that would see its client leave. It then gives the executor a turn, so it cannot
-            // starve the other tasks on its worker (including its own request timeout). A guest
-            // merely caught by a tick carries on: yielding it too cost hello 2K kernel
-            // instructions and 0.2 context switches per request.
+            // Whether it ran Wasm at the previous tick too (counted wherever it runs).
             let computing = running.computing_at_tick();
             // On an I/O thread a guest runs only until a tick finds it in Wasm: it yields to its
             // executor there, and its task moves to the guest threads.
@@ -249,6 +244,12 @@ impl Guest {
                 crate::sched::leave_io_thread();
                 return Ok(UpdateDeadline::Yield(1));
             }
+            // A guest that computes gives up the CPU for a moment at each tick: the kernel only
+            // preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or nginx)
+            // that would see its client leave. It then gives the executor a turn, so it cannot
+            // starve the other tasks on its worker (including its own request timeout). A guest
+            // merely caught by a tick carries on: yielding it too cost hello 2K kernel
+            // instructions and 0.2 context switches per request.
             if computing {
                 crate::sched::yield_cpu();
                 Ok(UpdateDeadline::Yield(1))
