@@ -102,6 +102,9 @@ def main():
                 w(f"| abort latency, {guest} guest, {via}, p99 (client close → guest stopped) | ≤ {goal} µs | {row['p99_us']:.0f} µs | {verdict(row['p99_us'] <= goal)} |")
     w(f"| cost of the abort watcher on hello req/s | < 5 % | {watcher_cost * 100:.1f} % | {verdict(watcher_cost < 0.05)} |")
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
+    if "tether-io-threads" in rps:
+        ratio = rps["tether-io-threads"] / rps["nginx"]
+        w(f"| hello req/s, tether with `guests_start_on = \"io-threads\"` / nginx `return 200` | ≥ 0.5× | {ratio:.2f}× | {verdict(ratio >= 0.5)} |")
     ws = r.get("wasmtime_serve")
     if ws:
         wrps = medians(ws, "rps")
@@ -149,7 +152,9 @@ def main():
     w("## Hello over HTTP/1.1 keep-alive, 50 connections\n")
     first = next(iter(hello.values()))[0]["command"]
     w(f"`{first}` (URL per contender), after a warm-up, contenders alternating. `tether` watches the "
-      "client while the guest runs (prompt abort detection); `baseline` is "
+      "client while the guest runs (prompt abort detection); `tether-io-threads` is the same with "
+      "`guests_start_on = \"io-threads\"` (bench/conf/hello-io-threads.toml): each guest starts on the I/O "
+      "thread that read its request (ARCHITECTURE.md, *Threads*); `baseline` is "
       "`target/release/baseline`, a minimal tokio server sending the same bytes without Wasm; "
       "`nginx` answers `return 200` itself (bench/conf/nginx-hello.conf).\n")
     wrk_table(w, hello, ratios_to=("nginx", "baseline"))

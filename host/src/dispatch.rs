@@ -7,7 +7,7 @@
 //! keeps watching its socket while the guest runs.
 
 use crate::heap::{Busy, IdleTrim};
-use crate::manifest::{Manifest, ManifestError, RouteSpec, ServerSettings};
+use crate::manifest::{GuestStart, Manifest, ManifestError, RouteSpec, ServerSettings};
 use crate::request::{
     AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead, ResponseSink, abort_latency,
     monotonic_ns,
@@ -78,12 +78,13 @@ pub struct Dispatcher {
     executors: Executors,
 }
 
-/// The runtimes request tasks continue on, apart from the front ends' I/O runtime, so that a
-/// guest busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave) by
-/// more than an epoch tick.
+/// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
+/// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave), or, with
+/// `guests_start_on = "io-threads"`, by no more than an epoch tick.
 #[derive(Clone, Debug)]
 pub struct Executors {
-    /// Runs guests that compute (an epoch tick found them in Wasm on an I/O thread).
+    /// Runs guests (with `guests_start_on = "io-threads"`, those an epoch tick found computing
+    /// on an I/O thread).
     pub guests: tokio::runtime::Handle,
     /// Finishes requests whose guest was stopped while it waited in a host call: tears the
     /// guest down, ends the response and logs it. Apart from the guest threads, and below
@@ -198,19 +199,27 @@ impl Dispatcher {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Spawns the request's task and returns at once. The task starts on the calling thread's
-    /// runtime (the front end's I/O thread) and moves to the guest runtime if its guest
-    /// computes there (see [`crate::sched`]).
+    /// Spawns the request's task and returns at once. The task runs on the guest runtime, or,
+    /// with `guests_start_on = "io-threads"`, starts on the calling thread's runtime (the front
+    /// end's I/O thread) and moves to the guest runtime if its guest computes there (see
+    /// [`crate::sched`]).
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
         let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move { this.run(id, start).await });
-        let tasks = self.tasks.clone();
-        let guests = self.executors.guests.clone();
-        self.tasks.spawn(async move {
-            if let Some(rest) = crate::sched::until_leaving(task).await {
-                tasks.spawn_on(rest, &guests);
+        match self.server.guests_start_on {
+            GuestStart::GuestThreads => {
+                self.tasks.spawn_on(task, &self.executors.guests);
             }
-        });
+            GuestStart::IoThreads => {
+                let tasks = self.tasks.clone();
+                let guests = self.executors.guests.clone();
+                self.tasks.spawn(async move {
+                    if let Some(rest) = crate::sched::until_leaving(task).await {
+                        tasks.spawn_on(rest, &guests);
+                    }
+                });
+            }
+        }
     }
 
     /// Waits for every request task (after the listeners stopped).

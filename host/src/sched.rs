@@ -1,6 +1,7 @@
 //! Which thread runs what, and at which priority.
 //!
-//! A request's task starts on the I/O thread that read the request, so that the common short
+//! Request tasks run on the guest threads. With `guests_start_on = "io-threads"` a request's
+//! task starts on the I/O thread that read the request instead, so that the common short
 //! request runs where its socket is, with no hand-off between threads (measured: a third more
 //! hello requests per second, half the p99). A guest that an epoch tick finds running Wasm on an
 //! I/O thread asks to leave it ([`leave_io_thread`]), and [`until_leaving`] hands its task to the

@@ -1,6 +1,7 @@
-//! Where guests run (ARCHITECTURE.md, *Threads*): a short request runs to its end on the I/O
-//! thread that read it; a guest that computes leaves the I/O threads at the first epoch tick
-//! that finds it in Wasm. Read from the CPU time the kernel accounts to the server's threads.
+//! Where guests run (ARCHITECTURE.md, *Threads*): on the guest threads by default; with
+//! `guests_start_on = "io-threads"`, a short request runs to its end on the I/O thread that
+//! read it, and a guest that computes leaves the I/O threads at the first epoch tick that finds
+//! it in Wasm. Read from the CPU time the kernel accounts to the server's threads.
 
 use std::collections::HashMap;
 use tests::{Client, Server, get, route};
@@ -35,9 +36,32 @@ fn cpu_during(server: &Server, work: impl FnOnce()) -> (u64, u64) {
     (spent(IO_THREADS), spent(GUEST_THREADS))
 }
 
+/// A server whose guests start on the I/O threads, with `routes`.
+fn starting_on_io_threads(routes: &str) -> Server {
+    Server::start(&format!("[server]\nguests_start_on = \"io-threads\"\n\n{routes}"))
+}
+
+/// CPU ticks of the I/O and the guest threads while `client` makes 5,000 hello requests.
+fn cpu_for_hellos(server: &Server) -> (u64, u64) {
+    let mut client = Client::connect(server.addr());
+    cpu_during(server, || {
+        for _ in 0..5_000 {
+            client.get("/hello");
+            assert_eq!(client.read_response().status, 200);
+        }
+    })
+}
+
+#[test]
+fn by_default_guests_run_on_the_guest_threads() {
+    let server = Server::start(&route("/hello", "hello", ""));
+    let (io, guest) = cpu_for_hellos(&server);
+    assert!(guest >= 10 && guest > io, "hello guests ran on the guest threads: io {io} ticks, guest {guest}");
+}
+
 #[test]
 fn a_computing_guest_leaves_the_io_threads() {
-    let server = Server::start(&route("/spin", "spin", ""));
+    let server = starting_on_io_threads(&route("/spin", "spin", ""));
     let (io, guest) = cpu_during(&server, || assert_eq!(get(server.addr(), "/spin?ms=600").status, 200));
     assert!(guest >= 10, "the spinning guest ran on the guest threads: io {io} ticks, guest {guest}");
     assert!(io * 4 <= guest, "only the guest's first tick may run on an I/O thread: io {io} ticks, guest {guest}");
@@ -45,13 +69,7 @@ fn a_computing_guest_leaves_the_io_threads() {
 
 #[test]
 fn short_requests_run_to_their_end_on_the_io_threads() {
-    let server = Server::start(&route("/hello", "hello", ""));
-    let mut client = Client::connect(server.addr());
-    let (io, guest) = cpu_during(&server, || {
-        for _ in 0..5_000 {
-            client.get("/hello");
-            assert_eq!(client.read_response().status, 200);
-        }
-    });
+    let server = starting_on_io_threads(&route("/hello", "hello", ""));
+    let (io, guest) = cpu_for_hellos(&server);
     assert!(io >= 10 && io >= guest * 2, "hello requests stayed on the I/O threads: io {io} ticks, guest {guest}");
 }

@@ -211,8 +211,9 @@ impl TetherEngine {
                 .name("tether-epoch".into())
                 .spawn(move || {
                     // Same priority, short slice: a tick must preempt an I/O thread that runs
-                    // a computing guest (nice 0, default slice) to move it off that thread;
-                    // waiting out the I/O thread's slice cost ms of abort latency.
+                    // a computing guest (nice 0, default slice; `guests_start_on = "io-threads"`)
+                    // to move it off that thread; waiting out the I/O thread's slice cost
+                    // milliseconds of abort latency.
                     crate::sched::demote_current_thread(0);
                     while !state.stop.load(Ordering::Acquire) {
                         if state.running.load(Ordering::Acquire) == 0 {
