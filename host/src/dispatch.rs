@@ -14,7 +14,6 @@ use crate::request::{
 };
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -205,7 +204,7 @@ impl Dispatcher {
     /// [`crate::sched`]).
     pub fn start(self: &Arc<Self>, id: u64, start: Start) {
         let this = self.clone();
-        let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move { this.run(id, start).await });
+        let task = async move { this.run(id, start).await };
         match self.server.guests_start_on {
             GuestStart::GuestThreads => {
                 self.tasks.spawn_on(task, &self.executors.guests);
@@ -214,7 +213,8 @@ impl Dispatcher {
                 let tasks = self.tasks.clone();
                 let guests = self.executors.guests.clone();
                 self.tasks.spawn(async move {
-                    if let Some(rest) = crate::sched::until_leaving(task).await {
+                    // Boxed, so that the task can move to another runtime once it was polled.
+                    if let Some(rest) = crate::sched::until_leaving(Box::pin(task)).await {
                         tasks.spawn_on(rest, &guests);
                     }
                 });

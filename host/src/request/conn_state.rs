@@ -9,9 +9,10 @@
 //!   is then stopped on the spot, on the killing thread: it never runs again, and the
 //!   dispatcher, woken by [`ConnState::killed`], drops its future (cancelling the call) when its
 //!   thread gets to it.
-//! - being polled (on the I/O thread it started on, or on a guest thread), usually running Wasm: [`ConnState::kill`] calls the
-//!   runtime's interrupt hook, which bumps the engine's epoch so the guest reaches its epoch
-//!   check within nanoseconds, where the runtime sees [`ConnState::kill_reason`] and traps it.
+//! - being polled (on a guest thread, or with `guests_start_on = "io-threads"` on the I/O thread
+//!   it started on), usually running Wasm: [`ConnState::kill`] calls the runtime's interrupt
+//!   hook, which bumps the engine's epoch so the guest reaches its epoch check within
+//!   nanoseconds, where the runtime sees [`ConnState::kill_reason`] and traps it.
 
 use super::outcome::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
