@@ -1,6 +1,9 @@
-//! Per-request cost of the sandbox alone: a fresh `Store`, instantiation from the route's
-//! `InstancePre`, the `handle` call of the hello guest (with its host calls) and the end of the
-//! response into a sink that discards it; no sockets. Pooling allocator on and off.
+//! Per-request cost of the sandbox alone, in two parts timed separately, as the server runs them:
+//! `instantiate-call` is a fresh `Store`, instantiation from the route's `InstancePre`, the
+//! `handle` call of the hello guest (with its host calls) and the end of the response into a sink
+//! that discards it (the client has its answer then); `teardown` is dropping the store, which
+//! resets the instance's pool slot and which the server does after the response is out. `total`
+//! is both. No sockets. Pooling allocator on and off.
 
 use bench::{micros, quick, report, summarize};
 use host::request::{AbortDetection, BodyReceiver, ConnState, Output, RequestHead, ResponseHead, ResponseSink};
@@ -50,7 +53,8 @@ fn main() -> anyhow::Result<()> {
             ..GuestSettings::default()
         };
         let guest = runtime.load(wasm, settings)?;
-        let mut samples = Vec::with_capacity(iterations);
+        // Per part: instantiate + call, teardown, and both.
+        let mut samples = [(); 3].map(|()| Vec::with_capacity(iterations));
         tokio.block_on(async {
             for i in 0..warmup + iterations {
                 let conn = Arc::new(ConnState::new(AbortDetection::Prompt, true, runtime.interrupt_hook()));
@@ -66,13 +70,19 @@ fn main() -> anyhow::Result<()> {
                 let (result, spent) = guest.handle(invocation).await;
                 result.expect("the hello guest runs");
                 output.lock().await.end().await;
+                let answered = Instant::now();
                 drop(spent);
+                let torn_down = Instant::now();
                 if i >= warmup {
-                    samples.push(micros(start.elapsed()));
+                    for (part, span) in samples.iter_mut().zip([answered - start, torn_down - answered, torn_down - start]) {
+                        part.push(micros(span));
+                    }
                 }
             }
         });
-        report("instantiate", serde_json::json!({ "pooling": pooling }), summarize(&mut samples));
+        for (part, mut samples) in ["instantiate-call", "teardown", "total"].into_iter().zip(samples) {
+            report("instantiate", serde_json::json!({ "pooling": pooling, "part": part }), summarize(&mut samples));
+        }
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! the server's RSS before, at its peak and after. Phase 2: the same load, and once every guest
 //! is asleep a tenth of the clients (those that connected last) close at once; reports, per
 //! aborted request, the time from its client's `close()` to its guest being stopped. After each
-//! phase, once the idle server has trimmed its heap (it logs that), its RSS again.
+//! phase, once the idle server has trimmed its heap (it logs that), its RSS again. The pre-load
+//! RSS is taken the same way after one warm-up request: measured at start-up instead, it would
+//! lack the code and the lazily built state that any first request pages in.
 //! `KEEP_RESIDENT=<bytes>` sets the manifest's `keep_resident`, which decides how much of each
 //! pool slot stays resident after a burst.
 
@@ -49,13 +51,14 @@ fn rss_when_idle(server: &Server, since: usize) -> u64 {
     })
 }
 
-/// Opens `n` connections and sends each a request; returns the streams.
-async fn connect_all(addr: &str, n: usize, phase: &str) -> Vec<TcpStream> {
+/// Opens `n` connections and sends each a request whose guest sleeps `sleep_ms`; returns the
+/// streams.
+async fn connect_all(addr: &str, n: usize, sleep_ms: u64, phase: &str) -> Vec<TcpStream> {
     let mut streams = Vec::with_capacity(n);
     for batch in (0..n).collect::<Vec<_>>().chunks(CONNECT_BATCH) {
         let opened = futures_join(batch.iter().map(|&i| {
             let addr = addr.to_owned();
-            let request = format!("GET /sleep?ms={GUEST_SLEEP_MS}&phase={phase}&c={i} HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n");
+            let request = format!("GET /sleep?ms={sleep_ms}&phase={phase}&c={i} HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n");
             async move {
                 let mut stream = TcpStream::connect(&addr).await.expect("connect");
                 stream.write_all(request.as_bytes()).await.expect("send");
@@ -108,7 +111,12 @@ fn main() {
     let pid = server.pid();
     let addr = server.addr().to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let rss_idle = rss_kib(pid);
+    let rss_idle = {
+        let mark = server.log_len();
+        let answered = runtime.block_on(read_all(runtime.block_on(connect_all(&addr, 1, 0, "warm-up"))));
+        assert_eq!(answered, 1, "the warm-up request failed");
+        rss_when_idle(&server, mark)
+    };
 
     // Phase 1: everything completes.
     let mark = server.log_len();
@@ -116,7 +124,7 @@ fn main() {
     let sampler = sample_peak(pid, stop.clone());
     let started = Instant::now();
     let answered = runtime.block_on(async {
-        let streams = connect_all(&addr, clients, "complete").await;
+        let streams = connect_all(&addr, clients, GUEST_SLEEP_MS, "complete").await;
         read_all(streams).await
     });
     let elapsed = started.elapsed();
@@ -135,7 +143,7 @@ fn main() {
     let mark = server.log_len();
     let closed_at: Arc<Vec<AtomicU64>> = Arc::new((0..aborts).map(|_| AtomicU64::new(0)).collect());
     let (answered, rss_loaded) = runtime.block_on(async {
-        let mut streams = connect_all(&addr, clients, "abort").await;
+        let mut streams = connect_all(&addr, clients, GUEST_SLEEP_MS, "abort").await;
         // Counted incrementally: rescanning 10,000 events at each new one took seconds. A
         // request that ends without its guest having started (a 503, say) is counted too, so
         // that the wait ends and says what happened instead of timing out.
