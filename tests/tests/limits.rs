@@ -99,20 +99,31 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
     std::fs::write(dir.join("data/in.txt"), "inside").expect("in.txt");
     std::fs::write(dir.join("secret"), "outside").expect("secret");
     let manifest = format!(
-        "{}[route.env]\nGREETING = \"hi\"\n[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n",
+        "{}[route.env]\nGREETING = \"hi\"\n[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n{}[route.env]\nGREETING = \"no dirs\"\n",
         route("/escape", "escape", ""),
-        dir.join("data").display()
+        dir.join("data").display(),
+        route("/no-dirs", "escape", ""),
     );
     let server = Server::start(&manifest);
-    let report = get(server.addr(), "/escape?file=/etc/passwd").text();
-    let field = |name: &str| report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no `{name}` in {report}")).to_owned();
-    assert!(field("read /etc/passwd").contains("denied"), "{report}");
-    assert!(field("read ../secret").contains("denied"), "{report}");
-    assert!(field("list /").contains("denied"), "{report}");
-    assert!(field("write data/out.txt").contains("denied"), "read-only preopen: {report}");
-    assert_eq!(field("read data/in.txt"), "read data/in.txt: ok 6");
-    assert_eq!(field("env"), "env: GREETING=hi", "no host environment leaks in");
-    assert!(field("connect").contains("denied"), "{report}");
+    // The escape guest's report, one line per attempt: `line(name)` is the one starting with it.
+    let report = |target: &str| {
+        let report = get(server.addr(), target).text();
+        move |name: &str| report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no `{name}` in {report}")).to_owned()
+    };
+    let line = report("/escape?file=/etc/passwd");
+    assert!(line("read /etc/passwd").contains("denied"));
+    assert!(line("read ../secret").contains("denied"));
+    assert!(line("list /").contains("denied"));
+    assert!(line("write data/out.txt").contains("denied"), "read-only preopen");
+    assert_eq!(line("read data/in.txt"), "read data/in.txt: ok 6");
+    assert_eq!(line("env"), "env: GREETING=hi", "no host environment leaks in");
+    assert!(line("connect").contains("denied"));
+    // A route that grants no directory builds WASI at the guest's first WASI call instead of
+    // before it runs: the same sandbox, with its own environment.
+    let line = report("/no-dirs");
+    assert!(line("read /etc/passwd").contains("denied"));
+    assert!(line("read data/in.txt").contains("denied"));
+    assert_eq!(line("env"), "env: GREETING=no dirs");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::bindings::tether::guest::{conn, lifecycle, output, request, response}
 use super::limits::{CpuBudget, MemoryLimiter};
 use super::stdio::{GuestLog, Stream};
 use super::{GuestSettings, Invocation};
-use crate::request::{BodyError, BodyReceiver, ConnState, HeadError, MustTrap, Output, OutputError, RequestHead};
+use crate::request::{BodyError, BodyReceiver, ConnState, HeadError, MustTrap, Output, OutputError, RequestHead, StderrSink};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -20,7 +20,7 @@ const MAX_BODY_READ: u32 = 1 << 20;
 /// Everything one request's store holds.
 pub struct HostState {
     /// WASI, with only what the route grants.
-    wasi: WasiCtx,
+    wasi: Wasi,
     /// WASI's resources.
     table: ResourceTable,
     /// Caps linear memory.
@@ -37,19 +37,65 @@ pub struct HostState {
     pub conn: Arc<ConnState>,
 }
 
-impl HostState {
-    /// The state for `invocation` under `settings`.
-    pub fn new(invocation: Invocation, settings: &GuestSettings) -> anyhow::Result<Self> {
+/// A request's WASI context, built when the guest first calls into WASI. Most requests never do
+/// (a guest written with the SDK answers through the Tether interfaces alone), and building one
+/// costs about a microsecond (entry 21 of bench/notes.md). A route that grants directories builds
+/// it before the guest runs, because opening them can fail and that must fail the request.
+enum Wasi {
+    /// Not built yet: what building it needs.
+    Deferred {
+        /// Request id, for the guest's log lines.
+        id: u64,
+        /// The route's settings (environment, directories, name).
+        settings: Arc<GuestSettings>,
+        /// Where the guest's stderr lines go besides the log, if anywhere.
+        stderr: Option<StderrSink>,
+    },
+    /// Built (boxed: a context is large, and most requests never build one).
+    Built(Box<WasiCtx>),
+}
+
+impl Wasi {
+    /// The context for request `id` under `settings`: built now if the route grants directories.
+    fn new(id: u64, settings: &Arc<GuestSettings>, stderr: Option<StderrSink>) -> anyhow::Result<Self> {
+        if settings.preopens.is_empty() {
+            Ok(Self::Deferred { id, settings: settings.clone(), stderr })
+        } else {
+            Ok(Self::Built(Self::build(id, settings, stderr)?))
+        }
+    }
+
+    /// Builds the context: stdout and stderr to the log, the route's environment and directories.
+    fn build(id: u64, settings: &GuestSettings, stderr: Option<StderrSink>) -> anyhow::Result<Box<WasiCtx>> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stdout, None));
-        wasi.stderr(GuestLog::new(invocation.id, settings.route.clone(), Stream::Stderr, invocation.stderr));
+        wasi.stdout(GuestLog::new(id, settings.route.clone(), Stream::Stdout, None));
+        wasi.stderr(GuestLog::new(id, settings.route.clone(), Stream::Stderr, stderr));
         wasi.envs(&settings.env);
         for preopen in &settings.preopens {
             let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             wasi.preopened_dir(&preopen.host, &preopen.guest, perms)?;
         }
+        Ok(Box::new(wasi.build()))
+    }
+
+    /// The context, built if it was deferred.
+    fn get(&mut self) -> &mut WasiCtx {
+        if let Self::Deferred { id, settings, stderr } = self {
+            let built = Self::build(*id, settings, stderr.take()).expect("a route without directories builds its WASI context infallibly");
+            *self = Self::Built(built);
+        }
+        match self {
+            Self::Built(ctx) => ctx,
+            Self::Deferred { .. } => unreachable!("built above"),
+        }
+    }
+}
+
+impl HostState {
+    /// The state for `invocation` under `settings`.
+    pub fn new(invocation: Invocation, settings: &Arc<GuestSettings>) -> anyhow::Result<Self> {
         Ok(Self {
-            wasi: wasi.build(),
+            wasi: Wasi::new(invocation.id, settings, invocation.stderr)?,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(settings.max_memory),
             budget: CpuBudget::new(settings.max_execution_time),
@@ -71,7 +117,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView { ctx: self.wasi.get(), table: &mut self.table }
     }
 }
 
