@@ -127,6 +127,27 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
 }
 
 #[test]
+fn a_granted_directory_that_vanished_fails_the_request_before_the_guest_runs() {
+    let dir = fresh_dir("vanishing");
+    let manifest = format!(
+        "{}[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n{}",
+        route("/escape", "escape", ""),
+        dir.display(),
+        route("/hello", "hello", "")
+    );
+    let server = Server::start(&manifest);
+    assert_eq!(get(server.addr(), "/escape?before").status, 200);
+    std::fs::remove_dir_all(&dir).expect("removing the granted directory");
+    let response = get(server.addr(), "/escape?after");
+    assert_eq!(response.status, 500);
+    assert_eq!(response.text(), "internal server error\n");
+    let access = server.access("/escape?after");
+    assert_eq!(access["outcome"], "trapped");
+    assert!(access["detail"].as_str().is_some_and(|d| d.contains(&*dir.to_string_lossy())), "the log names the directory: {access}");
+    assert_eq!(get(server.addr(), "/hello").status, 200);
+}
+
+#[test]
 fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     let server =
         Server::start(&format!("[server]\nmax_instances = 1\n\n{}{}", route("/sleep", "seed_a", ""), route("/hello", "hello", "")));

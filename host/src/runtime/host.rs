@@ -9,6 +9,7 @@ use super::limits::{CpuBudget, MemoryLimiter};
 use super::stdio::{GuestLog, Stream};
 use super::{GuestSettings, Invocation};
 use crate::request::{BodyError, BodyReceiver, ConnState, HeadError, MustTrap, Output, OutputError, RequestHead, StderrSink};
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -73,7 +74,9 @@ impl Wasi {
         wasi.envs(&settings.env);
         for preopen in &settings.preopens {
             let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)?;
+            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("opening the granted directory {}", preopen.host.display()))?;
         }
         Ok(Box::new(wasi.build()))
     }
