@@ -48,45 +48,34 @@ fn would_block() -> io::Result<()> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
-impl ReadHalf for tokio::net::tcp::OwnedReadHalf {
-    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
-        self.as_ref().ready(interest)
-    }
-    fn clear_read_readiness(&self) {
-        let _ = self.as_ref().try_io(Interest::READABLE, would_block);
-    }
-    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        recv_now(self.as_ref(), buf)
-    }
+/// [`Stream`] for a tokio stream type and [`ReadHalf`] for its owned read half: TCP and Unix
+/// sockets behave the same here.
+macro_rules! stream {
+    ($stream:ty, $module:ident) => {
+        impl ReadHalf for tokio::net::$module::OwnedReadHalf {
+            fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
+                self.as_ref().ready(interest)
+            }
+            fn clear_read_readiness(&self) {
+                let _ = self.as_ref().try_io(Interest::READABLE, would_block);
+            }
+            fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+                recv_now(self.as_ref(), buf)
+            }
+        }
+
+        impl Stream for $stream {
+            type Read = tokio::net::$module::OwnedReadHalf;
+            type Write = tokio::net::$module::OwnedWriteHalf;
+            fn split(self) -> (Self::Read, Self::Write) {
+                self.into_split()
+            }
+        }
+    };
 }
 
-impl ReadHalf for tokio::net::unix::OwnedReadHalf {
-    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
-        self.as_ref().ready(interest)
-    }
-    fn clear_read_readiness(&self) {
-        let _ = self.as_ref().try_io(Interest::READABLE, would_block);
-    }
-    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        recv_now(self.as_ref(), buf)
-    }
-}
-
-impl Stream for TcpStream {
-    type Read = tokio::net::tcp::OwnedReadHalf;
-    type Write = tokio::net::tcp::OwnedWriteHalf;
-    fn split(self) -> (Self::Read, Self::Write) {
-        self.into_split()
-    }
-}
-
-impl Stream for UnixStream {
-    type Read = tokio::net::unix::OwnedReadHalf;
-    type Write = tokio::net::unix::OwnedWriteHalf;
-    fn split(self) -> (Self::Read, Self::Write) {
-        self.into_split()
-    }
-}
+stream!(TcpStream, tcp);
+stream!(UnixStream, unix);
 
 /// Connections the kernel queues before they are accepted: enough for a burst of thousands of
 /// clients connecting at once (the kernel caps it at `net.core.somaxconn`).

@@ -536,6 +536,18 @@ pub fn route(path: &str, guest_name: &str, extra: &str) -> String {
     format!("[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n{extra}\n", guest(guest_name))
 }
 
+/// Routes for each `(path, guest, extra settings)` in both abort detection modes: `/p<path>` with
+/// `prompt`, `/w<path>` with `write`.
+pub fn in_both_modes(fixtures: &[(&str, &str, &str)]) -> String {
+    let mut manifest = String::new();
+    for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
+        for (path, guest_name, extra) in fixtures {
+            manifest += &route(&format!("{prefix}{path}"), guest_name, &format!("abort_detection = \"{mode}\"\n{extra}"));
+        }
+    }
+    manifest
+}
+
 /// Whether some guest line starts with `prefix`.
 pub fn has(lines: &[String], prefix: &str) -> bool {
     lines.iter().any(|l| l.starts_with(prefix))

@@ -3,19 +3,17 @@
 //! Write mode must reproduce PHP-FPM's TCP rows (../shared/reference/php-fpm/RESULTS.md);
 //! prompt mode must trap the guest without any write.
 
-use tests::{Client, Server, cs, get, has, line, route};
+use tests::{Client, Server, cs, get, has, in_both_modes, line, route};
 
-/// Every abort fixture in both modes: `/p/...` prompt, `/w/...` write.
+/// The abort fixtures in both modes (`/p/...` prompt, `/w/...` write), and those only prompt mode has.
 fn server() -> Server {
-    let mut manifest = String::new();
-    for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
-        let detection = format!("abort_detection = \"{mode}\"");
-        manifest += &route(&format!("{prefix}/seed-a"), "seed_a", &detection);
-        manifest += &route(&format!("{prefix}/seed-a2"), "seed_a2", &detection);
-        manifest += &route(&format!("{prefix}/seed-b"), "seed_b", &format!("{detection}\noutput_buffer = \"64KiB\""));
-        manifest += &route(&format!("{prefix}/finish"), "finish", &detection);
-        manifest += &route(&format!("{prefix}/iua-toggle"), "iua_toggle", &detection);
-    }
+    let mut manifest = in_both_modes(&[
+        ("/seed-a", "seed_a", ""),
+        ("/seed-a2", "seed_a2", ""),
+        ("/seed-b", "seed_b", "output_buffer = \"64KiB\""),
+        ("/finish", "finish", ""),
+        ("/iua-toggle", "iua_toggle", ""),
+    ]);
     manifest += &route("/p/spin", "spin", "max_execution_time = 0");
     manifest += &route("/p/flood", "flood", "");
     manifest += &route("/p/body", "body_reader", "");

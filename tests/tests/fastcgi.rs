@@ -7,17 +7,12 @@ use std::process::Command;
 use std::time::Duration;
 use tests::fcgi::{FcgiClient, kind};
 use tests::nginx::{FASTCGI_PARAMS, Nginx};
-use tests::{Client, Server, cs, get, has, line, route};
+use tests::{Client, Server, cs, get, has, in_both_modes, line, route};
 
-/// Every fixture in both modes: `/p/...` prompt, `/w/...` write.
+/// The seeds in both modes (`/p/...` prompt, `/w/...` write), and the other fixtures.
 fn manifest() -> String {
-    let mut manifest = String::new();
-    for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
-        let detection = format!("abort_detection = \"{mode}\"");
-        manifest += &route(&format!("{prefix}/seed-a"), "seed_a", &detection);
-        manifest += &route(&format!("{prefix}/seed-a2"), "seed_a2", &detection);
-        manifest += &route(&format!("{prefix}/seed-b"), "seed_b", &format!("{detection}\noutput_buffer = \"64KiB\""));
-    }
+    let mut manifest =
+        in_both_modes(&[("/seed-a", "seed_a", ""), ("/seed-a2", "seed_a2", ""), ("/seed-b", "seed_b", "output_buffer = \"64KiB\"")]);
     manifest += &route("/hello", "hello", "");
     manifest += &route("/echo", "echo", "max_body_size = \"4MiB\"");
     manifest += &route("/headers", "headers", "");
