@@ -29,6 +29,8 @@
 //! - **A connection task** is only ever stopped between requests (idle timeout, shutdown); while
 //!   a request runs it waits for the response to be released.
 
+#[cfg(test)]
+mod arbitrary;
 pub mod cli;
 pub mod dispatch;
 pub mod examples;

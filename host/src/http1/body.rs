@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Longest chunk-size line (size plus extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
-/// Most trailer bytes accepted after the last chunk.
+/// Most trailer bytes accepted after the last chunk, CRLFs included.
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Largest piece handed out at once.
 pub const MAX_PIECE: usize = 64 * 1024;
@@ -36,7 +36,8 @@ pub enum Chunked {
     Data(u64),
     /// Expecting the CRLF after chunk data.
     DataEnd,
-    /// After the last chunk, reading trailer lines; counts trailer bytes so far.
+    /// After the last chunk, reading trailer lines; counts trailer bytes so far (never more
+    /// than [`MAX_TRAILERS`]).
     Trailers(usize),
 }
 
@@ -113,7 +114,8 @@ impl Decoder {
                     *self = Decoder::Chunked(Chunked::Size);
                 }
                 Decoder::Chunked(Chunked::Trailers(seen)) => {
-                    let Some(line) = take_line(buf, MAX_TRAILERS - seen, "trailers too long")? else {
+                    // A line ending at index `lf` takes `lf + 1` bytes of what is left.
+                    let Some(line) = take_line(buf, (MAX_TRAILERS - seen).saturating_sub(1), "trailers too long")? else {
                         return Ok(Decoded::NeedMore);
                     };
                     // Trailers are read and dropped: the guest only sees the head's fields.
@@ -201,6 +203,54 @@ mod tests {
         }
         let long_line = format!("5;{}\r\n", "x".repeat(5000));
         assert!(decode_all(Decoder::chunked(), long_line.as_bytes(), 100).is_err());
+    }
+
+    #[test]
+    fn trailers_are_bounded_to_the_byte() {
+        // Trailer bytes, CRLFs included, up to MAX_TRAILERS; `line` is a trailer line that takes
+        // `len` bytes with its CRLF.
+        let line = |len: usize| format!("X: {}\r\n", "y".repeat(len - 5));
+        let body = |trailers: &str| format!("0\r\n{trailers}\r\n");
+        let at_limit = line(MAX_TRAILERS - 2);
+        assert!(decode_all(Decoder::chunked(), body(&at_limit).as_bytes(), 4096).is_ok());
+        let over = line(MAX_TRAILERS - 1);
+        assert!(decode_all(Decoder::chunked(), body(&over).as_bytes(), 4096).is_err());
+        let split = line(MAX_TRAILERS - 100) + &line(100);
+        assert!(decode_all(Decoder::chunked(), body(&split).as_bytes(), 4096).is_err());
+        // A first line past the limit by one byte used to leave a limit below zero (a panic, or
+        // no limit at all in a release build).
+        let past = line(MAX_TRAILERS + 1);
+        assert!(decode_all(Decoder::chunked(), body(&past).as_bytes(), 4096).is_err());
+    }
+
+    /// A small deterministic fuzz: near-chunked input, fed in arbitrary steps, is decoded or
+    /// refused, never a panic; a body chunked in arbitrary pieces comes back whole.
+    #[test]
+    fn arbitrary_chunked_input_never_panics_and_round_trips() {
+        let mut arbitrary = crate::arbitrary::Arbitrary::new();
+        let tokens = ["0", "5", "a", "F", "10", ";x=1", "\r\n", "\r", "\n", "hello", "X: y", " ", "\t"];
+        for _ in 0..20_000 {
+            let input = arbitrary.tokens(&tokens, 24);
+            let step = 1 + arbitrary.below(16);
+            let _ = decode_all(Decoder::chunked(), &input, step);
+        }
+        for _ in 0..2_000 {
+            let body = arbitrary.bytes(300);
+            let mut encoded = Vec::new();
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at(1 + arbitrary.below(rest.len()));
+                let extension = if arbitrary.below(2) == 0 { "" } else { " ;a=b" };
+                encoded.extend_from_slice(format!("{:x}{extension}\r\n", chunk.len()).as_bytes());
+                encoded.extend_from_slice(chunk);
+                encoded.extend_from_slice(b"\r\n");
+                rest = after;
+            }
+            encoded.extend_from_slice(b"0\r\nX: y\r\n\r\nNEXT");
+            let (decoded, left) = decode_all(Decoder::chunked(), &encoded, 1 + arbitrary.below(64)).unwrap();
+            assert_eq!(decoded, body);
+            assert_eq!(left, 4, "the pipelined bytes stay");
+        }
     }
 
     #[test]
