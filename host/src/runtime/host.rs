@@ -40,8 +40,8 @@ pub struct HostState {
 
 /// A request's WASI context, built when the guest first calls into WASI. Most requests never do
 /// (a guest written with the SDK answers through the Tether interfaces alone), and building one
-/// costs about a microsecond (entry 21 of bench/notes.md). A route that grants directories builds
-/// it before the guest runs, because opening them can fail and that must fail the request.
+/// costs about half a microsecond (entry 21 of bench/notes.md). A route that grants directories
+/// builds it before the guest runs, because opening them can fail and that must fail the request.
 enum Wasi {
     /// Not built yet: what building it needs.
     Deferred {
