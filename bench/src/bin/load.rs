@@ -113,7 +113,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let rss_idle = {
         let mark = server.log_len();
-        let answered = runtime.block_on(read_all(runtime.block_on(connect_all(&addr, 1, 0, "warm-up"))));
+        let answered = runtime.block_on(async { read_all(connect_all(&addr, 1, 0, "warm-up").await).await });
         assert_eq!(answered, 1, "the warm-up request failed");
         rss_when_idle(&server, mark)
     };
