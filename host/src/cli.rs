@@ -6,6 +6,7 @@ use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::server::Server;
 use crate::{examples, probe, sched};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -124,12 +125,18 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("tether-log")
         .finish(std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour_log());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
     }
     guard
+}
+
+/// Whether the text log is coloured: only on a terminal, and not when `NO_COLOR` is set
+/// (<https://no-color.org>). A log going to a file or a pipe gets no escape codes.
+fn colour_log() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// A tokio runtime with `threads` workers named `name`, each running `on_start` first (see

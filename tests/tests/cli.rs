@@ -24,6 +24,8 @@ fn check_accepts_a_good_manifest() {
     let (code, out) = tether(&["check", &path]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok, 1 route(s)"), "{out}");
+    // The log goes to a pipe here, so it carries no colour escape codes.
+    assert!(out.contains("routes loaded") && !out.contains('\x1b'), "{out}");
 }
 
 #[test]
