@@ -115,6 +115,17 @@ fn request_headers_and_errors_map_like_http() {
     assert!(text.starts_with("GET /headers?q=1 HTTP/1.1\n"), "{text}");
     assert!(text.contains("host: test\n"), "{text}");
     assert_eq!(get(&nginx.addr(TCP), "/nowhere").status, 404);
+    // nginx passes CONTENT_LENGTH and CONTENT_TYPE and the same headers again as HTTP_
+    // variables: the guest sees each once, as over HTTP.
+    let mut client = Client::connect(&nginx.addr(TCP));
+    client.send("POST /headers HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody");
+    let text = client.read_response().text();
+    assert_eq!(text.matches("content-length: 4\n").count(), 1, "{text}");
+    assert_eq!(text.matches("content-type: text/plain\n").count(), 1, "{text}");
+    // nginx picks its location by the normalised path (/headers); Tether routes the same way,
+    // whatever the raw REQUEST_URI says.
+    let response = get(&nginx.addr(TCP), "/hello/../headers");
+    assert_eq!(response.header("x-tether-guest"), Some("headers"), "{}", response.text());
 }
 
 #[test]
@@ -323,6 +334,70 @@ fn abort_request_stops_the_guest_and_is_answered() {
     // The connection is still good.
     client.request(5, "GET", "/hello", b"");
     assert_eq!(client.reply(5).body(), "hello\n");
+
+    // Write mode, a guest that never writes: it runs to its end, and its END_REQUEST still
+    // answers the abort.
+    client.request(7, "GET", "/w/seed-a?ms=200", b"");
+    server.started("/w/seed-a");
+    client.record(kind::ABORT_REQUEST, 7, &[]);
+    assert_eq!(client.reply(7).end, Some((0, 0)), "END_REQUEST answers the abort");
+}
+
+#[test]
+fn late_stderr_never_lands_in_the_next_request_with_the_same_id() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_tcp());
+    // nginx with fastcgi_keep_conn uses id 1 for every request on a connection.
+    client.request(1, "GET", "/finish?ms=100&stderr=1", b"");
+    assert_eq!(client.reply(1).body(), "response-body\n");
+    client.replies.clear();
+    client.request(1, "GET", "/p/seed-a?ms=20000", b"");
+    let first = server.started("/finish");
+    // The finished guest's stderr line (after its END_REQUEST) has been handed over by now.
+    server.guest_line(first, "after_sleep");
+    server.started("/p/seed-a");
+    client.record(kind::ABORT_REQUEST, 1, &[]);
+    let second = client.reply(1);
+    assert!(second.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&second.stderr));
+    assert!(server.guest_lines(first).iter().any(|l| l == "late stderr"), "the line is in the host log");
+}
+
+#[test]
+fn stdin_is_held_to_content_length() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_unix());
+    // Longer than CONTENT_LENGTH: the guest reads CONTENT_LENGTH bytes (spec §6.2).
+    client.begin(1, true);
+    client.params(1, "POST", "/echo", 3);
+    client.stdin(1, b"abcdef");
+    assert_eq!(client.reply(1).body(), "abc");
+    // Shorter: the body is broken, and the guest is told so.
+    client.begin(2, true);
+    client.params(2, "POST", "/echo", 10);
+    client.stdin(2, b"abc");
+    assert_eq!(client.reply(2).status(), 400);
+    let short = server.wait_for("both echoes", |events| {
+        let reqs: Vec<u64> =
+            events.iter().filter(|e| e["target"] == "tether::access" && e["uri"] == "/echo").filter_map(|e| e["req"].as_u64()).collect();
+        (reqs.len() == 2).then(|| reqs.into_iter().max()).flatten()
+    });
+    assert!(server.guest_lines(short).iter().any(|l| l == "body error: malformed"), "{:?}", server.guest_lines(short));
+}
+
+#[test]
+fn a_peer_opening_too_many_requests_is_refused_with_overloaded() {
+    let server = Server::start_fastcgi(&manifest());
+    let mut client = FcgiClient::connect(server.fastcgi_tcp());
+    // MAX_REQUESTS_PER_CONNECTION (256) requests begun and never given their parameters.
+    for id in 1..=256 {
+        client.begin(id, true);
+    }
+    client.begin(257, true);
+    assert_eq!(client.reply(257).end, Some((0, 2)), "FCGI_OVERLOADED");
+    // Another connection is served as usual.
+    let mut other = FcgiClient::connect(server.fastcgi_tcp());
+    other.request(1, "GET", "/hello", b"");
+    assert_eq!(other.reply(1).body(), "hello\n");
 }
 
 #[test]

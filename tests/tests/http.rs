@@ -257,3 +257,96 @@ fn a_guest_trapping_after_a_flush_ends_the_stream_incomplete() {
     assert!(!response.complete, "the chunked body must not end with the last chunk");
     assert_eq!(server.access("/trap?flush=1")["outcome"], "trapped");
 }
+
+#[test]
+fn a_head_request_the_host_refuses_gets_no_body() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("HEAD /nowhere HTTP/1.1\r\nHost: t\r\n\r\n");
+    let response = client.read_response_to(true);
+    assert_eq!(response.status, 404);
+    // Had a body followed the head, it would be read as the next response's status line.
+    client.get("/hello");
+    assert_eq!(client.read_response().text(), "hello\n");
+}
+
+#[test]
+fn no_content_and_not_modified_responses_have_no_body() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    for query in ["status=204", "status=304", "status=204&flush=1", "status=304&flush=1"] {
+        client.get(&format!("/headers?{query}"));
+        let response = client.read_response();
+        assert_eq!(response.status.to_string(), query[7..10], "{query}");
+        assert_eq!(response.header("content-length"), None, "{query}");
+        assert_eq!(response.header("transfer-encoding"), None, "{query}");
+    }
+    // The connection is still in step: nothing of those bodies is left in it.
+    client.get("/hello");
+    assert_eq!(client.read_response().text(), "hello\n");
+}
+
+#[test]
+fn a_refused_upload_still_gets_its_answer() {
+    let server = examples();
+    // Bodies far larger than the socket buffers, sent without waiting: closing on them with
+    // their bytes unread would reset the connection and destroy the answer in flight.
+    for (path, status) in [("/nowhere", 404), ("/echo", 413)] {
+        let mut client = Client::connect(server.addr());
+        let length = 8 << 20;
+        client.send(format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n"));
+        let mut writer = client.stream.try_clone().expect("cloning the socket");
+        let upload = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &vec![b'x'; length]).is_ok());
+        assert_eq!(client.read_response().status, status, "{path}");
+        assert!(upload.join().expect("the upload thread"), "{path}: the server reset the upload");
+        assert!(client.closed_by_server(), "{path}");
+    }
+}
+
+#[test]
+fn an_expectation_left_unanswered_closes_the_connection() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    // hello never reads its body, so `100 Continue` is never sent, and the client may or may
+    // not send the body next: the connection cannot be reused.
+    client.send("POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed_by_server());
+}
+
+#[test]
+fn http10_streaming_does_not_promise_keep_alive() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("GET /seed-a2?n=2&ms=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.header("connection"), None, "a body delimited by the close cannot keep the connection");
+    assert_eq!(response.text(), "2222222222");
+}
+
+#[test]
+fn requests_that_could_be_smuggled_are_refused() {
+    let server = examples();
+    for request in [
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+        "GET /hello HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        "GET aaaaaa\u{e9} HTTP/1.1\r\nHost: t\r\n\r\n",
+    ] {
+        let mut client = Client::connect(server.addr());
+        client.send(request);
+        assert_eq!(client.read_response().status, 400, "{request:?}");
+    }
+    assert_eq!(get(server.addr(), "/hello").status, 200);
+}
+
+#[test]
+fn routes_match_the_normalised_path() {
+    let server = examples();
+    // Dot segments, repeated slashes and encoded unreserved characters resolve before routing,
+    // as a proxy in front resolves them before its own access rules.
+    for path in ["/echo/../hello", "/%68ello", "//hello/.", "/headers/%2e%2e/hello"] {
+        assert_eq!(get(server.addr(), path).text(), "hello\n", "{path}");
+    }
+}

@@ -28,6 +28,15 @@ pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
 pub const MAX_PARAMS: usize = 512;
 /// Guest stderr lines waiting to become STDERR records; beyond it lines only go to the log.
 const STDERR_QUEUE: usize = 256;
+/// Most requests open at once on one connection (begun and not yet ended). A web server sends
+/// one request at a time per connection (nginx) or a few; a peer opening more gets
+/// END_REQUEST with `FCGI_OVERLOADED` (§5.5), so that it cannot hold up to 65,535 PARAMS
+/// buffers.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 256;
+
+/// A request on the connection: its id, and the serial that tells it apart from a later request
+/// with the same id.
+type RequestKey = (u16, u64);
 
 /// What a request's sink sends the connection about its guest's stderr.
 enum Stderr {
@@ -43,7 +52,7 @@ enum Stderr {
 pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
     let (rd, wr) = stream.split();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let (stderr_tx, stderr_rx) = mpsc::channel(STDERR_QUEUE);
+    let (stderr_tx, stderr_rx) = mpsc::channel::<(RequestKey, Stderr)>(STDERR_QUEUE);
     let mut conn = Connection {
         reader: SocketReader::new(rd),
         writer: Arc::new(Writer::new(wr)),
@@ -96,13 +105,23 @@ struct Stdin {
     received: u64,
     /// The route's `max_body_size`.
     limit: u64,
+    /// `CONTENT_LENGTH`, if the web server sent it: the body's length (§6.2).
+    expected: Option<u64>,
 }
 
 impl Stdin {
-    /// Passes on a STDIN record's content (empty: the end of the stream).
-    fn push(&mut self, data: Bytes) {
+    /// Passes on a STDIN record's content (empty: the end of the stream). The guest reads at
+    /// most `CONTENT_LENGTH` bytes (§6.2), and a stream ending short of it is a broken body.
+    fn push(&mut self, mut data: Bytes) {
+        if let Some(expected) = self.expected {
+            let room = expected.saturating_sub(self.received);
+            if !data.is_empty() && room == 0 {
+                return;
+            }
+            data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+        }
         let msg = if data.is_empty() {
-            BodyMsg::End
+            if self.expected.is_some_and(|expected| self.received < expected) { BodyMsg::Error(BodyError::Malformed) } else { BodyMsg::End }
         } else {
             self.received += data.len() as u64;
             if self.received > self.limit { BodyMsg::Error(BodyError::TooLarge) } else { BodyMsg::Data(data) }
@@ -136,12 +155,12 @@ struct Connection<R, W> {
     requests: HashMap<u16, Slot>,
     /// Routes and runtime.
     dispatcher: Arc<Dispatcher>,
-    /// Sinks report finished requests here, by id and serial.
-    done_tx: mpsc::UnboundedSender<(u16, u64)>,
+    /// Sinks report finished requests here.
+    done_tx: mpsc::UnboundedSender<RequestKey>,
     /// The next slot serial.
     next_serial: u64,
     /// Sinks forward guest stderr lines here.
-    stderr_tx: mpsc::Sender<(u16, Stderr)>,
+    stderr_tx: mpsc::Sender<(RequestKey, Stderr)>,
     /// A request without `FCGI_KEEP_CONN` ended: close once the others have (§3.5).
     closing: bool,
     /// The connection id, for the log.
@@ -151,8 +170,8 @@ struct Connection<R, W> {
 impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
     async fn run(
         &mut self,
-        mut done_rx: mpsc::UnboundedReceiver<(u16, u64)>,
-        mut stderr_rx: mpsc::Receiver<(u16, Stderr)>,
+        mut done_rx: mpsc::UnboundedReceiver<RequestKey>,
+        mut stderr_rx: mpsc::Receiver<(RequestKey, Stderr)>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -178,8 +197,8 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             tokio::select! {
                 biased;
                 Some((id, serial)) = done_rx.recv() => self.finished(id, serial),
-                Some((id, message)) = stderr_rx.recv() => match message {
-                    Stderr::Line(line) => self.write_stderr(id, line).await,
+                Some((key, message)) = stderr_rx.recv() => match message {
+                    Stderr::Line(line) => self.write_stderr(key, line).await,
                     Stderr::Barrier(reached) => drop(reached.send(())),
                 },
                 () = shutdown.cancelled(), if self.requests.is_empty() => {}
@@ -228,9 +247,16 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                     // its way and will find a newer serial.
                     self.requests.remove(&id);
                 }
-                if begin.role != record::ROLE_RESPONDER {
-                    // §5.5: a role the application does not play.
-                    let body = record::end_request_body(0, status::UNKNOWN_ROLE);
+                // §5.5: a role the application does not play, or more requests than it takes.
+                let refusal = if begin.role != record::ROLE_RESPONDER {
+                    Some(status::UNKNOWN_ROLE)
+                } else if self.requests.len() >= MAX_REQUESTS_PER_CONNECTION {
+                    Some(status::OVERLOADED)
+                } else {
+                    None
+                };
+                if let Some(protocol_status) = refusal {
+                    let body = record::end_request_body(0, protocol_status);
                     let mut frames = Frames::new();
                     frames.record(kind::END_REQUEST, id, &body);
                     let _ = self.writer.write(&frames).await;
@@ -348,7 +374,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             ended: false,
             bytes: 0,
         };
-        let stdin = Stdin { tx: Some(tx), received: 0, limit: route.max_body_size };
+        let stdin = Stdin { tx: Some(tx), received: 0, limit: route.max_body_size, expected: request.content_length };
         let start = Start {
             route,
             admission,
@@ -397,9 +423,11 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         }
     }
 
-    /// §5.3: a guest stderr line as a STDERR record, while its request is open.
-    async fn write_stderr(&mut self, id: u16, line: Bytes) {
-        if self.requests.contains_key(&id) {
+    /// §5.3: a guest stderr line as a STDERR record, while its request is open. A line written
+    /// after END_REQUEST (after `finish-request`, or an unfinished line flushed at teardown) is
+    /// only logged: the id may already belong to the web server's next request.
+    async fn write_stderr(&mut self, (id, serial): RequestKey, line: Bytes) {
+        if self.requests.get(&id).is_some_and(|slot| slot.serial == serial && !slot.ended.load(Ordering::Acquire)) {
             let mut frames = Frames::new();
             frames.stream(kind::STDERR, id, &line);
             let _ = self.writer.write(&frames).await;
@@ -467,9 +495,9 @@ struct Sink<W> {
     /// The connection's writer.
     writer: Arc<Writer<W>>,
     /// Tells the connection the request ended.
-    done: mpsc::UnboundedSender<(u16, u64)>,
+    done: mpsc::UnboundedSender<RequestKey>,
     /// Forwards guest stderr lines to the connection.
-    stderr: mpsc::Sender<(u16, Stderr)>,
+    stderr: mpsc::Sender<(RequestKey, Stderr)>,
     /// Whether the guest wrote to stderr (then the end of the response waits for the lines).
     stderr_used: Arc<AtomicBool>,
     /// `FCGI_ABORT_REQUEST` arrived.
@@ -515,9 +543,18 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
             return;
         }
         let (reached, wait) = oneshot::channel();
-        if self.stderr.send((self.id, Stderr::Barrier(reached))).await.is_ok() {
+        if self.stderr.send(((self.id, self.serial), Stderr::Barrier(reached))).await.is_ok() {
             let _ = wait.await;
         }
+    }
+
+    /// Writes END_REQUEST with no more STDOUT: the answer to `FCGI_ABORT_REQUEST` (§5.4).
+    async fn end_request_only(&mut self) {
+        let body = record::end_request_body(0, status::REQUEST_COMPLETE);
+        let mut frames = Frames::new();
+        frames.record(kind::END_REQUEST, self.id, &body);
+        self.ended_flag.store(true, Ordering::Release);
+        let _ = self.writer.write(&frames).await;
     }
 
     fn end(&mut self) {
@@ -541,7 +578,12 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
         self.stderr_written().await;
         let result = match self.check_aborted() {
             Ok(()) => self.write(head, body, true).await,
-            Err(error) => Err(error),
+            Err(error) => {
+                // The web server aborted the request and waits for its END_REQUEST (§5.4),
+                // also when the guest ignored the abort and ran to the end.
+                self.end_request_only().await;
+                Err(error)
+            }
         };
         self.end();
         result
@@ -558,13 +600,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
             Failure::Error { .. } => self.writer.close().await,
             // Answers an FCGI_ABORT_REQUEST; after the web server closed the link, it fails
             // harmlessly.
-            Failure::ClientGone => {
-                let body = record::end_request_body(0, status::REQUEST_COMPLETE);
-                let mut frames = Frames::new();
-                frames.record(kind::END_REQUEST, self.id, &body);
-                self.ended_flag.store(true, Ordering::Release);
-                let _ = self.writer.write(&frames).await;
-            }
+            Failure::ClientGone => self.end_request_only().await,
         }
         self.end();
     }
@@ -578,11 +614,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     }
 
     fn stderr(&self) -> Option<StderrSink> {
-        let (id, tx, used) = (self.id, self.stderr.clone(), self.stderr_used.clone());
+        let (key, tx, used) = ((self.id, self.serial), self.stderr.clone(), self.stderr_used.clone());
         Some(Arc::new(move |line: &[u8]| {
             used.store(true, Ordering::Release);
             // A full queue drops the line here; it is in the host log either way.
-            let _ = tx.try_send((id, Stderr::Line(Bytes::copy_from_slice(line))));
+            let _ = tx.try_send((key, Stderr::Line(Bytes::copy_from_slice(line))));
         }))
     }
 }

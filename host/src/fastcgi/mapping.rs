@@ -68,6 +68,9 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
             }
             // RFC 3875 §4.1.3.
             b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value)),
+            // RFC 3875 §4.1.18: the headers that CONTENT_LENGTH and CONTENT_TYPE carry are not
+            // repeated as HTTP_ variables; nginx sends both, and the guest gets each header once.
+            b"HTTP_CONTENT_LENGTH" | b"HTTP_CONTENT_TYPE" => {}
             // RFC 3875 §4.1.18: protocol-specific meta-variables carry the request headers.
             _ => {
                 if let Some(field) = name.strip_prefix(b"HTTP_") {
@@ -133,6 +136,8 @@ mod tests {
                 ("CONTENT_TYPE", "text/plain"),
                 ("CONTENT_LENGTH", "4"),
                 ("HTTP_HOST", "example"),
+                ("HTTP_CONTENT_TYPE", "text/plain"),
+                ("HTTP_CONTENT_LENGTH", "4"),
                 ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
                 ("GATEWAY_INTERFACE", "CGI/1.1"),
             ]),

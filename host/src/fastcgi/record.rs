@@ -51,11 +51,14 @@ pub const ROLE_RESPONDER: u16 = 1;
 pub const FLAG_KEEP_CONN: u8 = 1;
 
 /// §5.5: the `protocolStatus` values Tether sends. It never sends `FCGI_CANT_MPX_CONN` (1: it
-/// multiplexes) nor `FCGI_OVERLOADED` (2: an overloaded server answers 503 on STDOUT, which the
-/// web server passes on, where `FCGI_OVERLOADED` would turn into a 502).
+/// multiplexes). A full instance pool answers 503 on STDOUT, which the web server passes on,
+/// where `FCGI_OVERLOADED` would turn into a 502; that is only for a peer opening more requests
+/// on one connection than it may.
 pub mod status {
     /// `FCGI_REQUEST_COMPLETE`: normal end of request.
     pub const REQUEST_COMPLETE: u8 = 0;
+    /// `FCGI_OVERLOADED`: the application ran out of a resource.
+    pub const OVERLOADED: u8 = 2;
     /// `FCGI_UNKNOWN_ROLE`: the application does not play the requested role.
     pub const UNKNOWN_ROLE: u8 = 3;
 }

@@ -168,8 +168,9 @@ impl<R: ReadHalf> Connection<R> {
                 let arrived = Instant::now();
                 let status = error.status();
                 tracing::info!(%error, status, "rejected a malformed request");
-                let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false).await;
+                let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false, false).await;
                 dispatcher.log_rejected("http", self.id, None, status, bytes, arrived, &error.to_string());
+                self.linger(wr, false).await;
                 return None;
             }
         };
@@ -178,23 +179,28 @@ impl<R: ReadHalf> Connection<R> {
         let Parsed { head, version, framing, expect_continue, .. } = parsed;
         // A request the host refuses keeps the connection only if it has no body to skip.
         let reject_keeps = keep_alive && framing == Framing::Empty;
+        let is_head = head.is_head();
 
-        let Some(route) = dispatcher.route(head.path()) else {
-            let bytes = reject(&mut wr, version, 404, "no route for this path\n", reject_keeps).await;
-            dispatcher.log_rejected("http", self.id, Some(&head), 404, bytes, arrived, "no route");
-            return reject_keeps.then_some(wr);
+        let refusal = match dispatcher.route(head.path()) {
+            None => Err((404, "no route for this path\n", "no route", reject_keeps)),
+            Some(route) if matches!(framing, Framing::Length(n) if n > route.max_body_size) => {
+                Err((413, "request body too large\n", "body larger than max_body_size", false))
+            }
+            Some(route) => {
+                dispatcher.admit().map(|admission| (route, admission)).ok_or((503, OVERLOADED, "max_instances reached", reject_keeps))
+            }
         };
-        if let Framing::Length(n) = framing
-            && n > route.max_body_size
-        {
-            let bytes = reject(&mut wr, version, 413, "request body too large\n", false).await;
-            dispatcher.log_rejected("http", self.id, Some(&head), 413, bytes, arrived, "body larger than max_body_size");
-            return None;
-        }
-        let Some(admission) = dispatcher.admit() else {
-            let bytes = reject(&mut wr, version, 503, OVERLOADED, reject_keeps).await;
-            dispatcher.log_rejected("http", self.id, Some(&head), 503, bytes, arrived, "max_instances reached");
-            return reject_keeps.then_some(wr);
+        let (route, admission) = match refusal {
+            Ok(admitted) => admitted,
+            Err((status, message, detail, keeps)) => {
+                let bytes = reject(&mut wr, version, status, message, keeps, is_head).await;
+                dispatcher.log_rejected("http", self.id, Some(&head), status, bytes, arrived, detail);
+                if keeps {
+                    return Some(wr);
+                }
+                self.linger(wr, false).await;
+                return None;
+            }
         };
 
         let conn = dispatcher.conn_state(&route);
@@ -204,9 +210,10 @@ impl<R: ReadHalf> Connection<R> {
             writer: Some(wr),
             release: Some(release_tx),
             version,
-            is_head: head.is_head(),
+            is_head,
             keep_alive,
-            expect_continue,
+            // A client sending no body waits for nothing.
+            expect_continue: expect_continue && framing != Framing::Empty,
             framing: None,
             bytes: 0,
             scratch: Vec::new(),
@@ -346,9 +353,10 @@ impl<R: ReadHalf> Connection<R> {
     }
 }
 
-/// Writes a host-generated response and returns the bytes written.
-async fn reject<W: AsyncWrite + Unpin>(wr: &mut W, version: Version, status: u16, message: &str, keep_alive: bool) -> u64 {
-    let response = encode::error_response(version, status, message, keep_alive);
+/// Writes a host-generated response (only its head for a HEAD request) and returns the bytes
+/// written.
+async fn reject<W: AsyncWrite + Unpin>(wr: &mut W, version: Version, status: u16, message: &str, keep_alive: bool, is_head: bool) -> u64 {
+    let response = encode::error_response(version, status, message, keep_alive, is_head);
     match wr.write_all(&response).await {
         Ok(()) => response.len() as u64,
         Err(_) => 0,
@@ -363,7 +371,7 @@ struct Sink<W> {
     release: Option<oneshot::Sender<Release<W>>>,
     /// The request's version, which the response uses.
     version: Version,
-    /// A HEAD request: the body is never sent.
+    /// A HEAD request: the body is never sent (nor for a 204 or 304, `encode::bodiless`).
     is_head: bool,
     /// Whether the connection may stay open after this response.
     keep_alive: bool,
@@ -401,9 +409,15 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
     }
 
     /// Encodes the head with `framing` into a fresh buffer, recording the framing first so that
-    /// a cancelled write still counts the head as sent.
+    /// a cancelled write still counts the head as sent. The connection closes after a body
+    /// delimited by closing it, and after a response that never asked for the body the client
+    /// was told to wait with (`Expect: 100-continue`): whether the client then sends that body
+    /// is up to it, so the next bytes cannot be trusted to start a request.
     fn encode_head(&mut self, head: &ResponseHead, framing: BodyFraming) -> Vec<u8> {
         self.framing = Some(framing);
+        if framing == BodyFraming::CloseDelimited || self.expect_continue {
+            self.keep_alive = false;
+        }
         let mut out = Vec::with_capacity(256);
         encode::head(&mut out, self.version, head, framing, self.keep_alive);
         out
@@ -414,7 +428,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
 impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     async fn send(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
         if let Some(head) = head {
-            let framing = match (self.is_head, self.version) {
+            let framing = match (self.is_head || encode::bodiless(head.status), self.version) {
                 (true, _) => BodyFraming::Headless(None),
                 (false, Version::Http11) => BodyFraming::Chunked,
                 (false, Version::Http10) => BodyFraming::CloseDelimited,
@@ -444,9 +458,15 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     async fn complete(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
         let result = match head {
             Some(head) => {
-                let framing = if self.is_head { BodyFraming::Headless(Some(body.len())) } else { BodyFraming::Length(body.len()) };
+                let framing = if encode::bodiless(head.status) {
+                    BodyFraming::Headless(None)
+                } else if self.is_head {
+                    BodyFraming::Headless(Some(body.len()))
+                } else {
+                    BodyFraming::Length(body.len())
+                };
                 let prefix = self.encode_head(head, framing);
-                let body = if self.is_head { &[][..] } else { body };
+                let body = if matches!(framing, BodyFraming::Headless(_)) { &[][..] } else { body };
                 self.write_parts(&prefix, body, &[]).await
             }
             None => match self.framing {
@@ -465,7 +485,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
                 _ => Ok(()),
             },
         };
-        let reusable = result.is_ok() && self.keep_alive && self.framing != Some(BodyFraming::CloseDelimited);
+        let reusable = result.is_ok() && self.keep_alive;
         self.release(reusable);
         result
     }

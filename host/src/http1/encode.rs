@@ -50,11 +50,14 @@ fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
 /// `connection: keep-alive` when it does.
 pub fn head(out: &mut Vec<u8>, version: Version, head: &ResponseHead, framing: BodyFraming, keep_alive: bool) {
     let _ = write!(out, "{} {} {}\r\n", version.as_str(), head.status, reason_phrase(head.status));
-    with_date(|date| {
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(date.as_bytes());
-        out.extend_from_slice(CRLF);
-    });
+    // The guest's own `date`, if it set one, replaces the host's.
+    if !head.headers.iter().any(|(name, _)| name == "date") {
+        with_date(|date| {
+            out.extend_from_slice(b"date: ");
+            out.extend_from_slice(date.as_bytes());
+            out.extend_from_slice(CRLF);
+        });
+    }
     for (name, value) in &head.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -76,16 +79,27 @@ pub fn head(out: &mut Vec<u8>, version: Version, head: &ResponseHead, framing: B
     out.extend_from_slice(CRLF);
 }
 
+/// Whether a response with `status` never has a body on the wire: 204 and 304 (RFC 9110
+/// §6.4.1; the guest cannot set 1xx). Such a response gets no `content-length` or
+/// `transfer-encoding`, and the guest's output for it is dropped, as for HEAD.
+pub fn bodiless(status: u16) -> bool {
+    matches!(status, 204 | 304)
+}
+
 /// The size line that starts a chunk of `len` bytes.
 pub fn chunk_size_line(len: usize) -> Vec<u8> {
     format!("{len:x}\r\n").into_bytes()
 }
 
-/// A complete host-generated response: a short plain-text body with a length.
-pub fn error_response(version: Version, status: u16, message: &str, keep_alive: bool) -> Vec<u8> {
+/// A complete host-generated response: a short plain-text body with a length, or (`is_head`,
+/// the answer to a HEAD request) only the head that advertises it.
+pub fn error_response(version: Version, status: u16, message: &str, keep_alive: bool, is_head: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + message.len());
-    head(&mut out, version, &ResponseHead::host_error(status), BodyFraming::Length(message.len()), keep_alive);
-    out.extend_from_slice(message.as_bytes());
+    let framing = if is_head { BodyFraming::Headless(Some(message.len())) } else { BodyFraming::Length(message.len()) };
+    head(&mut out, version, &ResponseHead::host_error(status), framing, keep_alive);
+    if !is_head {
+        out.extend_from_slice(message.as_bytes());
+    }
     out
 }
 
@@ -104,6 +118,12 @@ mod tests {
         assert!(text.ends_with("x-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"), "{text}");
 
         let mut out = Vec::new();
+        h.set_header("date", "Thu, 01 Jan 1970 00:00:00 GMT").unwrap();
+        head(&mut out, Version::Http11, &h, BodyFraming::Length(0), true);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("date: ").count(), 1, "the guest's date replaces the host's: {text}");
+
+        let mut out = Vec::new();
         head(&mut out, Version::Http10, &ResponseHead::default(), BodyFraming::Length(5), true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("content-length: 5\r\nconnection: keep-alive\r\n\r\n"), "{text}");
@@ -111,11 +131,14 @@ mod tests {
 
     #[test]
     fn error_responses_are_complete() {
-        let text = String::from_utf8(error_response(Version::Http11, 404, "no route\n", false)).unwrap();
+        let text = String::from_utf8(error_response(Version::Http11, 404, "no route\n", false, false)).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.contains("content-length: 9\r\n"));
         assert!(text.contains("connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nno route\n"));
+        let text = String::from_utf8(error_response(Version::Http11, 404, "no route\n", true, true)).unwrap();
+        assert!(text.contains("content-length: 9\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "a HEAD answer has no body: {text}");
         assert_eq!(chunk_size_line(255), b"ff\r\n");
     }
 }

@@ -129,7 +129,8 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
     let mut fields = Vec::with_capacity(request.headers.len());
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
-    let mut has_host = false;
+    let mut transfer_encoding = false;
+    let mut hosts = 0usize;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut expect_continue = false;
@@ -156,6 +157,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
                 if version == Version::Http10 {
                     return Err(ParseError::Malformed("transfer-encoding in an HTTP/1.0 request"));
                 }
+                transfer_encoding = true;
                 let codings = std::str::from_utf8(value).map_err(|_| ParseError::Malformed("invalid transfer-encoding"))?;
                 for coding in codings.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                     // Only `chunked`, once, is supported; anything else would need decoding.
@@ -165,7 +167,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
                     chunked = true;
                 }
             }
-            "host" => has_host = true,
+            "host" => hosts += 1,
             "connection" => {
                 for token in String::from_utf8_lossy(value).split(',').map(str::trim) {
                     connection_close |= token.eq_ignore_ascii_case("close");
@@ -183,8 +185,17 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
         }
         fields.push((name, value.to_vec()));
     }
-    if version == Version::Http11 && !has_host {
+    // RFC 9112 §3.2: no Host in HTTP/1.1, or more than one in any version, is a 400.
+    if version == Version::Http11 && hosts == 0 {
         return Err(ParseError::Malformed("missing host header"));
+    }
+    if hosts > 1 {
+        return Err(ParseError::Malformed("more than one host header"));
+    }
+    // RFC 9112 §6.3: a Transfer-Encoding whose final coding is not chunked (here: one with no
+    // coding at all) leaves the body's length unknown.
+    if transfer_encoding && !chunked {
+        return Err(ParseError::Malformed("transfer-encoding without a coding"));
     }
     let framing = match (chunked, content_length) {
         (true, Some(_)) => return Err(ParseError::Malformed("both content-length and transfer-encoding")),
@@ -207,7 +218,9 @@ fn normalize_target(target: &str) -> Result<String, ParseError> {
         return Ok(target.to_owned());
     }
     for scheme in ["http://", "https://"] {
-        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // By bytes: the target may hold UTF-8, and `scheme.len()` need not fall on a character
+        // boundary.
+        if target.as_bytes().get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme.as_bytes())) {
             let rest = &target[scheme.len()..];
             return Ok(match rest.find(['/', '?']) {
                 Some(i) if rest.as_bytes()[i] == b'/' => rest[i..].to_owned(),
@@ -276,6 +289,19 @@ mod tests {
         assert_eq!(err("G@T / HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
         assert_eq!(err("GET / HTTP/2.0\r\nHost: x\r\n\r\n").status(), 505);
         assert_eq!(err("BLAH\r\n\r\n").status(), 400);
+        assert_eq!(err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n").status(), 400);
+        assert_eq!(err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n").status(), 400);
+        assert_eq!(err("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n").status(), 400);
+        assert_eq!(err("GET / HTTP/1.0\r\nHost: x\r\nhost: x\r\n\r\n").status(), 400);
+    }
+
+    #[test]
+    fn a_target_with_utf8_is_refused_not_a_panic() {
+        // httparse passes bytes 0x80..=0xFF in the target; "é" straddles byte 7 here, where the
+        // scheme check ("http://") ends.
+        assert_eq!(err("GET aaaaaa\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
+        assert_eq!(err("GET http:/\u{e9}x HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
+        assert_eq!(ok("GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n").head.target, "/caf\u{e9}");
     }
 
     /// A small deterministic fuzz: near-HTTP heads are parsed, refused or found incomplete,
@@ -307,6 +333,8 @@ mod tests {
             "Expect: 100-continue",
             ": ",
             " ",
+            "\u{e9}",
+            "h\u{e9}",
         ];
         for _ in 0..20_000 {
             let input = arbitrary.tokens(&tokens, 24);

@@ -42,8 +42,9 @@ pub enum HeadError {
     Reserved,
 }
 
-/// Headers that frame the message on the wire; the front end owns them.
-const RESERVED_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer"];
+/// Headers that frame the message on the wire, and `status`, which carries the status in a CGI
+/// response (FastCGI) and would let a guest pass `set_status`'s check; the front end owns them.
+const RESERVED_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer", "status"];
 
 /// The response status and headers a guest sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +160,7 @@ mod tests {
         assert_eq!(head.set_header("bad name", "v"), Err(HeadError::Invalid));
         assert_eq!(head.set_header("", "v"), Err(HeadError::Invalid));
         assert_eq!(head.set_header("Content-Length", "5"), Err(HeadError::Reserved));
+        assert_eq!(head.set_header("Status", "100 Continue"), Err(HeadError::Reserved));
         assert_eq!(head.set_header("X-A", "1\t2"), Ok(()));
         assert_eq!(head.append_header("x-a", "3"), Ok(()));
         assert_eq!(head.headers.len(), 2);
