@@ -38,6 +38,16 @@ pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `keep_alive_timeout`: how long an idle keep-alive connection stays open (nginx's).
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default `body_timeout`: how long a request body may stall while the guest waits for it
+/// (nginx's `client_body_timeout`). A client silent for that long is treated as gone, so that
+/// stalled uploads cannot hold the instance pool.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `send_timeout`: how long a response write may make no progress (nginx's
+/// `send_timeout`). A client that stops reading for that long is treated as gone, so that it
+/// cannot keep a guest blocked in a flush.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest `fastcgi_socket_mode`: permission bits only.
+const MAX_SOCKET_MODE: u32 = 0o777;
 /// Default `max_header_bytes`: the request line plus headers.
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 << 10;
 /// Default `max_headers`: number of request header fields.
@@ -146,6 +156,10 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection stays open.
     pub keep_alive_timeout: Duration,
+    /// Time a request body may stall while the guest waits for it (HTTP).
+    pub body_timeout: Duration,
+    /// Time a response write may make no progress.
+    pub send_timeout: Duration,
     /// Request line plus headers, in bytes.
     pub max_header_bytes: usize,
     /// Number of request header fields.
@@ -282,7 +296,7 @@ struct RawServer {
     listen: Vec<Spanned<String>>,
     #[serde(default)]
     fastcgi: Vec<Spanned<String>>,
-    #[serde(default = "default_socket_mode")]
+    #[serde(default = "default_socket_mode", deserialize_with = "socket_mode")]
     fastcgi_socket_mode: u32,
     #[serde(default = "default_route_by")]
     fastcgi_route_by: RouteBy,
@@ -300,6 +314,10 @@ struct RawServer {
     header_timeout: Duration,
     #[serde(default = "default_keep_alive_timeout", deserialize_with = "duration")]
     keep_alive_timeout: Duration,
+    #[serde(default = "default_body_timeout", deserialize_with = "positive_duration")]
+    body_timeout: Duration,
+    #[serde(default = "default_send_timeout", deserialize_with = "positive_duration")]
+    send_timeout: Duration,
     #[serde(default = "default_max_header_bytes", deserialize_with = "size")]
     max_header_bytes: u64,
     #[serde(default = "default_max_headers")]
@@ -341,6 +359,12 @@ fn default_header_timeout() -> Duration {
 }
 fn default_keep_alive_timeout() -> Duration {
     DEFAULT_KEEP_ALIVE_TIMEOUT
+}
+fn default_body_timeout() -> Duration {
+    DEFAULT_BODY_TIMEOUT
+}
+fn default_send_timeout() -> Duration {
+    DEFAULT_SEND_TIMEOUT
 }
 fn default_max_header_bytes() -> u64 {
     DEFAULT_MAX_HEADER_BYTES
@@ -462,6 +486,24 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// A duration that must not be zero (a zero timeout would fire at once).
+fn positive_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let duration = duration(de)?;
+    if duration.is_zero() {
+        return Err(serde::de::Error::custom("must be more than 0"));
+    }
+    Ok(duration)
+}
+
+/// Permission bits, which TOML writes in octal (`0o660`); a decimal `660` would be another mode.
+fn socket_mode<'de, D: Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
+    let mode = u32::deserialize(de)?;
+    if mode > MAX_SOCKET_MODE {
+        return Err(serde::de::Error::custom(format!("{mode} is not a file mode; write it in octal, like 0o660")));
+    }
+    Ok(mode)
+}
+
 fn instances<'de, D: Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
     let n = u32::deserialize(de)?;
     if n == 0 {
@@ -570,6 +612,8 @@ impl Manifest {
             keep_resident: usize::try_from(raw.server.keep_resident).unwrap_or(usize::MAX),
             header_timeout: raw.server.header_timeout,
             keep_alive_timeout: raw.server.keep_alive_timeout,
+            body_timeout: raw.server.body_timeout,
+            send_timeout: raw.server.send_timeout,
             max_header_bytes: usize::try_from(raw.server.max_header_bytes).unwrap_or(usize::MAX),
             max_headers: raw.server.max_headers,
             io_threads: raw.server.io_threads,
@@ -711,6 +755,15 @@ mod tests {
         let err = parse("[server]\nlisten = [\"nowhere\"]\n[[route]]\npath = \"/\"\ncomponent = \"builtin:hello\"\n").unwrap_err();
         assert_eq!(err.field.as_deref(), Some("server.listen[0]"));
         assert_eq!(err.location.map(|l| l.0), Some(2));
+        let route = "[[route]]\npath = \"/\"\ncomponent = \"builtin:hello\"\n";
+        let err = parse(&format!("[server]\nfastcgi_socket_mode = 660\n{route}")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("server.fastcgi_socket_mode"));
+        assert!(err.message.contains("octal"), "{err}");
+        assert_eq!(parse(&format!("[server]\nfastcgi_socket_mode = 0o640\n{route}")).unwrap().server.fastcgi_socket_mode, 0o640);
+        let err = parse(&format!("[server]\nsend_timeout = 0\n{route}")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("server.send_timeout"));
+        let m = parse(&format!("[server]\nbody_timeout = \"250ms\"\n{route}")).unwrap();
+        assert_eq!((m.server.body_timeout, m.server.send_timeout), (Duration::from_millis(250), DEFAULT_SEND_TIMEOUT));
     }
 
     #[test]

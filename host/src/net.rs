@@ -12,6 +12,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest, Ready};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -256,13 +257,17 @@ impl<R: ReadHalf> SocketReader<R> {
     }
 }
 
-/// Writes every slice, looping over short writes; one `writev` in the common case.
-pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>]) -> io::Result<u64> {
+/// Writes every slice, looping over short writes; one `writev` in the common case. Fails with
+/// `TimedOut` when the peer takes no bytes for `stall` (`send_timeout`): a client that stops
+/// reading cannot hold the writer forever. (The timer only starts when a write has to wait.)
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>], stall: Duration) -> io::Result<u64> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut bufs = &mut bufs[..];
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
-        let n = w.write_vectored(bufs).await?;
+        let n = tokio::time::timeout(stall, w.write_vectored(bufs))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("the peer took no bytes for {stall:?}")))??;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -1,5 +1,6 @@
 //! Request-lifetime limits and the sandbox: `max_execution_time` (guest CPU time, restarted by
-//! `set-time-limit`), `request_timeout` (wall clock), `max_memory`, and what a guest can reach.
+//! `set-time-limit`), `request_timeout` (wall clock), `body_timeout` and `send_timeout` (a
+//! client that stalls), `max_memory`, and what a guest can reach.
 
 use tests::{Client, IDLE_TRIMMED, Server, fresh_dir, get, route};
 
@@ -165,4 +166,28 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     assert_eq!(server.access("/sleep?ms=60000")["outcome"], "aborted-trapped");
     server.wait_for_since(mark, "the server to go idle", |events| events.iter().any(|e| e["message"] == IDLE_TRIMMED).then_some(()));
     assert_eq!(get(server.addr(), "/hello?after").status, 200);
+}
+
+#[test]
+fn a_client_that_stalls_its_body_or_stops_reading_is_taken_for_gone() {
+    let server = Server::start(&format!(
+        "[server]\nbody_timeout = \"200ms\"\nsend_timeout = \"200ms\"\n\n{}{}",
+        route("/count", "body_reader", ""),
+        route("/flood", "flood", ""),
+    ));
+    // Three of ten promised bytes, then silence: the guest waiting for the rest is stopped.
+    let mut client = Client::connect(server.addr());
+    client.send("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    let access = server.access("/count");
+    assert_eq!(access["outcome"], "aborted-trapped", "{access}");
+    assert!(client.read_to_end().is_empty(), "the connection closes without a response");
+    // A client that never reads a 32 MiB response: the guest blocked in its flush is stopped.
+    let mut client = Client::connect(server.addr());
+    client.get("/flood?mb=32");
+    let access = server.access("/flood?mb=32");
+    assert_eq!(access["outcome"], "aborted-trapped", "{access}");
+    let req = access["req"].as_u64().expect("req");
+    assert!(!server.guest_lines(req).iter().any(|l| l.starts_with("wrote")), "stopped inside the write");
+    drop(client);
+    assert_eq!(get(server.addr(), "/count").status, 200, "the server serves on");
 }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
     let (stderr_tx, stderr_rx) = mpsc::channel::<(RequestKey, Stderr)>(STDERR_QUEUE);
     let mut conn = Connection {
         reader: SocketReader::new(rd),
-        writer: Arc::new(Writer::new(wr)),
+        writer: Arc::new(Writer::new(wr, dispatcher.server().send_timeout)),
         requests: HashMap::new(),
         dispatcher: dispatcher.clone(),
         done_tx,
@@ -439,6 +439,9 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
 struct Writer<W> {
     /// The write half; `broken` once a write failed or was cut short.
     state: tokio::sync::Mutex<WriterState<W>>,
+    /// The server's `send_timeout`: a web server that takes no bytes for that long breaks the
+    /// connection (every request on it fails its next write).
+    send_timeout: Duration,
 }
 
 struct WriterState<W> {
@@ -450,8 +453,8 @@ struct WriterState<W> {
 }
 
 impl<W: AsyncWrite + Send + Unpin> Writer<W> {
-    fn new(io: W) -> Self {
-        Self { state: tokio::sync::Mutex::new(WriterState { io, broken: false }) }
+    fn new(io: W, send_timeout: Duration) -> Self {
+        Self { state: tokio::sync::Mutex::new(WriterState { io, broken: false }), send_timeout }
     }
 
     /// Writes `frames` in one vectored write; returns the bytes written.
@@ -462,7 +465,7 @@ impl<W: AsyncWrite + Send + Unpin> Writer<W> {
         }
         // Stays set if this future is dropped mid-write.
         state.broken = true;
-        let result = write_all_vectored(&mut state.io, &mut frames.slices()).await;
+        let result = write_all_vectored(&mut state.io, &mut frames.slices(), self.send_timeout).await;
         state.broken = result.is_err();
         result
     }

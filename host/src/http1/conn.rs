@@ -40,7 +40,13 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
     let (rd, wr) = stream.split();
     let server = dispatcher.server();
     let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
-    let mut conn = Connection { reader: SocketReader::new(rd), peer_closed: None, limits, id: dispatcher.next_conn_id() };
+    let mut conn = Connection {
+        reader: SocketReader::new(rd),
+        peer_closed: None,
+        limits,
+        body_timeout: server.body_timeout,
+        id: dispatcher.next_conn_id(),
+    };
     let mut writer = Some(wr);
     let mut first = true;
     while let Some(wr) = writer.take() {
@@ -58,6 +64,8 @@ struct Connection<R> {
     peer_closed: Option<PeerClose>,
     /// Request head limits.
     limits: HeadLimits,
+    /// The server's `body_timeout`.
+    body_timeout: Duration,
     /// The connection id, for the log.
     id: u64,
 }
@@ -168,7 +176,7 @@ impl<R: ReadHalf> Connection<R> {
                 let arrived = Instant::now();
                 let status = error.status();
                 tracing::info!(%error, status, "rejected a malformed request");
-                let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false, false).await;
+                let bytes = reject(&mut wr, Version::Http11, status, &format!("{error}\n"), false, false, server.send_timeout).await;
                 dispatcher.log_rejected("http", self.id, None, status, bytes, arrived, &error.to_string());
                 self.linger(wr, false).await;
                 return None;
@@ -193,7 +201,7 @@ impl<R: ReadHalf> Connection<R> {
         let (route, admission) = match refusal {
             Ok(admitted) => admitted,
             Err((status, message, detail, keeps)) => {
-                let bytes = reject(&mut wr, version, status, message, keeps, is_head).await;
+                let bytes = reject(&mut wr, version, status, message, keeps, is_head, server.send_timeout).await;
                 dispatcher.log_rejected("http", self.id, Some(&head), status, bytes, arrived, detail);
                 if keeps {
                     return Some(wr);
@@ -217,6 +225,7 @@ impl<R: ReadHalf> Connection<R> {
             framing: None,
             bytes: 0,
             scratch: Vec::new(),
+            send_timeout: server.send_timeout,
         };
         let id = dispatcher.next_id();
         dispatcher.start(
@@ -269,9 +278,12 @@ impl<R: ReadHalf> Connection<R> {
     /// Runs while the guest has the response: feeds the body and watches the socket, until the
     /// sink hands the write half back (or is dropped, if the request died).
     async fn drive<W>(&mut self, feed: &mut Feed, conn: &ConnState, release: &mut oneshot::Receiver<Release<W>>) -> Option<Release<W>> {
+        let mut body_deadline = tokio::time::Instant::now() + self.body_timeout;
         loop {
             feed.pump(&mut self.reader.buf);
             let open = self.peer_closed.is_none();
+            // The body has room to go on and the client sends nothing: `body_timeout` runs.
+            let awaiting_body = open && feed.wants_input();
             // Read when the body needs bytes, or (prompt mode) to buffer a pipelined request;
             // otherwise only watch for the client going away, leaving its bytes queued in the
             // kernel. After a FIN that did not count as an abort, a reset still does.
@@ -295,9 +307,15 @@ impl<R: ReadHalf> Connection<R> {
                 released = &mut *release => return released.ok(),
                 () = feed.room(), if feed.pending.is_some() => {}
                 event = self.reader.work(socket) => match event {
-                    SocketEvent::Data | SocketEvent::Spurious => {}
+                    SocketEvent::Data => body_deadline = tokio::time::Instant::now() + self.body_timeout,
+                    SocketEvent::Spurious => {}
                     SocketEvent::Closed(how) => self.closed(how, conn, feed),
                 },
+                () = tokio::time::sleep_until(body_deadline), if awaiting_body => {
+                    // nginx's client_body_timeout: the client is taken for gone.
+                    tracing::info!(timeout = ?self.body_timeout, "the request body stalled; closing as if the client had left");
+                    self.closed(PeerClose::Reset, conn, feed);
+                }
             }
         }
     }
@@ -355,12 +373,17 @@ impl<R: ReadHalf> Connection<R> {
 
 /// Writes a host-generated response (only its head for a HEAD request) and returns the bytes
 /// written.
-async fn reject<W: AsyncWrite + Unpin>(wr: &mut W, version: Version, status: u16, message: &str, keep_alive: bool, is_head: bool) -> u64 {
+async fn reject<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: Version,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+    is_head: bool,
+    send_timeout: Duration,
+) -> u64 {
     let response = encode::error_response(version, status, message, keep_alive, is_head);
-    match wr.write_all(&response).await {
-        Ok(()) => response.len() as u64,
-        Err(_) => 0,
-    }
+    write_all_vectored(wr, &mut [IoSlice::new(&response)], send_timeout).await.unwrap_or(0)
 }
 
 /// The HTTP/1.x response writer for one request.
@@ -383,6 +406,8 @@ struct Sink<W> {
     bytes: u64,
     /// Reused buffer for heads and chunk lines.
     scratch: Vec<u8>,
+    /// The server's `send_timeout`.
+    send_timeout: Duration,
 }
 
 impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
@@ -401,8 +426,10 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(prefix);
+        let send_timeout = self.send_timeout;
         let writer = self.writer()?;
-        let result = write_all_vectored(writer, &mut [IoSlice::new(&scratch), IoSlice::new(body), IoSlice::new(suffix)]).await;
+        let slices = &mut [IoSlice::new(&scratch), IoSlice::new(body), IoSlice::new(suffix)];
+        let result = write_all_vectored(writer, slices, send_timeout).await;
         self.scratch = scratch;
         self.bytes += result.as_ref().copied().unwrap_or(0);
         result.map(drop)
