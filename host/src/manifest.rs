@@ -530,22 +530,33 @@ fn field_at(source: &str, offset: usize) -> Option<String> {
         .split_once('=')
         .map(|(key, _)| key.trim())
         .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))?;
-    let table = before[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|header| {
-            let name = header.trim_matches(|c| c == '[' || c == ']');
-            if header.starts_with("[[") {
-                let count = before[..line_start].lines().filter(|l| l.trim() == header).count();
-                format!("{name}[{count}].")
-            } else {
-                format!("{name}.")
-            }
-        })
-        .unwrap_or_default();
+    let lines: Vec<&str> = before[..line_start].lines().map(str::trim).collect();
+    let table = lines.iter().rev().find(|l| l.starts_with('[')).map(|header| table_name(&lines, header)).unwrap_or_default();
     Some(format!("{table}{key}"))
+}
+
+/// The field prefix of the table that `header` (the last header in `lines`) opens: `server.`,
+/// `route[2].` for the second `[[route]]`, `route[2].preopen[1].` for the first
+/// `[[route.preopen]]` under it.
+fn table_name(lines: &[&str], header: &str) -> String {
+    let array = header.starts_with("[[");
+    let segments: Vec<&str> = header.trim_matches(|c| c == '[' || c == ']').split('.').map(str::trim).collect();
+    let mut name = String::new();
+    // Each array table's index counts its headers since its parent's header.
+    let mut region = lines;
+    for (i, segment) in segments.iter().enumerate() {
+        name.push_str(segment);
+        if array || i + 1 < segments.len() {
+            let array_header = format!("[[{}]]", segments[..=i].join("."));
+            if let Some(last) = region.iter().rposition(|l| *l == array_header) {
+                let count = region.iter().filter(|l| **l == array_header).count();
+                name.push_str(&format!("[{count}]"));
+                region = &region[last + 1..];
+            }
+        }
+        name.push('.');
+    }
+    name
 }
 
 impl Manifest {
@@ -742,6 +753,15 @@ mod tests {
         assert_eq!(err.location.map(|l| l.0), Some(4));
         assert_eq!(err.field.as_deref(), Some("route[1].outputbuffer"));
         assert!(err.message.contains("unknown field `outputbuffer`"), "{err}");
+    }
+
+    #[test]
+    fn a_nested_table_names_its_parent() {
+        let route = |path: &str| format!("[[route]]\npath = \"{path}\"\ncomponent = \"builtin:hello\"\n");
+        let preopen = "[[route.preopen]]\nhost = \".\"\nguest = \"d\"\n";
+        let err = parse(&format!("{}{preopen}{}{preopen}{preopen}writabel = true\n", route("/a"), route("/b"))).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("route[2].preopen[2].writabel"), "{err}");
+        assert_eq!(err.location.map(|l| l.0), Some(16));
     }
 
     #[test]
