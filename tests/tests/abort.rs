@@ -95,6 +95,15 @@ fn half_close_is_not_an_abort_where_the_route_says_continue() {
     let (access, lines) = server.finished("/p/half-continue?ms=200");
     assert_eq!(access["outcome"], "completed");
     assert_eq!(cs(line(&lines, "end")), Some(0));
+
+    // Requests pipelined before the half-close are all answered, then the connection closes.
+    let mut client = Client::connect(server.addr());
+    client.send("GET /p/half-continue?ms=100&n=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /p/half-continue?ms=1&n=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.half_close();
+    assert_eq!(client.read_response().status, 200);
+    assert_eq!(client.read_response().status, 200);
+    assert!(client.closed_by_server());
+    assert_eq!(server.access("/p/half-continue?ms=1&n=2")["outcome"], "completed");
 }
 
 // --- Seed A2: write, flush, sleep ----------------------------------------------------------

@@ -212,6 +212,11 @@ impl<R: ReadHalf> Connection<R> {
         };
 
         let conn = dispatcher.conn_state(&route);
+        // A request pipelined before the client half-closed: the close already happened, and
+        // this request's route says what it means.
+        if let Some(how) = self.peer_closed {
+            conn.peer_closed(how);
+        }
         let (mut feed, body) = Feed::new(framing, route.max_body_size);
         let (release_tx, mut release_rx) = oneshot::channel();
         let sink = Sink {
@@ -235,7 +240,10 @@ impl<R: ReadHalf> Connection<R> {
         let release = self.drive(&mut feed, &conn, &mut release_rx).await;
         drop(feed.tx.take());
         let Release { writer, reusable } = release?;
-        if reusable && self.peer_closed.is_none() && !feed.broken && self.drain(&mut feed).await {
+        // After a half-close (FIN) the client can still read: requests it pipelined before it
+        // are served, then the connection closes (`read_head` finds nothing more).
+        let readable = self.peer_closed.is_none() || (self.peer_closed == Some(PeerClose::Fin) && !self.reader.buf.is_empty());
+        if reusable && readable && !feed.broken && self.drain(&mut feed).await {
             return Some(writer);
         }
         self.linger(writer, feed.decoder.is_done() && self.reader.buf.is_empty()).await;
