@@ -1,6 +1,7 @@
 //! Seed B: 6 times { sleep; write 4096 bytes; log the status; flush }.
 //!
-//! Query: `ms` (sleep, default 2000), `iua=1`, `outk` (only the first `outk` iterations write,
+//! Query: `ms` (sleep, default 2000), `first_ms` (the first sleep, default `ms`: a window for an
+//! experiment's client to close in), `iua=1`, `outk` (only the first `outk` iterations write,
 //! default 6). The example manifest gives this route a 64 KiB output buffer, the analogue of the
 //! reference script's `ob_start()`, so each iteration's bytes leave at its flush.
 guest::export_handler!(handle);
@@ -10,10 +11,11 @@ fn handle() {
         guest::ignore_user_abort(Some(true));
     }
     let ms = guest::request::query_u64("ms", 2000);
+    let first_ms = guest::request::query_u64("first_ms", ms);
     let outk = guest::request::query_u64("outk", 6);
     guest::log(format!("start cs={}", guest::connection_status()));
     for i in 0..6 {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        std::thread::sleep(std::time::Duration::from_millis(if i == 0 { first_ms } else { ms }));
         if i < outk {
             guest::echo([b'a'; 4096]);
         }

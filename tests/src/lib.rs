@@ -251,6 +251,20 @@ impl Server {
         (access, self.guest_lines(req))
     }
 
+    /// Whether the access record of `uri` was logged before the line of request `req` that
+    /// starts with `prefix` (both must be in the log already): the log is one ordered stream.
+    pub fn access_logged_before(&self, uri: &str, req: u64, prefix: &str) -> bool {
+        let events = self.events();
+        let access = events.iter().position(|e| e["target"] == "tether::access" && e["uri"] == uri);
+        let line = events.iter().position(|e| {
+            e["target"] == "tether::guest" && e["req"] == req && e["message"].as_str().is_some_and(|m| m.starts_with(prefix))
+        });
+        match (access, line) {
+            (Some(access), Some(line)) => access < line,
+            _ => panic!("the access record of {uri} or the line `{prefix}` of request {req} is not in the log"),
+        }
+    }
+
     /// Whether the access record of `uri` is already in the log.
     pub fn has_access(&self, uri: &str) -> bool {
         self.events().iter().any(|e| e["target"] == "tether::access" && e["uri"] == uri)

@@ -36,6 +36,9 @@ fn nginx_bin() -> PathBuf {
         .expect("nginx is not installed: run `scripts/setup --test` (`make test` does)")
 }
 
+/// Attempts at starting nginx when a port it was given was taken meanwhile.
+const START_ATTEMPTS: usize = 3;
+
 /// A free port on 127.0.0.1 (released again: nginx binds it a moment later).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
@@ -54,6 +57,20 @@ impl Nginx {
     /// of `servers` (its body; the harness adds `listen 127.0.0.1:PORT`). Returns once nginx
     /// logged that its worker started, so its sockets are bound.
     pub fn start(http: &str, servers: &[String]) -> Nginx {
+        // The ports are free when picked, but another process may take one before nginx binds
+        // it: then try again with new ones.
+        for _ in 1..START_ATTEMPTS {
+            match Self::try_start(http, servers) {
+                Ok(nginx) => return nginx,
+                Err(line) if line.contains("Address already in use") => continue,
+                Err(line) => panic!("nginx failed to start: {line}"),
+            }
+        }
+        Self::try_start(http, servers).unwrap_or_else(|line| panic!("nginx failed to start: {line}"))
+    }
+
+    /// One attempt of [`Nginx::start`]; `Err` carries nginx's `[emerg]` line.
+    fn try_start(http: &str, servers: &[String]) -> Result<Nginx, String> {
         let dir = fresh_dir("nginx");
         let ports: Vec<u16> = servers.iter().map(|_| free_port()).collect();
         let blocks: String = servers
@@ -96,13 +113,14 @@ impl Nginx {
                 break;
             }
             if line.contains("[emerg]") {
-                panic!("nginx failed to start: {line}");
+                let _ = child.wait();
+                return Err(line);
             }
             seen.push(line);
         }
         // Keep draining nginx's log so that it never blocks on a full pipe.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        Nginx { child, ports }
+        Ok(Nginx { child, ports })
     }
 
     /// `127.0.0.1:PORT` of server block `i`.

@@ -42,7 +42,7 @@ fn close(client: Client, how: Close) {
 #[test]
 fn seed_a_in_write_mode_runs_to_completion_as_under_php() {
     let server = server();
-    let uri = "/w/seed-a?ms=300";
+    let uri = "/w/seed-a?ms=1500";
     let mut client = Client::connect(server.addr());
     client.get(uri);
     server.started("/w/seed-a");
@@ -73,7 +73,7 @@ fn seed_a_in_prompt_mode_is_trapped_on_fin_rst_and_half_close() {
 #[test]
 fn seed_a_with_ignore_user_abort_runs_on_and_sees_aborted() {
     let server = server();
-    let uri = "/p/seed-a?ms=300&iua=1";
+    let uri = "/p/seed-a?ms=1500&iua=1";
     let mut client = Client::connect(server.addr());
     client.get(uri);
     server.started("/p/seed-a");
@@ -87,12 +87,12 @@ fn seed_a_with_ignore_user_abort_runs_on_and_sees_aborted() {
 fn half_close_is_not_an_abort_where_the_route_says_continue() {
     let server = server();
     let mut client = Client::connect(server.addr());
-    client.get("/p/half-continue?ms=200");
+    client.get("/p/half-continue?ms=1500");
     server.started("/p/half-continue");
     client.half_close();
     let response = client.read_response();
     assert_eq!(response.status, 200);
-    let (access, lines) = server.finished("/p/half-continue?ms=200");
+    let (access, lines) = server.finished("/p/half-continue?ms=1500");
     assert_eq!(access["outcome"], "completed");
     assert_eq!(cs(line(&lines, "end")), Some(0));
 
@@ -120,7 +120,7 @@ fn seed_a2_closed_after_first_write(server: &Server, uri: &str) {
 #[test]
 fn seed_a2_in_write_mode_dies_at_the_second_write_after_the_close() {
     let server = server();
-    let uri = "/w/seed-a2?ms=200&n=6";
+    let uri = "/w/seed-a2?first_ms=1500&ms=200&n=6";
     seed_a2_closed_after_first_write(&server, uri);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
@@ -133,7 +133,7 @@ fn seed_a2_in_write_mode_dies_at_the_second_write_after_the_close() {
 #[test]
 fn seed_a2_in_write_mode_with_ignore_user_abort_sees_aborted_after_the_second_write() {
     let server = server();
-    let uri = "/w/seed-a2?ms=100&n=5&iua=1";
+    let uri = "/w/seed-a2?first_ms=1500&ms=100&n=5&iua=1";
     seed_a2_closed_after_first_write(&server, uri);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
@@ -153,7 +153,7 @@ fn seed_a2_in_prompt_mode_is_trapped_before_its_next_write() {
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "iter 1"), "trapped in its first sleep: {lines:?}");
 
-    let uri = "/p/seed-a2?ms=200&n=3&iua=1";
+    let uri = "/p/seed-a2?first_ms=1500&ms=200&n=3&iua=1";
     seed_a2_closed_after_first_write(&server, uri);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
@@ -174,7 +174,7 @@ fn seed_b_closed_during_the_first_sleep(server: &Server, uri: &str, route: &str)
 fn seed_b_in_write_mode_matches_php_fpm_over_tcp() {
     let server = server();
     // iua=0, abort during the first sleep: two iterations logged, died at the second flush.
-    let uri = "/w/seed-b?ms=150";
+    let uri = "/w/seed-b?first_ms=1500&ms=150";
     seed_b_closed_during_the_first_sleep(&server, uri, "/w/seed-b");
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
@@ -187,7 +187,7 @@ fn seed_b_in_write_mode_matches_php_fpm_over_tcp() {
 #[test]
 fn seed_b_in_write_mode_with_ignore_user_abort_sees_aborted_in_the_third_iteration() {
     let server = server();
-    let uri = "/w/seed-b?ms=100&iua=1";
+    let uri = "/w/seed-b?first_ms=1500&ms=100&iua=1";
     seed_b_closed_during_the_first_sleep(&server, uri, "/w/seed-b");
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
@@ -207,7 +207,7 @@ fn seed_b_in_prompt_mode_is_trapped_before_any_write() {
     assert!(!has(&lines, "iter 0"), "{lines:?}");
     assert_eq!(access["bytes"], 0);
 
-    let uri = "/p/seed-b?ms=50&iua=1";
+    let uri = "/p/seed-b?first_ms=1500&ms=50&iua=1";
     let mut client = Client::connect(server.addr());
     client.get(uri);
     server.started_after("/p/seed-b", server.access("/p/seed-b?ms=5000")["req"].as_u64().unwrap_or(0));
@@ -240,8 +240,10 @@ fn a_guest_blocked_in_a_write_is_trapped() {
     let mut client = Client::connect(server.addr());
     client.get(uri);
     let req = server.started("/p/flood");
-    // The guest is inside its 32 MiB write, which cannot finish while nobody reads.
     server.guest_line(req, "writing");
+    // The head leaves with the first bytes of the 32 MiB write, which cannot finish while
+    // nobody reads: the guest is inside it now.
+    client.read_head();
     client.close_rst();
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
@@ -353,10 +355,11 @@ fn finish_request_answers_then_keeps_working_while_the_connection_serves_the_nex
     // The same connection serves another request while the finished guest still runs.
     client.get("/hello");
     assert_eq!(client.read_response().text(), "hello\n");
-    assert!(!server.has_access(uri), "the guest should still be sleeping");
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "finished-early");
     assert_eq!(cs(line(&lines, "after_sleep")), Some(0));
+    let req = access["req"].as_u64().expect("req");
+    assert!(server.access_logged_before("/hello", req, "after_sleep"), "/hello was answered while the guest slept");
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! several hosts behind one nginx upstream.
 
 use std::process::Command;
-use std::time::Duration;
 use tests::fcgi::{FcgiClient, kind};
 use tests::nginx::{FASTCGI_PARAMS, Nginx};
 use tests::{Client, Server, cs, get, has, in_both_modes, line, route};
@@ -65,15 +64,9 @@ fn stack() -> (Server, Nginx) {
 }
 
 /// Requests `uri` through nginx block `block`, waits for the guest line `after`, then closes
-/// the client connection with FIN (or RST).
+/// the client connection with FIN (or RST). The guest's sleep after that line (`first_ms`) is
+/// the window the close must land in.
 fn abort_after(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, rst: bool) {
-    abort_later(server, nginx, block, uri, route, after, Duration::ZERO, rst);
-}
-
-/// Like [`abort_after`], closing `delay` after the guest line: a scripted client timeline, as
-/// the reference's client closing half way between two of the guest's writes.
-#[allow(clippy::too_many_arguments)]
-fn abort_later(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, delay: Duration, rst: bool) {
     let mark = server.log_len();
     let mut client = Client::connect(&nginx.addr(block));
     client.get(uri);
@@ -81,7 +74,6 @@ fn abort_later(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &
         events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
     });
     server.guest_line(req, after);
-    std::thread::sleep(delay);
     if rst { client.close_rst() } else { client.close_fin() }
 }
 
@@ -102,7 +94,10 @@ fn hello_and_a_mebibyte_echo_through_nginx_over_tcp_and_unix() {
         assert_eq!(response.status, 200);
         assert!(response.body == body, "the echo through nginx differs (block {block})");
     }
-    let protocols: Vec<_> = server.events().iter().filter(|e| e["target"] == "tether::access").map(|e| e["protocol"].clone()).collect();
+    let protocols = server.wait_for("the four access records", |events| {
+        let protocols: Vec<_> = events.iter().filter(|e| e["target"] == "tether::access").map(|e| e["protocol"].clone()).collect();
+        (protocols.len() == 4).then_some(protocols)
+    });
     assert!(protocols.iter().all(|p| p == "fastcgi"), "{protocols:?}");
 }
 
@@ -162,8 +157,12 @@ fn a_flush_reaches_the_browser_through_unbuffered_nginx_while_the_guest_sleeps()
         let (status, _) = client.read_head();
         assert_eq!(status, 200);
         assert_eq!(client.read_chunk().as_deref(), Some(&b"22222"[..]));
-        assert!(!server.has_access(&uri), "the guest is still asleep");
+        // The guest sleeps 5 s after that flush: leaving now stops it there, which a flush
+        // held back until the guest's end would not.
         client.close_fin();
+        let (access, lines) = server.finished(&uri);
+        assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
+        assert!(!has(&lines, "iter 1"), "{lines:?}");
     }
 }
 
@@ -187,8 +186,8 @@ fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
     // write. TCP: the first write after nginx closed still succeeds; the second fails. Unix:
     // the first fails.
     for (block, dies_at) in [(TCP, 3), (UNIX, 2)] {
-        let uri = format!("/w/seed-a2?ms=200&block={block}");
-        abort_later(&server, &nginx, block, &uri, "/w/seed-a2", "w 1", Duration::from_millis(100), false);
+        let uri = format!("/w/seed-a2?first_ms=1500&ms=200&block={block}");
+        abort_after(&server, &nginx, block, &uri, "/w/seed-a2", "w 1", false);
         let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
         assert!(has(&lines, &format!("iter {}", dies_at - 1)), "{uri}: {lines:?}");
@@ -200,7 +199,7 @@ fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
     // Seed B, abort during the first sleep. TCP: two iterations logged, then it died.
     // Unix: one iteration, one write earlier.
     for (block, iterations) in [(TCP, 2), (UNIX, 1)] {
-        let uri = format!("/w/seed-b?ms=150&block={block}");
+        let uri = format!("/w/seed-b?first_ms=1500&ms=150&block={block}");
         abort_after(&server, &nginx, block, &uri, "/w/seed-b", "start", false);
         let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
@@ -215,7 +214,7 @@ fn with_ignore_client_abort_and_buffering_nginx_hides_the_abort() {
     // nginx keeps the upstream link and only writes to the client when its buffer fills: the
     // guest never learns, in either mode (as php-fpm's seed A2 under ign=on buf=on).
     for mode in ["p", "w"] {
-        let uri = format!("/{mode}/seed-a2?ms=50&n=4&iua=1");
+        let uri = format!("/{mode}/seed-a2?first_ms=1500&ms=50&n=4&iua=1");
         abort_after(&server, &nginx, TCP_IGNORE, &uri, &format!("/{mode}/seed-a2"), "w 1", false);
         let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "completed", "{uri}: {lines:?}");
@@ -228,17 +227,20 @@ fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
     let (server, nginx) = stack();
     // nginx closes upstream only when its own write to the client fails; Tether then sees the
     // close, as php-fpm does, one or two writes later than with the default settings.
-    let uri = "/w/seed-a2?ms=150&n=8&iua=1";
+    let uri = "/w/seed-a2?first_ms=1500&ms=150&n=8&iua=1";
     abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/w/seed-a2", "w 1", false);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
     let first_aborted = (1..=8).find(|i| cs(line(&lines, &format!("w {i} "))) == Some(1)).expect("the abort was seen");
     assert!(first_aborted >= 4, "seen at write {first_aborted}, later than the default's write 3: {lines:?}");
     // In prompt mode the close of the upstream link is seen without a write.
-    let uri = "/p/seed-a2?ms=150&n=8&iua=1";
+    let uri = "/p/seed-a2?first_ms=1500&ms=150&n=8&iua=1";
     abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/p/seed-a2", "w 1", false);
-    let (access, _) = server.finished(uri);
+    let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
+    let seen_asleep =
+        (1..=8).any(|i| cs(line(&lines, &format!("w {i} "))) == Some(0) && cs(line(&lines, &format!("iter {i} "))) == Some(1));
+    assert!(seen_asleep, "a sleep that began before the close ended with it seen: {lines:?}");
 }
 
 #[test]
@@ -268,14 +270,13 @@ fn multiplexed_requests_on_one_connection() {
     for addr in [server.fastcgi_tcp(), server.fastcgi_unix()] {
         let mut client = FcgiClient::connect(addr);
         // Request 1 sleeps while request 2 is answered on the same connection.
-        client.request(1, "GET", "/p/seed-a?ms=300&mpx=1", b"");
+        client.request(1, "GET", "/p/seed-a?ms=20000&mpx=1", b"");
         client.request(2, "POST", "/echo", b"second");
         let second = client.reply(2);
         assert_eq!(second.body(), "second");
         assert!(client.replies.get(&1).is_none_or(|r| r.end.is_none()), "request 1 still runs");
-        let first = client.reply(1);
-        assert_eq!(first.status(), 200);
-        assert_eq!(first.end, Some((0, 0)));
+        client.record(kind::ABORT_REQUEST, 1, &[]);
+        assert_eq!(client.reply(1).end, Some((0, 0)));
     }
 }
 
@@ -291,9 +292,14 @@ fn finish_request_ends_the_fastcgi_request_while_the_guest_runs_on() {
     assert_eq!(reply.body(), "response-body\n");
     assert_eq!(reply.end, Some((0, 0)));
     client.wait_closed();
-    assert!(!server.has_access("/finish?ms=3000"), "the guest still runs after END_REQUEST");
-    let access = server.access("/finish?ms=3000");
+    // Answered after that close, while the finished guest sleeps on.
+    let mut other = FcgiClient::connect(server.fastcgi_unix());
+    other.request(1, "GET", "/hello", b"");
+    assert_eq!(other.reply(1).body(), "hello\n");
+    let (access, _) = server.finished("/finish?ms=3000");
     assert_eq!(access["outcome"], "finished-early");
+    let req = access["req"].as_u64().expect("req");
+    assert!(server.access_logged_before("/hello", req, "after_sleep"), "END_REQUEST and the close came before the guest's end");
 }
 
 #[test]
@@ -323,12 +329,12 @@ fn abort_request_stops_the_guest_and_is_answered() {
     assert_eq!(server.access("/p/seed-a?ms=20000")["outcome"], "aborted-trapped");
 
     // Write mode: the next write fails, as if the link had closed.
-    client.request(3, "GET", "/w/seed-a2?ms=100", b"");
+    client.request(3, "GET", "/w/seed-a2?first_ms=1500&ms=100", b"");
     let req = server.started("/w/seed-a2");
     server.guest_line(req, "w 1");
     client.record(kind::ABORT_REQUEST, 3, &[]);
     client.reply(3);
-    let (access, lines) = server.finished("/w/seed-a2?ms=100");
+    let (access, lines) = server.finished("/w/seed-a2?first_ms=1500&ms=100");
     assert_eq!(access["outcome"], "aborted-trapped");
     assert!(!has(&lines, "w 2"), "died at its next write: {lines:?}");
     // The connection is still good.
@@ -337,7 +343,7 @@ fn abort_request_stops_the_guest_and_is_answered() {
 
     // Write mode, a guest that never writes: it runs to its end, and its END_REQUEST still
     // answers the abort.
-    client.request(7, "GET", "/w/seed-a?ms=200", b"");
+    client.request(7, "GET", "/w/seed-a?ms=1500", b"");
     server.started("/w/seed-a");
     client.record(kind::ABORT_REQUEST, 7, &[]);
     assert_eq!(client.reply(7).end, Some((0, 0)), "END_REQUEST answers the abort");

@@ -105,9 +105,12 @@ fn a_flush_reaches_the_client_while_the_guest_is_still_sleeping() {
     assert_eq!(status, 200);
     assert!(headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked"));
     assert_eq!(client.read_chunk().as_deref(), Some(&b"22222"[..]));
-    // The guest is asleep for 5 s after that flush; it has not finished.
-    assert!(!server.has_access("/seed-a2?n=2&ms=5000"), "the guest finished before its first flush arrived");
+    // The guest is asleep for 5 s after that flush: leaving now stops it there, which a flush
+    // held back until the guest's end would not.
     client.close_fin();
+    let (access, lines) = server.finished("/seed-a2?n=2&ms=5000");
+    assert_eq!(access["outcome"], "aborted-trapped", "{lines:?}");
+    assert!(!lines.iter().any(|l| l.starts_with("iter 1")), "{lines:?}");
 }
 
 #[test]

@@ -9,8 +9,8 @@ fn server() -> Server {
         "{}{}{}{}{}",
         route("/met/spin", "spin", "max_execution_time = \"300ms\""),
         route("/met/sleep", "seed_a", "max_execution_time = \"300ms\""),
-        route("/rt/sleep", "seed_a", "request_timeout = \"300ms\""),
-        route("/rt/stream", "seed_a2", "request_timeout = \"300ms\""),
+        route("/rt/sleep", "seed_a", "request_timeout = \"2s\""),
+        route("/rt/stream", "seed_a2", "request_timeout = \"2s\""),
         route("/mem/hog", "hog", "max_memory = \"32MiB\""),
     ))
 }
