@@ -196,7 +196,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
+/// Cancels `shutdown` on SIGINT or SIGTERM; a second signal exits at once, without waiting
+/// for running requests.
 async fn signal_shutdown(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -208,6 +209,13 @@ async fn signal_shutdown(shutdown: CancellationToken) {
         _ = terminate.recv() => {}
     }
     shutdown.cancel();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    // Straight to stderr: the log's writer thread may not get to run again.
+    eprintln!("second signal: exiting without waiting for running requests");
+    std::process::exit(i32::from(EXIT_FAILURE));
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {

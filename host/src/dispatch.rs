@@ -23,6 +23,11 @@ use tokio_util::task::TaskTracker;
 
 /// The body of a 503: every instance is busy, or the machine has no room for another.
 pub const OVERLOADED: &str = "server overloaded, retry later\n";
+/// How long a request waits for a free instance before it is refused with 503. An instance
+/// holds its slot until it is torn down, after its response: a keep-alive client's next request
+/// can arrive microseconds before that, and must not be refused for it. Short, so that a
+/// server that is really full still answers at once.
+const ADMISSION_WAIT: Duration = Duration::from_millis(100);
 
 /// A route, ready to serve.
 #[derive(Debug)]
@@ -174,11 +179,18 @@ impl Dispatcher {
         self.router.iter().map(|(_, route)| route)
     }
 
-    /// An instance slot, or `None` (logged) when all `max_instances` are busy: answer 503.
-    pub fn admit(&self) -> Option<Admission> {
-        let Ok(permit) = self.instances.clone().try_acquire_owned() else {
-            tracing::warn!("all guest instances are busy; answering 503");
-            return None;
+    /// An instance slot, or `None` (logged) when all `max_instances` stay busy for
+    /// [`ADMISSION_WAIT`]: answer 503.
+    pub async fn admit(&self) -> Option<Admission> {
+        let permit = match self.instances.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout(ADMISSION_WAIT, self.instances.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    tracing::warn!("all guest instances are busy; answering 503");
+                    return None;
+                }
+            },
         };
         Some(Admission { _permit: permit, _busy: self.idle_trim.busy() })
     }

@@ -300,9 +300,9 @@ struct RawServer {
     fastcgi_socket_mode: u32,
     #[serde(default = "default_route_by")]
     fastcgi_route_by: RouteBy,
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default_max_connections", deserialize_with = "at_least_one")]
     max_connections: usize,
-    #[serde(default = "default_max_instances", deserialize_with = "instances")]
+    #[serde(default = "default_max_instances", deserialize_with = "at_least_one")]
     max_instances: u32,
     #[serde(default)]
     cache_dir: Option<PathBuf>,
@@ -322,9 +322,9 @@ struct RawServer {
     max_header_bytes: u64,
     #[serde(default = "default_max_headers")]
     max_headers: usize,
-    #[serde(default = "cores", deserialize_with = "threads")]
+    #[serde(default = "cores", deserialize_with = "at_least_one")]
     io_threads: usize,
-    #[serde(default = "cores", deserialize_with = "threads")]
+    #[serde(default = "cores", deserialize_with = "at_least_one")]
     guest_threads: usize,
     #[serde(default = "default_guests_start_on")]
     guests_start_on: GuestStart,
@@ -377,9 +377,10 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn threads<'de, D: Deserializer<'de>>(de: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(de)?;
-    if n == 0 {
+/// A count that must not be zero (threads, connections, instances).
+fn at_least_one<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default + PartialEq>(de: D) -> Result<T, D::Error> {
+    let n = T::deserialize(de)?;
+    if n == T::default() {
         return Err(serde::de::Error::custom("must be at least 1"));
     }
     Ok(n)
@@ -502,14 +503,6 @@ fn socket_mode<'de, D: Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
         return Err(serde::de::Error::custom(format!("{mode} is not a file mode; write it in octal, like 0o660")));
     }
     Ok(mode)
-}
-
-fn instances<'de, D: Deserializer<'de>>(de: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(de)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom("must be at least 1"));
-    }
-    Ok(n)
 }
 
 /// Turns a byte offset into a 1-based (line, column).
@@ -780,6 +773,8 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("server.fastcgi_socket_mode"));
         assert!(err.message.contains("octal"), "{err}");
         assert_eq!(parse(&format!("[server]\nfastcgi_socket_mode = 0o640\n{route}")).unwrap().server.fastcgi_socket_mode, 0o640);
+        let err = parse(&format!("[server]\nmax_connections = 0\n{route}")).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("server.max_connections"));
         let err = parse(&format!("[server]\nsend_timeout = 0\n{route}")).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("server.send_timeout"));
         let m = parse(&format!("[server]\nbody_timeout = \"250ms\"\n{route}")).unwrap();

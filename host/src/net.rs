@@ -257,11 +257,17 @@ impl<R: ReadHalf> SocketReader<R> {
     }
 }
 
-/// Writes every slice, looping over short writes; one `writev` in the common case. Fails with
-/// `TimedOut` when the peer takes no bytes for `stall` (`send_timeout`): a client that stops
-/// reading cannot hold the writer forever. (The timer only starts when a write has to wait.)
-pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [IoSlice<'_>], stall: Duration) -> io::Result<u64> {
-    let total: usize = bufs.iter().map(|b| b.len()).sum();
+/// Writes every slice, looping over short writes; one `writev` in the common case. Adds each
+/// write's bytes to `written` as it goes, so that a write that fails or is cancelled half way
+/// still counts what reached the socket. Fails with `TimedOut` when the peer takes no bytes for
+/// `stall` (`send_timeout`): a client that stops reading cannot hold the writer forever. (The
+/// timer only starts when a write has to wait.)
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &mut [IoSlice<'_>],
+    stall: Duration,
+    written: &mut u64,
+) -> io::Result<()> {
     let mut bufs = &mut bufs[..];
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
@@ -271,7 +277,8 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [Io
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *written += n as u64;
         IoSlice::advance_slices(&mut bufs, n);
     }
-    Ok(total as u64)
+    Ok(())
 }

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 
 /// How long `--serve` waits for the private server's log lines after the request.
 const SERVER_LOG_WAIT: Duration = Duration::from_secs(15);
-/// Upper bound for a probe that never disconnects on its own.
+/// Upper bound for a probe whose server never closes (`--how drain` or `half-close` against a
+/// guest that never ends): it gives up then.
 const MAX_PROBE: Duration = Duration::from_secs(600);
 
 /// How the probe disconnects.
@@ -29,7 +30,8 @@ pub enum How {
     Close,
     /// `shutdown(SHUT_WR)`, then keep reading until the server closes.
     HalfClose,
-    /// Do not disconnect early: read the whole response.
+    /// Do not disconnect early: read the whole response (with `--close-after`, at most that
+    /// long).
     Drain,
 }
 
@@ -123,14 +125,19 @@ async fn exchange(addr: &str, request: &[u8], close_after: Option<Duration>, how
     stream.write_all(request).await?;
     println!("{}  sent {} bytes", stamp(start), request.len());
     let sent = tokio::time::Instant::now();
-    let close_at = sent + close_after.unwrap_or(MAX_PROBE);
+    let close_at = close_after.map(|after| sent + after);
+    let give_up = sent + MAX_PROBE;
     let mut total = 0usize;
     let mut first = true;
     let mut buf = vec![0u8; 64 * 1024];
     let mut half_closed = false;
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(close_at), if how != How::Drain && !half_closed => {
+            () = tokio::time::sleep_until(give_up) => {
+                println!("{}  giving up after {MAX_PROBE:?}: the server never closed ({total} bytes received)", stamp(start));
+                return Ok(());
+            }
+            () = tokio::time::sleep_until(close_at.unwrap_or(give_up)), if close_at.is_some() && !half_closed => {
                 println!("{}  disconnecting: {how:?}", stamp(start));
                 match how {
                     How::Fin => {

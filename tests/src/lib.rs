@@ -309,6 +309,17 @@ impl Server {
         })
     }
 
+    /// Sends SIGTERM: the server's graceful shutdown.
+    pub fn terminate(&self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("sending SIGTERM");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        self.child.wait().expect("waiting for tether").code()
+    }
+
     /// Sends SIGKILL and waits for the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,4 +1,5 @@
-//! The command line: `tether check`, and start-up errors for bad manifests and components.
+//! The command line: `tether check`, start-up errors for bad manifests and components, and
+//! graceful shutdown.
 
 use std::process::Command;
 use tests::{fresh_dir, guest, scratch_dir, tether_bin};
@@ -108,4 +109,80 @@ fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("exists and is not a socket"), "{out}");
     assert_eq!(std::fs::read_to_string(&regular).expect("still there"), "data");
+}
+
+#[test]
+fn sigterm_lets_running_requests_finish_and_refuses_new_connections() {
+    let mut server = tests::Server::start(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a")));
+    let addr = server.addr().to_owned();
+    let mut client = tests::Client::connect(&addr);
+    client.get("/?ms=1000");
+    server.started("/");
+    server.terminate();
+    server.wait_for("the shutdown line", |events| {
+        events.iter().any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("shutting down"))).then_some(())
+    });
+    // The running request ends normally, and says the connection will not be kept.
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    // The listener closed at the signal, a second before that answer.
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "a new connection was accepted during shutdown");
+    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.access("/?ms=1000")["outcome"], "completed");
+}
+
+#[test]
+fn probe_scripts_a_disconnect_and_shows_what_the_guest_saw() {
+    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a")));
+    let probe = |args: &[&str]| {
+        let output = Command::new(tether_bin())
+            .args(["probe", "--serve", &path])
+            .args(args)
+            .env("TETHER_CACHE_DIR", scratch_dir().join("cache"))
+            .output()
+            .expect("running tether probe");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&output.stderr));
+        text
+    };
+    for how in ["fin", "rst", "close", "half-close"] {
+        let text = probe(&["http://x/?ms=20000", "--close-after", "100ms", "--how", how]);
+        assert!(text.contains("disconnecting: "), "{how}: {text}");
+        assert!(text.contains("--- what the server saw ---") && text.contains("outcome aborted-trapped"), "{how}: {text}");
+    }
+    // drain reads the whole response, until the server closes.
+    let text = probe(&["http://x/?ms=200", "--how", "drain"]);
+    assert!(text.contains("server closed the connection") && text.contains("outcome completed"), "{text}");
+    // With --close-after, drain stops waiting then.
+    let text = probe(&["http://x/?ms=20000", "--how", "drain", "--close-after", "100ms"]);
+    assert!(text.contains("disconnecting: Drain") && text.contains("outcome aborted-trapped"), "{text}");
+}
+
+#[test]
+fn the_compile_cache_serves_a_restart_and_replaces_a_corrupt_entry() {
+    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello")));
+    let cache = fresh_dir("cache");
+    // How `tether check` got the route's component: "Compiled" or "Cached".
+    let provenance = || {
+        let output = Command::new(tether_bin())
+            .args(["--log-format", "json", "check", &path, "--cache-dir"])
+            .arg(&cache)
+            .env("TETHER_LOG", "host::runtime=debug")
+            .output()
+            .expect("running tether check");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let loaded = text.lines().find(|l| l.contains("component loaded")).unwrap_or_else(|| panic!("no load line: {text}"));
+        (serde_json::from_str::<serde_json::Value>(loaded).expect("a JSON line")["provenance"].as_str().unwrap_or("").to_owned(), text)
+    };
+    assert_eq!(provenance().0, "Compiled");
+    assert_eq!(provenance().0, "Cached");
+    let entries: Vec<_> = std::fs::read_dir(&cache).expect("the cache").map(|e| e.expect("an entry").path()).collect();
+    assert_eq!(entries.len(), 1, "one entry, no temporary files left: {entries:?}");
+    std::fs::write(&entries[0], b"\x7fELF but not really").expect("corrupting the entry");
+    let (how, text) = provenance();
+    assert_eq!(how, "Compiled", "{text}");
+    assert!(text.contains("ignoring unusable cache entry"), "{text}");
+    assert_eq!(provenance().0, "Cached");
 }

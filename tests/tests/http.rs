@@ -1,5 +1,6 @@
 //! HTTP/1.1 behaviour of the real server: framing, keep-alive, streaming flushes, errors.
 
+use std::time::{Duration, Instant};
 use tests::{Client, Server, get, route};
 
 fn examples() -> Server {
@@ -352,4 +353,81 @@ fn routes_match_the_normalised_path() {
     for path in ["/echo/../hello", "/%68ello", "//hello/.", "/headers/%2e%2e/hello"] {
         assert_eq!(get(server.addr(), path).text(), "hello\n", "{path}");
     }
+}
+
+#[test]
+fn the_response_head_follows_the_wit_rules() {
+    // Unbuffered: every non-empty write goes out at once.
+    let server = Server::start(&route("/rules", "head_rules", "output_buffer = 0"));
+    let mut client = Client::connect(server.addr());
+    // A body that has not arrived when the guest calls finish-request: unavailable after it.
+    client.send("POST /rules HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.text(), "body\n");
+    let x_a: Vec<&str> = response.headers.iter().filter(|(n, _)| n == "x-a").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(x_a, ["1", "2"], "append-header keeps both");
+    assert_eq!(response.header("x-b"), None, "set after the head was sent");
+    let (access, lines) = server.finished("/rules");
+    assert_eq!(access["outcome"], "finished-early");
+    for expected in [
+        "reserved Err(\"reserved\")",
+        "status 99 Err(\"invalid\")",
+        "sent after an empty write false",
+        "sent after flush true",
+        "late header Err(\"headers-sent\")",
+        "finish true then false",
+        "body after finish Err(\"unavailable\")",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "{expected}: {lines:?}");
+    }
+}
+
+#[test]
+fn the_output_buffer_decides_the_framing() {
+    let server = Server::start(&format!(
+        "{}{}{}",
+        route("/hello", "hello", ""),
+        route("/unbuffered", "hello", "output_buffer = 0"),
+        route("/small", "hello", "output_buffer = 4"),
+    ));
+    // hello writes 6 bytes and returns: within the default 4 KiB buffer, one response with a
+    // length; with no buffer, or one smaller than the write, the write itself flushes.
+    assert_eq!(get(server.addr(), "/hello").header("content-length"), Some("6"));
+    for path in ["/unbuffered", "/small"] {
+        let response = get(server.addr(), path);
+        assert_eq!(response.header("transfer-encoding"), Some("chunked"), "{path}");
+        assert_eq!(response.text(), "hello\n", "{path}");
+    }
+}
+
+#[test]
+fn slow_heads_and_idle_connections_are_closed() {
+    let server =
+        Server::start(&format!("[server]\nheader_timeout = \"200ms\"\nkeep_alive_timeout = \"200ms\"\n\n{}", route("/hello", "hello", "")));
+    // The defaults are 30 s and 75 s: a close well before those is these settings at work.
+    let settings_at_work = Duration::from_secs(10);
+    // Half a head, then nothing: closed after header_timeout.
+    let started = Instant::now();
+    let mut client = Client::connect(server.addr());
+    client.send("GET /hello HTTP/1.1\r\n");
+    assert!(client.closed_by_server());
+    assert!(started.elapsed() < settings_at_work);
+    // An idle kept-alive connection: closed after keep_alive_timeout.
+    let started = Instant::now();
+    let mut client = Client::connect(server.addr());
+    client.get("/hello");
+    assert_eq!(client.read_response().status, 200);
+    assert!(client.closed_by_server());
+    assert!(started.elapsed() < settings_at_work);
+}
+
+#[test]
+fn a_small_unread_body_is_skipped_and_the_connection_kept() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    // hello never reads its body: the server skips the kibibyte to reach the next request.
+    client.send(format!("POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n{}", "x".repeat(1024)));
+    assert_eq!(client.read_response().text(), "hello\n");
+    client.get("/hello");
+    assert_eq!(client.read_response().text(), "hello\n");
 }

@@ -6,11 +6,12 @@ use tests::{Client, IDLE_TRIMMED, Server, fresh_dir, get, route};
 
 fn server() -> Server {
     Server::start(&format!(
-        "{}{}{}{}{}",
+        "{}{}{}{}{}{}",
         route("/met/spin", "spin", "max_execution_time = \"300ms\""),
         route("/met/sleep", "seed_a", "max_execution_time = \"300ms\""),
         route("/rt/sleep", "seed_a", "request_timeout = \"2s\""),
         route("/rt/stream", "seed_a2", "request_timeout = \"2s\""),
+        route("/rt/flood", "flood", "request_timeout = \"2s\""),
         route("/mem/hog", "hog", "max_memory = \"32MiB\""),
     ))
 }
@@ -66,6 +67,20 @@ fn request_timeout_after_the_head_was_sent_ends_the_body_incomplete() {
     assert_eq!(response.text(), "22222");
     assert!(!response.complete, "the client must be able to tell the body was cut short");
     assert_eq!(server.access("/rt/stream?ms=20000&n=3")["outcome"], "timeout");
+}
+
+#[test]
+fn request_timeout_inside_a_blocked_write_logs_what_the_client_got() {
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    // The client takes the head and then reads nothing: the guest's 32 MiB write blocks
+    // until request_timeout stops it there.
+    client.get("/rt/flood?mb=32");
+    assert_eq!(client.read_head().0, 200);
+    let access = server.access("/rt/flood?mb=32");
+    assert_eq!(access["outcome"], "timeout");
+    assert_eq!(access["status"], 200, "the client got a 200 head: {access}");
+    assert!(access["bytes"].as_u64().unwrap_or(0) > 64 * 1024, "the bytes that reached the socket count: {access}");
 }
 
 #[test]
@@ -166,6 +181,18 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
     assert_eq!(server.access("/sleep?ms=60000")["outcome"], "aborted-trapped");
     server.wait_for_since(mark, "the server to go idle", |events| events.iter().any(|e| e["message"] == IDLE_TRIMMED).then_some(()));
     assert_eq!(get(server.addr(), "/hello?after").status, 200);
+}
+
+#[test]
+fn an_instance_still_being_torn_down_does_not_refuse_the_next_request() {
+    // One slot, one keep-alive client: each answer frees the connection a few microseconds
+    // before the instance behind it is torn down, and the next request must wait for that.
+    let server = Server::start(&format!("[server]\nmax_instances = 1\n\n{}", route("/hello", "hello", "")));
+    let mut client = Client::connect(server.addr());
+    for i in 0..500 {
+        client.get("/hello");
+        assert_eq!(client.read_response().status, 200, "request {i}");
+    }
 }
 
 #[test]

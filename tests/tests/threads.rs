@@ -73,3 +73,17 @@ fn short_requests_run_to_their_end_on_the_io_threads() {
     let (io, guest) = cpu_for_hellos(&server);
     assert!(io >= 10 && io >= guest * 2, "hello requests stayed on the I/O threads: io {io} ticks, guest {guest}");
 }
+
+#[test]
+fn a_client_leaving_is_seen_when_its_guest_started_on_an_io_thread() {
+    let server = starting_on_io_threads(&format!("{}{}", route("/spin", "spin", "max_execution_time = 0"), route("/sleep", "seed_a", "")));
+    // A computing guest (moved to a guest thread at its first tick) and a sleeping one (parked
+    // where it started): both are stopped when the client leaves.
+    for (uri, route) in [("/spin?ms=20000", "/spin"), ("/sleep?ms=20000", "/sleep")] {
+        let mut client = Client::connect(server.addr());
+        client.get(uri);
+        server.started(route);
+        client.close_rst();
+        assert_eq!(server.access(uri)["outcome"], "aborted-trapped", "{uri}");
+    }
+}

@@ -355,7 +355,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         if request.content_length.is_some_and(|n| n > route.max_body_size) {
             return self.reject(id, Some(&request.head), 413, "request body too large\n").await;
         }
-        let Some(admission) = self.dispatcher.admit() else {
+        let Some(admission) = self.dispatcher.admit().await else {
             return self.reject(id, Some(&request.head), 503, OVERLOADED).await;
         };
         let conn = self.dispatcher.conn_state(&route);
@@ -459,13 +459,20 @@ impl<W: AsyncWrite + Send + Unpin> Writer<W> {
 
     /// Writes `frames` in one vectored write; returns the bytes written.
     async fn write(&self, frames: &Frames<'_>) -> io::Result<u64> {
+        let mut written = 0;
+        self.write_counting(frames, &mut written).await.map(|()| written)
+    }
+
+    /// Writes `frames` in one vectored write, adding the bytes to `written` as they go (also
+    /// when the write fails or is cancelled half way).
+    async fn write_counting(&self, frames: &Frames<'_>, written: &mut u64) -> io::Result<()> {
         let mut state = self.state.lock().await;
         if state.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         // Stays set if this future is dropped mid-write.
         state.broken = true;
-        let result = write_all_vectored(&mut state.io, &mut frames.slices(), self.send_timeout).await;
+        let result = write_all_vectored(&mut state.io, &mut frames.slices(), self.send_timeout, written).await;
         state.broken = result.is_err();
         result
     }
@@ -535,8 +542,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
             frames.end_stream(kind::STDOUT, self.id).record(kind::END_REQUEST, self.id, &end_body);
             self.ended_flag.store(true, Ordering::Release);
         }
-        self.bytes += self.writer.write(&frames).await?;
-        Ok(())
+        self.writer.write_counting(&frames, &mut self.bytes).await
     }
 
     /// Waits until the connection wrote the STDERR records of every line the guest wrote so

@@ -195,7 +195,7 @@ impl<R: ReadHalf> Connection<R> {
                 Err((413, "request body too large\n", "body larger than max_body_size", false))
             }
             Some(route) => {
-                dispatcher.admit().map(|admission| (route, admission)).ok_or((503, OVERLOADED, "max_instances reached", reject_keeps))
+                dispatcher.admit().await.map(|admission| (route, admission)).ok_or((503, OVERLOADED, "max_instances reached", reject_keeps))
             }
         };
         let (route, admission) = match refusal {
@@ -231,6 +231,7 @@ impl<R: ReadHalf> Connection<R> {
             bytes: 0,
             scratch: Vec::new(),
             send_timeout: server.send_timeout,
+            shutdown: shutdown.clone(),
         };
         let id = dispatcher.next_id();
         dispatcher.start(
@@ -391,7 +392,14 @@ async fn reject<W: AsyncWrite + Unpin>(
     send_timeout: Duration,
 ) -> u64 {
     let response = encode::error_response(version, status, message, keep_alive, is_head);
-    write_all_vectored(wr, &mut [IoSlice::new(&response)], send_timeout).await.unwrap_or(0)
+    let mut written = 0;
+    let _ = write_all_vectored(wr, &mut [IoSlice::new(&response)], send_timeout, &mut written).await;
+    written
+}
+
+/// The write half while a sink holds it.
+fn held<W>(writer: &mut Option<W>) -> io::Result<&mut W> {
+    writer.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "response already released"))
 }
 
 /// The HTTP/1.x response writer for one request.
@@ -416,11 +424,13 @@ struct Sink<W> {
     scratch: Vec<u8>,
     /// The server's `send_timeout`.
     send_timeout: Duration,
+    /// The server's shutdown: a response whose head goes out after it closes the connection.
+    shutdown: CancellationToken,
 }
 
 impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
     fn writer(&mut self) -> io::Result<&mut W> {
-        self.writer.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "response already released"))
+        held(&mut self.writer)
     }
 
     fn release(&mut self, reusable: bool) {
@@ -434,23 +444,22 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(prefix);
-        let send_timeout = self.send_timeout;
-        let writer = self.writer()?;
+        // By field, not `self.writer()`: `self.bytes` is borrowed next to it.
+        let writer = held(&mut self.writer)?;
         let slices = &mut [IoSlice::new(&scratch), IoSlice::new(body), IoSlice::new(suffix)];
-        let result = write_all_vectored(writer, slices, send_timeout).await;
+        let result = write_all_vectored(writer, slices, self.send_timeout, &mut self.bytes).await;
         self.scratch = scratch;
-        self.bytes += result.as_ref().copied().unwrap_or(0);
-        result.map(drop)
+        result
     }
 
     /// Encodes the head with `framing` into a fresh buffer, recording the framing first so that
     /// a cancelled write still counts the head as sent. The connection closes after a body
-    /// delimited by closing it, and after a response that never asked for the body the client
-    /// was told to wait with (`Expect: 100-continue`): whether the client then sends that body
-    /// is up to it, so the next bytes cannot be trusted to start a request.
+    /// delimited by closing it, during a shutdown, and after a response that never asked for
+    /// the body the client was told to wait with (`Expect: 100-continue`): whether the client
+    /// then sends that body is up to it, so the next bytes cannot be trusted to start a request.
     fn encode_head(&mut self, head: &ResponseHead, framing: BodyFraming) -> Vec<u8> {
         self.framing = Some(framing);
-        if framing == BodyFraming::CloseDelimited || self.expect_continue {
+        if framing == BodyFraming::CloseDelimited || self.expect_continue || self.shutdown.is_cancelled() {
             self.keep_alive = false;
         }
         let mut out = Vec::with_capacity(256);

@@ -120,7 +120,8 @@ impl Output {
             return Ok(Err(refused));
         }
         self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= self.buffer_size { self.send_buffer().await } else { Ok(Ok(())) }
+        // An empty write sends nothing, even unbuffered (PHP's `echo ''`): the head stays open.
+        if !bytes.is_empty() && self.buffer.len() >= self.buffer_size { self.send_buffer().await } else { Ok(Ok(())) }
     }
 
     /// PHP's `ob_flush(); flush();`: sends the head (first time) and the buffer.
@@ -139,11 +140,13 @@ impl Output {
         }
     }
 
-    /// Sends whatever is buffered; a failure marks the client gone.
+    /// Sends whatever is buffered; a failure marks the client gone. The head counts as sent from
+    /// the start of the write: a write cut short (a failure, or the guest stopped while blocked
+    /// in it) may have put part of it on the wire.
     async fn send_buffer(&mut self) -> Result<OutputResult, MustTrap> {
-        let head = (!self.head_sent).then_some(&self.head);
-        let result = self.sink.send(head, &self.buffer).await;
+        let first = !self.head_sent;
         self.mark_head_sent();
+        let result = self.sink.send(first.then_some(&self.head), &self.buffer).await;
         self.buffer.clear();
         match result {
             Ok(()) => Ok(Ok(())),
@@ -174,9 +177,9 @@ impl Output {
     /// Completes an open response; marks the client gone if that fails.
     async fn complete(&mut self) -> Result<(), ()> {
         self.conn.mark_responded();
-        let head = (!self.head_sent).then_some(&self.head);
-        let result = self.sink.complete(head, &self.buffer).await;
+        let first = !self.head_sent;
         self.mark_head_sent();
+        let result = self.sink.complete(first.then_some(&self.head), &self.buffer).await;
         self.buffer.clear();
         match result {
             Ok(()) => {

@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -90,12 +92,28 @@ impl CompileCache {
         Ok((component, Provenance::Compiled))
     }
 
+    /// Writes the entry so that a reader only ever sees a whole file: into a temporary file of
+    /// this writer's own (created exclusively: two servers sharing the directory, even with the
+    /// same process id in two containers, never write the same one), synced to disk, then
+    /// renamed into place.
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        static STORES: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let bytes = component.serialize().map_err(anyhow::Error::from)?;
-        let tmp = path.with_extension(format!("{ENTRY_EXTENSION}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-        Ok(())
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let unique = format!("{}.{nanos}.{}", std::process::id(), STORES.fetch_add(1, Ordering::Relaxed));
+        let tmp = path.with_extension(format!("{ENTRY_EXTENSION}.{unique}.tmp"));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()))
+            .with_context(|| format!("writing {}", tmp.display()))
+            .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display())));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
