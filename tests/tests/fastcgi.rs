@@ -238,9 +238,10 @@ fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
     abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/p/seed-a2", "w 1", false);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
-    let seen_asleep =
-        (1..=8).any(|i| cs(line(&lines, &format!("w {i} "))) == Some(0) && cs(line(&lines, &format!("iter {i} "))) == Some(1));
-    assert!(seen_asleep, "a sleep that began before the close ended with it seen: {lines:?}");
+    // nginx closes the link when its own write fails, after one of the guest's flushes; in
+    // prompt mode ABORTED then shows at once, not through a failed flush as in write mode.
+    let first_aborted = lines.iter().find(|l| cs(l) == Some(1)).expect("the abort was seen");
+    assert!(!first_aborted.contains("flush=Err"), "seen through a failing write: {lines:?}");
 }
 
 #[test]
