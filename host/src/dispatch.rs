@@ -14,8 +14,9 @@ use crate::request::{
 };
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -78,6 +79,8 @@ pub struct Dispatcher {
     server: ServerSettings,
     /// Request tasks, so that shutdown can wait for them.
     tasks: TaskTracker,
+    /// The requests not finished yet, so that shutdown can stop them when its grace runs out.
+    live: Arc<LiveRequests>,
     /// Where request tasks run.
     executors: Executors,
 }
@@ -95,6 +98,24 @@ pub struct Executors {
     /// them in priority, so that when many clients leave at once every guest is stopped
     /// before any is cleaned up after (measured: see `bench/notes.md`).
     pub reaper: tokio::runtime::Handle,
+}
+
+/// The connection states of the requests whose task has not finished, by request id.
+#[derive(Debug, Default)]
+struct LiveRequests(Mutex<HashMap<u64, Arc<ConnState>>>);
+
+impl LiveRequests {
+    fn insert(&self, id: u64, conn: Arc<ConnState>) {
+        self.0.lock().expect("live requests").insert(id, conn);
+    }
+
+    fn remove(&self, id: u64) {
+        self.0.lock().expect("live requests").remove(&id);
+    }
+
+    fn all(&self) -> Vec<Arc<ConnState>> {
+        self.0.lock().expect("live requests").values().cloned().collect()
+    }
 }
 
 /// A request that got an instance slot.
@@ -160,6 +181,7 @@ impl Dispatcher {
             next_conn: AtomicU64::new(1),
             server,
             tasks: TaskTracker::new(),
+            live: Arc::default(),
             executors,
         })
     }
@@ -234,6 +256,14 @@ impl Dispatcher {
         }
     }
 
+    /// Stops every request still running, when the shutdown's grace ran out: each ends as a
+    /// timeout, with a 503 if its head was not sent yet, and its access line.
+    pub fn stop_running(&self) {
+        for conn in self.live.all() {
+            conn.time_out(KillReason::ShutdownGrace);
+        }
+    }
+
     /// Waits for every request task (after the listeners stopped).
     pub async fn drain(&self) {
         self.tasks.close();
@@ -279,6 +309,7 @@ impl Dispatcher {
         let stderr = sink.stderr();
         let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, conn.clone(), route.output_buffer)));
         let invocation = Invocation { id, head, body, output: output.clone(), conn: conn.clone(), stderr };
+        self.live.insert(id, conn.clone());
         let deadline = async {
             match route.request_timeout {
                 Some(limit) => tokio::time::sleep(limit).await,
@@ -325,6 +356,7 @@ impl Dispatcher {
             stopped,
             stopped_mono_ns,
             spent,
+            live: self.live.clone(),
             _admission: admission,
         };
         let stopped_in_host_call = ending.spent.is_none();
@@ -370,6 +402,8 @@ struct Ending {
     stopped_mono_ns: u64,
     /// The instance, when the guest returned or trapped on its own.
     spent: Option<Spent>,
+    /// Where the request is registered as not finished.
+    live: Arc<LiveRequests>,
     /// Held until the instance is gone, which frees the slot.
     _admission: Admission,
 }
@@ -416,6 +450,7 @@ impl Ending {
         }
         .log();
         drop(output);
+        self.live.remove(self.id);
         // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.
     }
 }
@@ -428,6 +463,11 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
             Outcome::Timeout,
             Failure::Error { status: 500, message: "maximum execution time exceeded\n".to_owned() },
             "max_execution_time exceeded".to_owned(),
+        ),
+        Some(KillReason::ShutdownGrace) => (
+            Outcome::Timeout,
+            Failure::Error { status: 503, message: "server shutting down\n".to_owned() },
+            "shutdown_grace exceeded".to_owned(),
         ),
         Some(KillReason::RequestTimeout) => (
             Outcome::Timeout,

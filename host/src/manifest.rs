@@ -46,6 +46,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `send_timeout`). A client that stops reading for that long is treated as gone, so that it
 /// cannot keep a guest blocked in a flush.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `shutdown_grace`: how long running requests may take to finish once the server was
+/// told to stop (php-fpm's `process_control_timeout` is off by default, waiting for ever).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The largest `fastcgi_socket_mode`: permission bits only.
 const MAX_SOCKET_MODE: u32 = 0o777;
 /// Default `max_header_bytes`: the request line plus headers.
@@ -160,6 +163,8 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Time a response write may make no progress.
     pub send_timeout: Duration,
+    /// Time running requests get to finish after a shutdown signal; then they are stopped.
+    pub shutdown_grace: Duration,
     /// Request line plus headers, in bytes.
     pub max_header_bytes: usize,
     /// Number of request header fields.
@@ -318,6 +323,8 @@ struct RawServer {
     body_timeout: Duration,
     #[serde(default = "default_send_timeout", deserialize_with = "positive_duration")]
     send_timeout: Duration,
+    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    shutdown_grace: Duration,
     #[serde(default = "default_max_header_bytes", deserialize_with = "size")]
     max_header_bytes: u64,
     #[serde(default = "default_max_headers")]
@@ -365,6 +372,9 @@ fn default_body_timeout() -> Duration {
 }
 fn default_send_timeout() -> Duration {
     DEFAULT_SEND_TIMEOUT
+}
+fn default_shutdown_grace() -> Duration {
+    DEFAULT_SHUTDOWN_GRACE
 }
 fn default_max_header_bytes() -> u64 {
     DEFAULT_MAX_HEADER_BYTES
@@ -618,6 +628,7 @@ impl Manifest {
             keep_alive_timeout: raw.server.keep_alive_timeout,
             body_timeout: raw.server.body_timeout,
             send_timeout: raw.server.send_timeout,
+            shutdown_grace: raw.server.shutdown_grace,
             max_header_bytes: usize::try_from(raw.server.max_header_bytes).unwrap_or(usize::MAX),
             max_headers: raw.server.max_headers,
             io_threads: raw.server.io_threads,

@@ -1,6 +1,6 @@
 //! The server: binds the manifest's listeners, accepts connections (at most `max_connections`
 //! at once), hands each to its front end, and shuts down gracefully: listeners close, idle
-//! connections end, running requests get [`SHUTDOWN_GRACE`] to finish.
+//! connections end, running requests get `shutdown_grace` to finish and are stopped after it.
 
 use crate::dispatch::{CacheChoice, Dispatcher, Executors};
 use crate::manifest::Manifest;
@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long running requests may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// After `shutdown_grace`, how long the requests stopped then get to send their last bytes
+/// and log their access lines.
+const STOPPED_WAIT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (for example out of file descriptors), so that the loop does
 /// not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -90,13 +91,15 @@ impl Server {
             let _ = accept_loop.await;
         }
         connections.close();
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let drained = || async {
             connections.wait().await;
             self.dispatcher.drain().await;
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period; stopping them");
+        };
+        let grace = self.dispatcher.server().shutdown_grace;
+        if tokio::time::timeout(grace, drained()).await.is_err() {
+            tracing::warn!(?grace, "requests still running after shutdown_grace; stopping them");
+            self.dispatcher.stop_running();
+            let _ = tokio::time::timeout(STOPPED_WAIT, drained()).await;
         }
     }
 }

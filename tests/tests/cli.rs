@@ -186,3 +186,20 @@ fn the_compile_cache_serves_a_restart_and_replaces_a_corrupt_entry() {
     assert!(text.contains("ignoring unusable cache entry"), "{text}");
     assert_eq!(provenance().0, "Cached");
 }
+
+#[test]
+fn requests_still_running_when_shutdown_grace_ends_are_stopped_and_logged() {
+    let route = format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a"));
+    let mut server = tests::Server::start(&format!("[server]\nshutdown_grace = \"300ms\"\n\n{route}"));
+    let mut client = tests::Client::connect(server.addr());
+    client.get("/?ms=60000");
+    server.started("/");
+    server.terminate();
+    let response = client.read_response();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.text(), "server shutting down\n");
+    let access = server.access("/?ms=60000");
+    assert_eq!(access["outcome"], "timeout", "{access}");
+    assert_eq!(access["detail"], "shutdown_grace exceeded", "{access}");
+    assert_eq!(server.wait_exit(), Some(0));
+}

@@ -64,6 +64,8 @@ pub enum KillReason {
     ExecutionTime,
     /// `request_timeout` (wall-clock time) ran out.
     RequestTimeout,
+    /// The server shut down and `shutdown_grace` ran out before the request ended.
+    ShutdownGrace,
 }
 
 /// A hook that makes running Wasm check its connection state promptly (the runtime bumps the

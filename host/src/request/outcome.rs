@@ -14,7 +14,8 @@ pub enum Outcome {
     AbortedTrapped,
     /// The client went away, the guest ignored it (ignore-user-abort) and ran to completion.
     AbortedIgnored,
-    /// A time limit (`max_execution_time` or `request_timeout`) expired and the guest was trapped.
+    /// A time limit (`max_execution_time`, `request_timeout`, or a shutdown's `shutdown_grace`) expired
+    /// and the guest was trapped.
     Timeout,
     /// The guest faulted: a trap of its own, its memory limit, or an instantiation that failed
     /// other than for want of resources (that one is `Rejected`, with a 503).
