@@ -1,5 +1,6 @@
 //! Lists the request line and headers as text, and sets a custom response header. `?status=N`
-//! sets the response status and `?flush=1` flushes the head before the listing.
+//! sets the response status, `?flush=1` flushes the head before the listing, and `?param=NAME`
+//! and `?header=NAME` end it with what the SDK makes of that query parameter and header.
 guest::export_handler!(handle);
 
 fn handle() {
@@ -14,5 +15,11 @@ fn handle() {
     guest::echo(format!("{} {} {}\n", guest::request::method(), guest::request::target(), guest::request::protocol()));
     for (name, value) in guest::request::headers() {
         guest::echo(format!("{name}: {}\n", String::from_utf8_lossy(&value)));
+    }
+    if let Some(name) = guest::request::query_param("param") {
+        guest::echo(format!("param {name:?} = {:?}\n", guest::request::query_param(&name)));
+    }
+    if let Some(name) = guest::request::query_param("header") {
+        guest::echo(format!("header {name:?} = {:?}\n", guest::request::header(&name)));
     }
 }

@@ -138,7 +138,8 @@ pub mod request {
         raw::target()
     }
 
-    /// The protocol version, `HTTP/1.0` or `HTTP/1.1`.
+    /// The protocol version: `HTTP/1.0` or `HTTP/1.1`, or over FastCGI what the web server
+    /// reports (`HTTP/2.0`...).
     pub fn protocol() -> String {
         raw::protocol()
     }
@@ -152,14 +153,44 @@ pub mod request {
         }
     }
 
-    /// The value of the first query parameter called `name`, without percent-decoding.
+    /// The query string, without the `?` (PHP's `$_SERVER['QUERY_STRING']`).
+    pub fn query_string() -> Option<String> {
+        raw::target().split_once('?').map(|(_, query)| query.to_owned())
+    }
+
+    /// The query parameter `name`, as PHP's `$_GET[name]`: names and values percent-decoded
+    /// (`+` is a space), and the last of several wins.
     pub fn query_param(name: &str) -> Option<String> {
-        let target = raw::target();
-        let (_, query) = target.split_once('?')?;
-        query.split('&').find_map(|pair| {
+        query_string()?.split('&').rev().find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then(|| value.to_owned())
+            (form_decode(key) == name).then(|| form_decode(value))
         })
+    }
+
+    /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte; a `%`
+    /// not followed by two hex digits stays as it is, and bytes that are not UTF-8 become U+FFFD.
+    fn form_decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (b'+', _) => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// The value of the query parameter `name` parsed as a number, or `default`.
@@ -172,10 +203,16 @@ pub mod request {
         raw::headers()
     }
 
-    /// The first header called `name` (case-insensitive), if its value is UTF-8.
+    /// The header `name` (case-insensitive), several fields of that name joined with `, `
+    /// (RFC 9110 §5.3); `None` if there is none or a value is not UTF-8 (see [`headers`]).
     pub fn header(name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        raw::headers().into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| String::from_utf8(v).ok())
+        let values: Vec<Vec<u8>> = raw::headers().into_iter().filter(|(n, _)| *n == name).map(|(_, v)| v).collect();
+        if values.is_empty() {
+            return None;
+        }
+        let values: Vec<String> = values.into_iter().map(String::from_utf8).collect::<Result<_, _>>().ok()?;
+        Some(values.join(", "))
     }
 
     /// Reads the next body chunk of at most `max` bytes; an empty chunk means the end.
@@ -183,7 +220,8 @@ pub mod request {
         raw::read_body(max)
     }
 
-    /// Reads the whole body.
+    /// Reads the whole body. On an error the bytes read before it are dropped; read with
+    /// [`read_body`] to keep them.
     pub fn body() -> Result<Vec<u8>, BodyError> {
         /// Bytes asked for per read; the host may return fewer.
         const CHUNK: u32 = 64 * 1024;

@@ -256,7 +256,7 @@ pub struct RouteSpec {
     pub abort_detection: AbortDetection,
     /// Whether a client half-close counts as an abort.
     pub half_close_aborts: bool,
-    /// Guest CPU time allowed; `None` is unlimited.
+    /// Time in guest code allowed (`max_execution_time`); `None` is unlimited.
     pub max_execution_time: Option<Duration>,
     /// Wall-clock time allowed; `None` is unlimited.
     pub request_timeout: Option<Duration>,

@@ -431,3 +431,15 @@ fn a_small_unread_body_is_skipped_and_the_connection_kept() {
     client.get("/hello");
     assert_eq!(client.read_response().text(), "hello\n");
 }
+
+#[test]
+fn the_sdk_reads_query_parameters_and_headers_as_php_does() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    // Names and values percent-decoded, `+` a space, the last of several wins; repeated
+    // header fields joined with ", ".
+    client.send("GET /headers?param=a%20b&a+b=first&a%20b=x%2By+z&header=X-Multi HTTP/1.1\r\nHost: t\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\n");
+    let text = client.read_response().text();
+    assert!(text.contains("param \"a b\" = Some(\"x+y z\")\n"), "{text}");
+    assert!(text.contains("header \"X-Multi\" = Some(\"1, 2\")\n"), "{text}");
+}
