@@ -16,6 +16,7 @@ fn handle() {
     for (name, value) in guest::request::headers() {
         guest::echo(format!("{name}: {}\n", String::from_utf8_lossy(&value)));
     }
+    guest::echo(format!("remote {:?}\n", guest::request::remote_addr()));
     if let Some(name) = guest::request::query_param("param") {
         guest::echo(format!("param {name:?} = {:?}\n", guest::request::query_param(&name)));
     }

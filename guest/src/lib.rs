@@ -144,6 +144,12 @@ pub mod request {
         raw::protocol()
     }
 
+    /// The client's address, `IP:PORT` (over FastCGI as the web server reports it); `None` over
+    /// a Unix socket (PHP's `$_SERVER['REMOTE_ADDR']`).
+    pub fn remote_addr() -> Option<String> {
+        raw::remote_addr()
+    }
+
     /// The path part of the target.
     pub fn path() -> String {
         let target = raw::target();

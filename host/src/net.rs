@@ -43,6 +43,8 @@ pub trait Stream: Send + 'static {
     type Write: AsyncWrite + Send + Unpin + 'static;
     /// Splits the stream.
     fn split(self) -> (Self::Read, Self::Write);
+    /// The peer's address, `IP:PORT`; `None` for a Unix socket, whose peer has none to name.
+    fn peer(&self) -> Option<std::sync::Arc<str>>;
 }
 
 fn would_block() -> io::Result<()> {
@@ -52,7 +54,7 @@ fn would_block() -> io::Result<()> {
 /// [`Stream`] for a tokio stream type and [`ReadHalf`] for its owned read half: TCP and Unix
 /// sockets behave the same here.
 macro_rules! stream {
-    ($stream:ty, $module:ident) => {
+    ($stream:ty, $module:ident, $peer:expr) => {
         impl ReadHalf for tokio::net::$module::OwnedReadHalf {
             fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
                 self.as_ref().ready(interest)
@@ -71,12 +73,15 @@ macro_rules! stream {
             fn split(self) -> (Self::Read, Self::Write) {
                 self.into_split()
             }
+            fn peer(&self) -> Option<std::sync::Arc<str>> {
+                $peer(self)
+            }
         }
     };
 }
 
-stream!(TcpStream, tcp);
-stream!(UnixStream, unix);
+stream!(TcpStream, tcp, |s: &TcpStream| s.peer_addr().ok().map(|addr| addr.to_string().into()));
+stream!(UnixStream, unix, |_: &UnixStream| None);
 
 /// Connections the kernel queues before they are accepted: enough for a burst of thousands of
 /// clients connecting at once (the kernel caps it at `net.core.somaxconn`).

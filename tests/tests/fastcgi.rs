@@ -109,6 +109,7 @@ fn request_headers_and_errors_map_like_http() {
     let text = response.text();
     assert!(text.starts_with("GET /headers?q=1 HTTP/1.1\n"), "{text}");
     assert!(text.contains("host: test\n"), "{text}");
+    assert!(text.contains("remote Some(\"127.0.0.1:"), "nginx's REMOTE_ADDR and REMOTE_PORT: {text}");
     assert_eq!(get(&nginx.addr(TCP), "/nowhere").status, 404);
     // nginx passes CONTENT_LENGTH and CONTENT_TYPE and the same headers again as HTTP_
     // variables: the guest sees each once, as over HTTP.

@@ -440,6 +440,8 @@ fn the_sdk_reads_query_parameters_and_headers_as_php_does() {
     // header fields joined with ", ".
     client.send("GET /headers?param=a%20b&a+b=first&a%20b=x%2By+z&header=X-Multi HTTP/1.1\r\nHost: t\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\n");
     let text = client.read_response().text();
+    let local = client.stream.local_addr().expect("the client's address");
+    assert!(text.contains(&format!("remote Some(\"{local}\")\n")), "the client's IP:PORT: {text}");
     assert!(text.contains("param \"a b\" = Some(\"x+y z\")\n"), "{text}");
     assert!(text.contains("header \"X-Multi\" = Some(\"1, 2\")\n"), "{text}");
 }

@@ -43,6 +43,8 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     let mut query = None;
     let mut protocol = None;
     let mut content_length = None;
+    let mut remote_addr = None;
+    let mut remote_port = None;
     let mut headers = Vec::new();
     for (name, value) in params {
         match name.as_slice() {
@@ -58,6 +60,9 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
             b"QUERY_STRING" => query = Some(text(&value, "QUERY_STRING")?),
             // RFC 3875 §4.1.16.
             b"SERVER_PROTOCOL" => protocol = Some(text(&value, "SERVER_PROTOCOL")?),
+            // RFC 3875 §4.1.8; REMOTE_PORT is not in it, but web servers send it.
+            b"REMOTE_ADDR" if !value.is_empty() => remote_addr = Some(text(&value, "REMOTE_ADDR")?),
+            b"REMOTE_PORT" if !value.is_empty() => remote_port = Some(text(&value, "REMOTE_PORT")?),
             // RFC 3875 §4.1.2: the body length; also the guest's content-length header.
             b"CONTENT_LENGTH" => {
                 let length = text(&value, "CONTENT_LENGTH")?;
@@ -95,7 +100,12 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
             target
         }
     };
-    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), headers };
+    let remote_addr = remote_addr.map(|addr| match remote_port {
+        Some(port) if addr.contains(':') => format!("[{addr}]:{port}").into(),
+        Some(port) => format!("{addr}:{port}").into(),
+        None => addr.into(),
+    });
+    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), remote_addr, headers };
     let route_path = match (route_by, script_name) {
         (RouteBy::ScriptName, Some(script)) if script.starts_with('/') => script,
         _ => head.path().to_owned(),
@@ -136,6 +146,8 @@ mod tests {
                 ("CONTENT_TYPE", "text/plain"),
                 ("CONTENT_LENGTH", "4"),
                 ("HTTP_HOST", "example"),
+                ("REMOTE_ADDR", "::1"),
+                ("REMOTE_PORT", "4711"),
                 ("HTTP_CONTENT_TYPE", "text/plain"),
                 ("HTTP_CONTENT_LENGTH", "4"),
                 ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
@@ -148,6 +160,7 @@ mod tests {
         assert_eq!(request.head.target, "/seed-a?iua=1");
         assert_eq!(request.head.protocol, "HTTP/1.0");
         assert_eq!(request.content_length, Some(4));
+        assert_eq!(request.head.remote_addr.as_deref(), Some("[::1]:4711"));
         assert_eq!(request.route_path, "/seed-a");
         let names: Vec<_> = request.head.headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["content-type", "content-length", "host", "x-forwarded-for"]);

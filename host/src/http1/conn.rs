@@ -37,6 +37,7 @@ struct Release<W> {
 
 /// Serves requests on `stream` until the client or the server ends the connection.
 pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
+    let peer = stream.peer();
     let (rd, wr) = stream.split();
     let server = dispatcher.server();
     let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
@@ -45,6 +46,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
         peer_closed: None,
         limits,
         body_timeout: server.body_timeout,
+        peer,
         id: dispatcher.next_conn_id(),
     };
     let mut writer = Some(wr);
@@ -66,6 +68,8 @@ struct Connection<R> {
     limits: HeadLimits,
     /// The server's `body_timeout`.
     body_timeout: Duration,
+    /// The client's address, for the requests' heads.
+    peer: Option<Arc<str>>,
     /// The connection id, for the log.
     id: u64,
 }
@@ -184,7 +188,8 @@ impl<R: ReadHalf> Connection<R> {
         };
         let arrived = Instant::now();
         let keep_alive = parsed.keep_alive && !shutdown.is_cancelled();
-        let Parsed { head, version, framing, expect_continue, .. } = parsed;
+        let Parsed { mut head, version, framing, expect_continue, .. } = parsed;
+        head.remote_addr.clone_from(&self.peer);
         // A request the host refuses keeps the connection only if it has no body to skip.
         let reject_keeps = keep_alive && framing == Framing::Empty;
         let is_head = head.is_head();

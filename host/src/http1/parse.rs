@@ -207,7 +207,8 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
         Version::Http11 => !connection_close,
         Version::Http10 => connection_keep_alive && !connection_close,
     };
-    let head = RequestHead { method, target, protocol: version.as_str().to_owned(), headers: fields };
+    // The connection, which knows the client's address, fills in `remote_addr`.
+    let head = RequestHead { method, target, protocol: version.as_str().to_owned(), remote_addr: None, headers: fields };
     Ok(Some((Parsed { head, version, framing, keep_alive, expect_continue }, len)))
 }
 

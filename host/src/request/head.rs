@@ -1,6 +1,7 @@
 //! The protocol-neutral request and response heads: what a guest sees of the request line and
 //! headers whichever front end received them, and the status and headers it answers with.
 
+use std::sync::Arc;
 use thiserror::Error;
 
 /// The request line and headers, as the guest sees them.
@@ -10,8 +11,10 @@ pub struct RequestHead {
     pub method: String,
     /// Path plus query, for example `/seed-a?iua=1`.
     pub target: String,
-    /// `HTTP/1.0` or `HTTP/1.1`.
+    /// `HTTP/1.0` or `HTTP/1.1` (over FastCGI, what the web server says).
     pub protocol: String,
+    /// The client's address (`IP:PORT`), if the front end knows one.
+    pub remote_addr: Option<Arc<str>>,
     /// Headers in arrival order, names lowercased, values as raw bytes.
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -179,7 +182,13 @@ mod tests {
 
     #[test]
     fn path_drops_the_query() {
-        let head = RequestHead { method: "GET".into(), target: "/a/b?x=1".into(), protocol: "HTTP/1.1".into(), headers: vec![] };
+        let head = RequestHead {
+            method: "GET".into(),
+            target: "/a/b?x=1".into(),
+            protocol: "HTTP/1.1".into(),
+            remote_addr: None,
+            headers: vec![],
+        };
         assert_eq!(head.path(), "/a/b");
     }
 }

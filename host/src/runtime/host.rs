@@ -171,6 +171,10 @@ impl request::Host for HostState {
         Ok(self.head.protocol.clone())
     }
 
+    async fn remote_addr(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.head.remote_addr.as_deref().map(str::to_owned))
+    }
+
     async fn headers(&mut self) -> wasmtime::Result<Vec<(String, Vec<u8>)>> {
         Ok(self.head.headers.clone())
     }
