@@ -292,16 +292,21 @@ impl<R: ReadHalf> Connection<R> {
     /// Runs while the guest has the response: feeds the body and watches the socket, until the
     /// sink hands the write half back (or is dropped, if the request died).
     async fn drive<W>(&mut self, feed: &mut Feed, conn: &ConnState, release: &mut oneshot::Receiver<Release<W>>) -> Option<Release<W>> {
-        let mut body_deadline = tokio::time::Instant::now() + self.body_timeout;
+        // When `body_timeout` runs out: set once the guest waits for body bytes, cleared by each
+        // arrival (and set again from then). Requests without a body never read the clock for it.
+        let mut body_deadline = None;
         loop {
             feed.pump(&mut self.reader.buf);
             let open = self.peer_closed.is_none();
             // The body has room to go on and the client sends nothing: `body_timeout` runs.
             let awaiting_body = open && feed.wants_input();
+            if awaiting_body {
+                body_deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.body_timeout);
+            }
             // Read when the body needs bytes, or (prompt mode) to buffer a pipelined request;
             // otherwise only watch for the client going away, leaving its bytes queued in the
             // kernel. After a FIN that did not count as an abort, a reset still does.
-            let socket = if open && feed.wants_input() {
+            let socket = if awaiting_body {
                 SocketWork::Read
             } else if conn.detection() == AbortDetection::Write {
                 // PHP-exact: nobody looks at the socket while the guest runs; only a failing
@@ -321,11 +326,15 @@ impl<R: ReadHalf> Connection<R> {
                 released = &mut *release => return released.ok(),
                 () = feed.room(), if feed.pending.is_some() => {}
                 event = self.reader.work(socket) => match event {
-                    SocketEvent::Data => body_deadline = tokio::time::Instant::now() + self.body_timeout,
+                    SocketEvent::Data => body_deadline = None,
                     SocketEvent::Spurious => {}
                     SocketEvent::Closed(how) => self.closed(how, conn, feed),
                 },
-                () = tokio::time::sleep_until(body_deadline), if awaiting_body => {
+                // An async block, so that no timer is made unless the branch is polled.
+                () = async { match body_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                } }, if awaiting_body => {
                     // nginx's client_body_timeout: the client is taken for gone.
                     tracing::info!(timeout = ?self.body_timeout, "the request body stalled; closing as if the client had left");
                     self.closed(PeerClose::Reset, conn, feed);
