@@ -86,6 +86,10 @@ fn hello_and_a_mebibyte_echo_through_nginx_over_tcp_and_unix() {
         assert_eq!(response.status, 200);
         assert_eq!(response.text(), "hello\n");
         assert_eq!(response.header("content-type"), Some("text/plain"));
+        // The guest never flushed, so the host knew the length and said so: nginx passes it on
+        // instead of chunking the body.
+        assert_eq!(response.header("content-length"), Some("6"));
+        assert_eq!(response.header("transfer-encoding"), None);
 
         let mut client = Client::connect(&nginx.addr(block));
         client.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()));
@@ -479,6 +483,7 @@ fn cgi_fcgi_from_libfcgi_is_a_second_real_client() {
         .expect("cgi-fcgi is installed by scripts/setup --test (Debian's libfcgi-bin)");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("Status: 200 OK\r\n"), "{text:?}");
+    assert!(text.contains("\r\nContent-Length: 6\r\n"), "{text:?}");
     assert!(text.ends_with("\r\n\r\nhello\n"), "{text:?}");
 }
 

@@ -394,7 +394,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         let arrived = Instant::now();
         let slot = self.requests.remove(&id);
         let mut cgi = Vec::new();
-        mapping::response_head(&mut cgi, &ResponseHead::host_error(status));
+        mapping::response_head(&mut cgi, &ResponseHead::host_error(status), Some(message.len()));
         let end = record::end_request_body(0, status::REQUEST_COMPLETE);
         let mut frames = Frames::new();
         frames.stream(kind::STDOUT, id, &cgi).stream(kind::STDOUT, id, message.as_bytes()).end_stream(kind::STDOUT, id);
@@ -533,7 +533,8 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
         let mut cgi = Vec::new();
         if let Some(head) = head {
             self.head_sent = true;
-            mapping::response_head(&mut cgi, head);
+            // The head goes out with the end of the response: the body is all there is.
+            mapping::response_head(&mut cgi, head, end.then_some(body.len()));
         }
         let end_body = record::end_request_body(0, status::REQUEST_COMPLETE);
         let mut frames = Frames::new();

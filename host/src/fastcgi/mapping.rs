@@ -113,15 +113,20 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     Ok(CgiRequest { head, route_path, content_length })
 }
 
-/// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3), the guest's headers and
-/// the blank line.
-pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead) {
+/// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3), the guest's headers,
+/// `Content-Length` when the whole body is known (and the status has one), and the blank line.
+/// With a length the web server passes the response on as it is instead of chunking it, as the
+/// HTTP front end frames a response whose guest never flushed.
+pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: Option<usize>) {
     let _ = write!(out, "Status: {} {}\r\n", head.status, reason_phrase(head.status));
     for (name, value) in &head.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(len) = body_len.filter(|_| !head.bodiless()) {
+        let _ = write!(out, "Content-Length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -194,7 +199,14 @@ mod tests {
         head.set_status(404).unwrap();
         head.set_header("content-type", "text/plain").unwrap();
         let mut out = Vec::new();
-        response_head(&mut out, &head);
+        response_head(&mut out, &head, None);
         assert_eq!(out, b"Status: 404 Not Found\r\ncontent-type: text/plain\r\n\r\n");
+        out.clear();
+        response_head(&mut out, &head, Some(6));
+        assert_eq!(out, b"Status: 404 Not Found\r\ncontent-type: text/plain\r\nContent-Length: 6\r\n\r\n");
+        head.set_status(204).unwrap();
+        out.clear();
+        response_head(&mut out, &head, Some(6));
+        assert_eq!(out, b"Status: 204 No Content\r\ncontent-type: text/plain\r\n\r\n", "a 204 has no body to measure");
     }
 }

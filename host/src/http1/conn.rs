@@ -424,7 +424,7 @@ struct Sink<W> {
     release: Option<oneshot::Sender<Release<W>>>,
     /// The request's version, which the response uses.
     version: Version,
-    /// A HEAD request: the body is never sent (nor for a 204 or 304, `encode::bodiless`).
+    /// A HEAD request: the body is never sent (nor for a 204 or 304, `ResponseHead::bodiless`).
     is_head: bool,
     /// Whether the connection may stay open after this response.
     keep_alive: bool,
@@ -486,7 +486,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
 impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     async fn send(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
         if let Some(head) = head {
-            let framing = match (self.is_head || encode::bodiless(head.status), self.version) {
+            let framing = match (self.is_head || head.bodiless(), self.version) {
                 (true, _) => BodyFraming::Headless(None),
                 (false, Version::Http11) => BodyFraming::Chunked,
                 (false, Version::Http10) => BodyFraming::CloseDelimited,
@@ -516,7 +516,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     async fn complete(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
         let result = match head {
             Some(head) => {
-                let framing = if encode::bodiless(head.status) {
+                let framing = if head.bodiless() {
                     BodyFraming::Headless(None)
                 } else if self.is_head {
                     BodyFraming::Headless(Some(body.len()))

@@ -79,13 +79,6 @@ pub fn head(out: &mut Vec<u8>, version: Version, head: &ResponseHead, framing: B
     out.extend_from_slice(CRLF);
 }
 
-/// Whether a response with `status` never has a body on the wire: 204 and 304 (RFC 9110
-/// §6.4.1; the guest cannot set 1xx). Such a response gets no `content-length` or
-/// `transfer-encoding`, and the guest's output for it is dropped, as for HEAD.
-pub fn bodiless(status: u16) -> bool {
-    matches!(status, 204 | 304)
-}
-
 /// The size line that starts a chunk of `len` bytes.
 pub fn chunk_size_line(len: usize) -> Vec<u8> {
     format!("{len:x}\r\n").into_bytes()

@@ -70,6 +70,13 @@ impl ResponseHead {
         Self { status, headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())] }
     }
 
+    /// Whether a response with this status never has a body on the wire: 204 and 304 (RFC 9110
+    /// §6.4.1; the guest cannot set 1xx). Such a response gets no `content-length` or
+    /// `transfer-encoding`, and the guest's output for it is dropped, as for HEAD.
+    pub fn bodiless(&self) -> bool {
+        matches!(self.status, 204 | 304)
+    }
+
     /// Sets the status. HTTP status codes are three digits; 1xx are informational and not a
     /// final response, so a guest may not choose them.
     pub fn set_status(&mut self, status: u16) -> Result<(), HeadError> {
