@@ -33,6 +33,23 @@ fn mebibyte() -> Vec<u8> {
     (0..1 << 20).map(|i: u32| (i % 251) as u8).collect()
 }
 
+/// A guest needs no SDK and no particular language: a component written by hand in WebAssembly
+/// text against wit/tether.wit, assembled here, is served like the Rust ones, with strings,
+/// results and scalars crossing the boundary both ways.
+#[test]
+fn a_hand_written_component_is_served() {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/fixtures/hand_written.wat");
+    let component = wat::parse_file(&source).expect("assembling guest/fixtures/hand_written.wat");
+    let path = tests::fresh_dir("hand_written").join("hand_written.wasm");
+    std::fs::write(&path, component).expect("writing the component");
+    let server = Server::start(&format!("[[route]]\npath = \"/wat\"\ncomponent = \"{}\"\n", path.display()));
+    let response = get(server.addr(), "/wat/x?y=1");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello GET /wat/x?y=1 status=0\n");
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(server.access("/wat/x?y=1")["outcome"], "completed");
+}
+
 #[test]
 fn echo_returns_a_mebibyte_sent_with_content_length() {
     let server = examples();
