@@ -131,7 +131,8 @@ def main():
               f"(pre-load {row['rss_idle_kib'] / 1024:.0f} MiB) | {verdict(back)} |")
     if fcgi:
         ratio = frps["tether"] / frps["php-fpm"]
-        w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}× | {verdict(ratio >= 3)} |")
+        ceiling = f" (no-Wasm baseline: {frps['baseline'] / frps['php-fpm']:.2f}×)" if "baseline" in frps else ""
+        w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}×{ceiling} | {verdict(ratio >= 3)} |")
         w(f"| hello through nginx FastCGI, p99 tether vs php-fpm | lower | {fp99['tether']:.2f} vs {fp99['php-fpm']:.2f} ms | {verdict(fp99['tether'] < fp99['php-fpm'])} |")
     w("")
     gaps = ROOT / "bench" / "gaps.md"
@@ -182,11 +183,15 @@ def main():
         first = next(iter(fcgi.values()))[0]["command"]
         w(f"`{first}` (URL per contender), alternating. One nginx (2 workers, bench/conf/nginx-fastcgi.conf, "
           "the reference's throughput settings) passes one port to php-fpm 8.2 (pm static, 4 children, "
-          "Unix socket, `<?php echo \"hello\";`, bench/conf/php-fpm.conf) and another to Tether's hello "
-          "guest on a Unix socket (bench/conf/fastcgi.toml). The reference measured php-fpm at "
-          "10.9k–14.3k req/s, p99 6–9 ms on this machine.\n")
-        wrk_table(w, fcgi)
-        w(f"\nTether / php-fpm: {frps['tether'] / frps['php-fpm']:.2f}× the requests per second.\n")
+          "Unix socket, `<?php echo \"hello\";`, bench/conf/php-fpm.conf), another to Tether's hello "
+          "guest on a Unix socket (bench/conf/fastcgi.toml), and a third to `baseline`, "
+          "`target/release/fastcgi_baseline`: a minimal tokio FastCGI responder on a Unix socket that "
+          "sends the same bytes as Tether and does nothing else, so its figure is the most any "
+          "application gets through this nginx with `wrk` on the same two cores. The reference "
+          "measured php-fpm at 10.9k–14.3k req/s, p99 6–9 ms on this machine.\n")
+        wrk_table(w, fcgi, ratios_to=("php-fpm", "baseline") if "baseline" in frps else ())
+        w(f"\nTether / php-fpm: {frps['tether'] / frps['php-fpm']:.2f}× the requests per second"
+          + (f"; the no-Wasm baseline / php-fpm: {frps['baseline'] / frps['php-fpm']:.2f}×" if "baseline" in frps else "") + ".\n")
 
     if ws:
         w("## Hello against `wasmtime serve`\n")
