@@ -17,6 +17,7 @@ fn handle() {
         guest::echo(format!("{name}: {}\n", String::from_utf8_lossy(&value)));
     }
     guest::echo(format!("remote {:?}\n", guest::request::remote_addr()));
+    guest::echo(format!("scheme {}\n", guest::request::scheme()));
     if let Some(name) = guest::request::query_param("param") {
         guest::echo(format!("param {name:?} = {:?}\n", guest::request::query_param(&name)));
     }

@@ -150,6 +150,12 @@ pub mod request {
         raw::remote_addr()
     }
 
+    /// `https` when the client's connection was TLS (behind a web server that terminates it and
+    /// says so over FastCGI), otherwise `http` (PHP's `$_SERVER['REQUEST_SCHEME']`).
+    pub fn scheme() -> String {
+        raw::scheme()
+    }
+
     /// The path part of the target.
     pub fn path() -> String {
         let target = raw::target();

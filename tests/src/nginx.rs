@@ -25,6 +25,8 @@ pub const FASTCGI_PARAMS: &str = "
     fastcgi_param SERVER_ADDR $server_addr;
     fastcgi_param SERVER_PORT $server_port;
     fastcgi_param SERVER_NAME $server_name;
+    fastcgi_param REQUEST_SCHEME $scheme;
+    fastcgi_param HTTPS $https if_not_empty;
 ";
 
 /// The nginx binary.

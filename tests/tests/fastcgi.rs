@@ -114,6 +114,7 @@ fn request_headers_and_errors_map_like_http() {
     assert!(text.starts_with("GET /headers?q=1 HTTP/1.1\n"), "{text}");
     assert!(text.contains("host: test\n"), "{text}");
     assert!(text.contains("remote Some(\"127.0.0.1:"), "nginx's REMOTE_ADDR and REMOTE_PORT: {text}");
+    assert!(text.contains("\nscheme http\n"), "nginx's REQUEST_SCHEME, and no HTTPS without TLS: {text}");
     assert_eq!(get(&nginx.addr(TCP), "/nowhere").status, 404);
     // nginx passes CONTENT_LENGTH and CONTENT_TYPE and the same headers again as HTTP_
     // variables: the guest sees each once, as over HTTP.
@@ -470,21 +471,28 @@ fn malformed_records_close_the_connection_and_the_server_keeps_serving() {
     assert_eq!(client.reply(1).body(), "hello\n");
 }
 
-#[test]
-fn cgi_fcgi_from_libfcgi_is_a_second_real_client() {
-    let server = Server::start_fastcgi(&manifest());
+/// Runs `cgi-fcgi` against `server` with `params` as its environment (which it sends as CGI
+/// parameters) and returns what it printed.
+fn cgi_fcgi(server: &Server, params: &[(&str, &str)]) -> String {
     let output = Command::new("cgi-fcgi")
         .args(["-bind", "-connect", server.fastcgi_tcp()])
         .env_clear()
-        .env("REQUEST_METHOD", "GET")
-        .env("REQUEST_URI", "/hello")
-        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .envs(params.iter().copied())
         .output()
         .expect("cgi-fcgi is installed by scripts/setup --test (Debian's libfcgi-bin)");
-    let text = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn cgi_fcgi_from_libfcgi_is_a_second_real_client() {
+    let server = Server::start_fastcgi(&manifest());
+    let text = cgi_fcgi(&server, &[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/hello"), ("SERVER_PROTOCOL", "HTTP/1.1")]);
     assert!(text.starts_with("Status: 200 OK\r\n"), "{text:?}");
     assert!(text.contains("\r\nContent-Length: 6\r\n"), "{text:?}");
     assert!(text.ends_with("\r\n\r\nhello\n"), "{text:?}");
+    // A web server that terminated TLS says so; the guest sees the scheme its client used.
+    let text = cgi_fcgi(&server, &[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/headers"), ("HTTPS", "on")]);
+    assert!(text.contains("\nscheme https\n"), "{text:?}");
 }
 
 #[test]

@@ -459,6 +459,7 @@ fn the_sdk_reads_query_parameters_and_headers_as_php_does() {
     let text = client.read_response().text();
     let local = client.stream.local_addr().expect("the client's address");
     assert!(text.contains(&format!("remote Some(\"{local}\")\n")), "the client's IP:PORT: {text}");
+    assert!(text.contains("\nscheme http\n"), "the listener speaks plain HTTP: {text}");
     assert!(text.contains("param \"a b\" = Some(\"x+y z\")\n"), "{text}");
     assert!(text.contains("header \"X-Multi\" = Some(\"1, 2\")\n"), "{text}");
 }

@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                     target: "/hello".into(),
                     protocol: "HTTP/1.1".into(),
                     remote_addr: None,
+                    https: false,
                     headers: vec![("host".into(), b"bench".to_vec())],
                 };
                 let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn, stderr: None };

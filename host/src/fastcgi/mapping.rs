@@ -45,6 +45,7 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     let mut content_length = None;
     let mut remote_addr = None;
     let mut remote_port = None;
+    let mut https = false;
     let mut headers = Vec::new();
     for (name, value) in params {
         match name.as_slice() {
@@ -63,6 +64,10 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
             // RFC 3875 §4.1.8; REMOTE_PORT is not in it, but web servers send it.
             b"REMOTE_ADDR" if !value.is_empty() => remote_addr = Some(text(&value, "REMOTE_ADDR")?),
             b"REMOTE_PORT" if !value.is_empty() => remote_port = Some(text(&value, "REMOTE_PORT")?),
+            // Not in RFC 3875: web servers set HTTPS to a non-empty value (`on`; IIS says `off`
+            // otherwise) for a TLS client, and nginx also sends REQUEST_SCHEME.
+            b"HTTPS" => https |= !value.is_empty() && !value.eq_ignore_ascii_case(b"off"),
+            b"REQUEST_SCHEME" => https |= value.eq_ignore_ascii_case(b"https"),
             // RFC 3875 §4.1.2: the body length; also the guest's content-length header.
             b"CONTENT_LENGTH" => {
                 let length = text(&value, "CONTENT_LENGTH")?;
@@ -105,7 +110,7 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
         Some(port) => format!("{addr}:{port}").into(),
         None => addr.into(),
     });
-    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), remote_addr, headers };
+    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), remote_addr, https, headers };
     let route_path = match (route_by, script_name) {
         (RouteBy::ScriptName, Some(script)) if script.starts_with('/') => script,
         _ => head.path().to_owned(),
@@ -166,9 +171,25 @@ mod tests {
         assert_eq!(request.head.protocol, "HTTP/1.0");
         assert_eq!(request.content_length, Some(4));
         assert_eq!(request.head.remote_addr.as_deref(), Some("[::1]:4711"));
+        assert!(!request.head.https, "no HTTPS parameter: a plain HTTP client");
         assert_eq!(request.route_path, "/seed-a");
         let names: Vec<_> = request.head.headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["content-type", "content-length", "host", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn https_is_what_the_web_server_says() {
+        let https = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/")];
+            all.extend_from_slice(pairs);
+            request(params(&all), RouteBy::RequestUri).unwrap().head.https
+        };
+        assert!(https(&[("HTTPS", "on")]));
+        assert!(https(&[("REQUEST_SCHEME", "https")]));
+        assert!(https(&[("HTTPS", "1"), ("REQUEST_SCHEME", "http")]), "either says TLS");
+        assert!(!https(&[("HTTPS", "off")]), "IIS's way of saying no");
+        assert!(!https(&[("HTTPS", ""), ("REQUEST_SCHEME", "http")]), "nginx's `$https` is empty without TLS");
+        assert!(!https(&[]));
     }
 
     #[test]

@@ -207,8 +207,9 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
         Version::Http11 => !connection_close,
         Version::Http10 => connection_keep_alive && !connection_close,
     };
-    // The connection, which knows the client's address, fills in `remote_addr`.
-    let head = RequestHead { method, target, protocol: version.as_str().to_owned(), remote_addr: None, headers: fields };
+    // The connection, which knows the client's address, fills in `remote_addr`. The listener
+    // speaks plain HTTP: TLS, if any, ends in front of it.
+    let head = RequestHead { method, target, protocol: version.as_str().to_owned(), remote_addr: None, https: false, headers: fields };
     Ok(Some((Parsed { head, version, framing, keep_alive, expect_continue }, len)))
 }
 

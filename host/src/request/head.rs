@@ -15,6 +15,9 @@ pub struct RequestHead {
     pub protocol: String,
     /// The client's address (`IP:PORT`), if the front end knows one.
     pub remote_addr: Option<Arc<str>>,
+    /// Whether the client's connection was TLS: never over Tether's plain HTTP listener; over
+    /// FastCGI, whether the web server says so.
+    pub https: bool,
     /// Headers in arrival order, names lowercased, values as raw bytes.
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -194,6 +197,7 @@ mod tests {
             target: "/a/b?x=1".into(),
             protocol: "HTTP/1.1".into(),
             remote_addr: None,
+            https: false,
             headers: vec![],
         };
         assert_eq!(head.path(), "/a/b");

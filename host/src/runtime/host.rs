@@ -175,6 +175,10 @@ impl request::Host for HostState {
         Ok(self.head.remote_addr.as_deref().map(str::to_owned))
     }
 
+    async fn scheme(&mut self) -> wasmtime::Result<String> {
+        Ok(if self.head.https { "https" } else { "http" }.to_owned())
+    }
+
     async fn headers(&mut self) -> wasmtime::Result<Vec<(String, Vec<u8>)>> {
         Ok(self.head.headers.clone())
     }
