@@ -273,4 +273,19 @@ pub mod response {
     pub fn headers_sent() -> bool {
         raw::headers_sent()
     }
+
+    /// The status code set so far (PHP's `http_response_code()`).
+    pub fn status() -> u16 {
+        raw::status()
+    }
+
+    /// The headers set so far, names lowercased (PHP's `headers_list()`).
+    pub fn headers() -> Vec<(String, String)> {
+        raw::headers()
+    }
+
+    /// Removes every header called `name` (PHP's `header_remove($name)`).
+    pub fn remove_header(name: &str) -> Result<(), HeadError> {
+        raw::remove_header(name)
+    }
 }

@@ -380,10 +380,12 @@ fn the_response_head_follows_the_wit_rules() {
     // A body that has not arrived when the guest calls finish-request: unavailable after it.
     client.send("POST /rules HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
     let response = client.read_response();
+    assert_eq!(response.status, 201);
     assert_eq!(response.text(), "body\n");
     let x_a: Vec<&str> = response.headers.iter().filter(|(n, _)| n == "x-a").map(|(_, v)| v.as_str()).collect();
-    assert_eq!(x_a, ["1", "2"], "append-header keeps both");
+    assert_eq!(x_a, ["1", "2"], "append-header keeps both; the late remove-header was refused");
     assert_eq!(response.header("x-b"), None, "set after the head was sent");
+    assert_eq!(response.header("x-gone"), None, "removed before the head was sent");
     let (access, lines) = server.finished("/rules");
     assert_eq!(access["outcome"], "finished-early");
     for expected in [
@@ -392,6 +394,11 @@ fn the_response_head_follows_the_wit_rules() {
         "sent after an empty write false",
         "sent after flush true",
         "late header Err(\"headers-sent\")",
+        "remove Ok(())",
+        "status 201",
+        "headers [(\"x-a\", \"1\"), (\"x-a\", \"2\")]",
+        "late remove Err(\"headers-sent\")",
+        "status after flush 201",
         "finish true then false",
         "body after finish Err(\"unavailable\")",
     ] {

@@ -104,6 +104,14 @@ impl ResponseHead {
         self.headers.push((name, value.to_owned()));
         Ok(())
     }
+
+    /// Removes every header called `name`; the name is checked as [`ResponseHead::set_header`]
+    /// checks it.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), HeadError> {
+        let name = validate_header(name, "")?;
+        self.headers.retain(|(n, _)| *n != name);
+        Ok(())
+    }
 }
 
 /// Checks a header against RFC 9110 §5.1 (a name is a `token`) and §5.5 (a value is visible
@@ -179,6 +187,19 @@ mod tests {
         assert_eq!(head.headers.len(), 2);
         assert_eq!(head.set_header("x-a", "4"), Ok(()));
         assert_eq!(head.headers, vec![("x-a".to_owned(), "4".to_owned())]);
+    }
+
+    #[test]
+    fn remove_header_removes_every_field_of_the_name() {
+        let mut head = ResponseHead::default();
+        head.append_header("x-a", "1").unwrap();
+        head.append_header("x-b", "2").unwrap();
+        head.append_header("x-a", "3").unwrap();
+        assert_eq!(head.remove_header("X-A"), Ok(()));
+        assert_eq!(head.headers, vec![("x-b".to_owned(), "2".to_owned())]);
+        assert_eq!(head.remove_header("x-absent"), Ok(()), "nothing to remove is not an error");
+        assert_eq!(head.remove_header("content-length"), Err(HeadError::Reserved));
+        assert_eq!(head.remove_header("bad name"), Err(HeadError::Invalid));
     }
 
     #[test]

@@ -241,6 +241,11 @@ impl Output {
         self.head_sent
     }
 
+    /// The head as set so far, or as sent.
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
     /// The head, for changing it; refused once sent.
     pub fn head_mut(&mut self) -> Result<&mut ResponseHead, HeadError> {
         if self.head_sent { Err(HeadError::HeadersSent) } else { Ok(&mut self.head) }

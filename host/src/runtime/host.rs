@@ -215,6 +215,19 @@ impl response::Host for HostState {
     async fn headers_sent(&mut self) -> wasmtime::Result<bool> {
         Ok(self.output.lock().await.headers_sent())
     }
+
+    async fn status(&mut self) -> wasmtime::Result<u16> {
+        Ok(self.output.lock().await.head().status)
+    }
+
+    async fn headers(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.output.lock().await.head().headers.clone())
+    }
+
+    async fn remove_header(&mut self, name: String) -> wasmtime::Result<Result<(), response::HeadError>> {
+        let mut output = self.output.lock().await;
+        Ok(output.head_mut().and_then(|head| head.remove_header(&name)).map_err(Into::into))
+    }
 }
 
 impl output::Host for HostState {
