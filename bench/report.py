@@ -173,7 +173,10 @@ def main():
     w(f"The same server and command, {len(watcher_costs)} rounds of two back-to-back runs (order alternating): "
       "`tether` on a route in prompt mode, which watches the client while the guest runs, and "
       "`tether-no-watcher` on a route in PHP-exact write mode, which leaves the socket alone. The cost is "
-      "the median over rounds of each round's difference, so that the machine's drift between rounds cancels.\n")
+      "the median over rounds of each round's difference, so that the machine's drift between rounds cancels. "
+      "The routes also differ in one more way: in write mode nothing watches the socket, so the response's "
+      "hand-back must wake the connection task, where in prompt mode the client's next request does "
+      "(ARCHITECTURE.md, *When a response is over*); that wake-up is in the write-mode figure.\n")
     wrk_table(w, watcher)
     w(f"\nPer round: {', '.join(f'{c * 100:+.1f} %' for c in watcher_costs)}. Watcher cost: {watcher_cost * 100:.1f} % of hello req/s"
       + (" (negative: the watching route was the faster)" if watcher_cost < 0 else "") + ".\n")

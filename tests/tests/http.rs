@@ -445,6 +445,27 @@ fn slow_heads_and_idle_connections_are_closed() {
     assert!(started.elapsed() < settings_at_work);
 }
 
+/// The keep-alive idle time runs from the end of the response, not from the request: a guest
+/// that runs longer than `keep_alive_timeout` leaves a connection that still serves the next
+/// request, and then closes once idle for that long.
+#[test]
+fn a_long_request_keeps_its_connection_and_the_idle_time_starts_after_it() {
+    let server = Server::start(&format!(
+        "[server]\nkeep_alive_timeout = \"200ms\"\n\n{}{}",
+        route("/sleep", "seed_a", ""),
+        route("/hello", "hello", "")
+    ));
+    let mut client = Client::connect(server.addr());
+    client.get("/sleep?ms=700");
+    assert_eq!(client.read_response().status, 200);
+    client.get("/hello");
+    let response = client.read_response();
+    assert_eq!((response.status, response.text().as_str()), (200, "hello\n"), "the same connection, after 700 ms");
+    let idle = Instant::now();
+    assert!(client.closed_by_server());
+    assert!(idle.elapsed() < Duration::from_secs(10), "closed by keep_alive_timeout (the default is 75 s)");
+}
+
 #[test]
 fn a_small_unread_body_is_skipped_and_the_connection_kept() {
     let server = examples();

@@ -7,6 +7,7 @@
 
 use super::body::{Decoded, Decoder};
 use super::encode::{self, BodyFraming, CONTINUE, CRLF, LAST_CHUNK};
+use super::handback::{Giver, Taker, handback};
 use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
 use crate::dispatch::{Dispatcher, OVERLOADED, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, write_all_vectored};
@@ -17,7 +18,6 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// Unread request body the connection discards after a response to stay reusable (as Go's
@@ -33,6 +33,8 @@ struct Release<W> {
     writer: W,
     /// Whether the response left the connection usable for another request.
     reusable: bool,
+    /// When the response was complete: the keep-alive idle time runs from here.
+    at: tokio::time::Instant,
 }
 
 /// Serves requests on `stream` until the client or the server ends the connection.
@@ -46,6 +48,8 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
         peer_closed: None,
         limits,
         body_timeout: server.body_timeout,
+        keep_alive_timeout: server.keep_alive_timeout,
+        idle_since: tokio::time::Instant::now(),
         peer,
         id: dispatcher.next_conn_id(),
     };
@@ -68,6 +72,10 @@ struct Connection<R> {
     limits: HeadLimits,
     /// The server's `body_timeout`.
     body_timeout: Duration,
+    /// The server's `keep_alive_timeout`.
+    keep_alive_timeout: Duration,
+    /// Since when the connection has had no request: accepted, or the last response complete.
+    idle_since: tokio::time::Instant,
     /// The client's address, for the requests' heads.
     peer: Option<Arc<str>>,
     /// The connection id, for the log.
@@ -172,7 +180,7 @@ impl<R: ReadHalf> Connection<R> {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         let server = dispatcher.server();
-        let idle = if first { server.header_timeout } else { server.keep_alive_timeout };
+        let idle = if first { server.header_timeout } else { self.keep_alive_timeout };
         let parsed = match self.read_head(idle, server.header_timeout, shutdown).await {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return None,
@@ -223,7 +231,7 @@ impl<R: ReadHalf> Connection<R> {
             conn.peer_closed(how);
         }
         let (mut feed, body) = Feed::new(framing, route.max_body_size);
-        let (release_tx, mut release_rx) = oneshot::channel();
+        let (release_tx, release_rx) = handback();
         let sink = Sink {
             writer: Some(wr),
             release: Some(release_tx),
@@ -243,9 +251,10 @@ impl<R: ReadHalf> Connection<R> {
             id,
             Start { route, admission, head, body, sink: Box::new(sink), conn: conn.clone(), arrived, protocol: "http", conn_id: self.id },
         );
-        let release = self.drive(&mut feed, &conn, &mut release_rx).await;
+        let release = self.drive(&mut feed, &conn, &release_rx, shutdown).await;
         drop(feed.tx.take());
-        let Release { writer, reusable } = release?;
+        let Release { writer, reusable, at } = release?;
+        self.idle_since = at;
         // After a half-close (FIN) the client can still read: requests it pipelined before it
         // are served, then the connection closes (`read_head` finds nothing more).
         let readable = self.peer_closed.is_none() || (self.peer_closed == Some(PeerClose::Fin) && !self.reader.buf.is_empty());
@@ -276,7 +285,7 @@ impl<R: ReadHalf> Connection<R> {
             if self.peer_closed.is_some() {
                 return Ok(None);
             }
-            let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + idle);
+            let until = deadline.unwrap_or(self.idle_since + idle);
             tokio::select! {
                 () = shutdown.cancelled(), if self.reader.buf.is_empty() => return Ok(None),
                 () = tokio::time::sleep_until(until) => return Ok(None),
@@ -291,10 +300,24 @@ impl<R: ReadHalf> Connection<R> {
 
     /// Runs while the guest has the response: feeds the body and watches the socket, until the
     /// sink hands the write half back (or is dropped, if the request died).
-    async fn drive<W>(&mut self, feed: &mut Feed, conn: &ConnState, release: &mut oneshot::Receiver<Release<W>>) -> Option<Release<W>> {
+    ///
+    /// The hand-back wakes this task only when nothing else would (`handback`): a client on a
+    /// kept connection wakes it with its next request. An idle client must still time out, so
+    /// a timer looks at the hand-back once per `keep_alive_timeout`, and a shutdown asks for the
+    /// wake-up from then on.
+    async fn drive<W>(
+        &mut self,
+        feed: &mut Feed,
+        conn: &ConnState,
+        release: &Taker<Release<W>>,
+        shutdown: &CancellationToken,
+    ) -> Option<Release<W>> {
         // When `body_timeout` runs out: set once the guest waits for body bytes, cleared by each
         // arrival (and set again from then). Requests without a body never read the clock for it.
         let mut body_deadline = None;
+        let idle_check = tokio::time::sleep(self.keep_alive_timeout);
+        tokio::pin!(idle_check);
+        let mut shutting_down = false;
         loop {
             feed.pump(&mut self.reader.buf);
             let open = self.peer_closed.is_none();
@@ -321,9 +344,17 @@ impl<R: ReadHalf> Connection<R> {
             } else {
                 SocketWork::Nothing
             };
+            // Whether the hand-back must wake this task: unless it waits for the client's next
+            // bytes with nothing buffered, nothing else would.
+            let wake_wanted = shutting_down || feed.tx.is_some() || !self.reader.buf.is_empty() || !matches!(socket, SocketWork::Read);
             tokio::select! {
                 biased;
-                released = &mut *release => return released.ok(),
+                released = std::future::poll_fn(|cx| release.poll_take(cx, wake_wanted)) => return released,
+                () = shutdown.cancelled(), if !shutting_down => shutting_down = true,
+                () = &mut idle_check => match release.try_take() {
+                    Some(released) => return released,
+                    None => idle_check.as_mut().reset(tokio::time::Instant::now() + self.keep_alive_timeout),
+                },
                 () = feed.room(), if feed.pending.is_some() => {}
                 event = self.reader.work(socket) => match event {
                     SocketEvent::Data => body_deadline = None,
@@ -421,7 +452,7 @@ struct Sink<W> {
     /// The write half; `None` once handed back.
     writer: Option<W>,
     /// Where the write half goes back to.
-    release: Option<oneshot::Sender<Release<W>>>,
+    release: Option<Giver<Release<W>>>,
     /// The request's version, which the response uses.
     version: Version,
     /// A HEAD request: the body is never sent (nor for a 204 or 304, `ResponseHead::bodiless`).
@@ -449,7 +480,9 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
 
     fn release(&mut self, reusable: bool) {
         if let (Some(writer), Some(release)) = (self.writer.take(), self.release.take()) {
-            let _ = release.send(Release { writer, reusable });
+            // A connection that stays open is taken back when its client next sends or leaves;
+            // one that must close is taken back now.
+            release.give(Release { writer, reusable, at: tokio::time::Instant::now() }, !reusable);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 front end: parsing ([`parse`]), body decoding ([`body`]), response encoding
-//! ([`encode`]) and the connection that ties them to the request core ([`conn`]).
+//! ([`encode`]), the connection that ties them to the request core ([`conn`]) and the hand-back
+//! of its write half from a response to the connection ([`handback`]).
 //!
 //! **The front ends never touch wasmtime types**: a request leaves here as a
 //! [`crate::request::RequestHead`], a body stream, a [`crate::request::ResponseSink`] and a
@@ -8,6 +9,7 @@
 pub mod body;
 pub mod conn;
 pub mod encode;
+pub mod handback;
 pub mod parse;
 
 pub use conn::serve;
