@@ -217,6 +217,7 @@ impl<R: ReadHalf> Connection<R> {
                 let bytes = reject(&mut wr, version, status, message, keeps, is_head, server.send_timeout).await;
                 dispatcher.log_rejected("http", self.id, Some(&head), status, bytes, arrived, detail);
                 if keeps {
+                    self.idle_since = tokio::time::Instant::now();
                     return Some(wr);
                 }
                 self.linger(wr, false).await;
