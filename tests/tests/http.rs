@@ -466,6 +466,24 @@ fn a_long_request_keeps_its_connection_and_the_idle_time_starts_after_it() {
     assert!(idle.elapsed() < Duration::from_secs(10), "closed by keep_alive_timeout (the default is 75 s)");
 }
 
+/// A request refused with its connection kept (404) restarts the keep-alive idle time like an
+/// answered one. The sleeps are the subject here (idle time passing), not synchronisation: a
+/// connection whose idle time still ran from the first response would be closed 200 ms before
+/// the third request, and 500 ms separate each side from the timeout.
+#[test]
+fn a_refused_request_restarts_the_idle_time() {
+    let server = Server::start(&format!("[server]\nkeep_alive_timeout = \"1s\"\n\n{}", route("/hello", "hello", "")));
+    let mut client = Client::connect(server.addr());
+    client.get("/hello");
+    assert_eq!(client.read_response().status, 200);
+    std::thread::sleep(Duration::from_millis(800));
+    client.get("/nowhere");
+    assert_eq!(client.read_response().status, 404);
+    std::thread::sleep(Duration::from_millis(500));
+    client.get("/hello");
+    assert_eq!(client.read_response().status, 200, "1.3 s after the first response, 0.5 s after the 404");
+}
+
 #[test]
 fn a_small_unread_body_is_skipped_and_the_connection_kept() {
     let server = examples();
