@@ -7,7 +7,9 @@
 
 use bytes::BytesMut;
 use host::fastcgi::record::{self, BeginRequest, Frames, kind, status};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use host::manifest::DEFAULT_SEND_TIMEOUT;
+use host::net::write_all_vectored;
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{UnixListener, UnixStream};
 
 /// Tether's hello response as CGI output (`Status` line, the guest's header, the length Tether
@@ -33,11 +35,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Answers the requests on one connection, one at a time, until the peer closes it or a
-/// request without `FCGI_KEEP_CONN` has been answered.
+/// request without `FCGI_KEEP_CONN` has been answered. Each answer is one vectored write, as
+/// Tether's.
 async fn serve(mut stream: UnixStream) -> anyhow::Result<()> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut keep_conn = false;
-    let mut out = Vec::new();
     loop {
         while let Some(rec) = record::decode(&mut buf)? {
             match rec.kind {
@@ -46,11 +48,7 @@ async fn serve(mut stream: UnixStream) -> anyhow::Result<()> {
                     let (id, end) = (rec.request_id, record::end_request_body(0, status::REQUEST_COMPLETE));
                     let mut frames = Frames::new();
                     frames.stream(kind::STDOUT, id, RESPONSE).end_stream(kind::STDOUT, id).record(kind::END_REQUEST, id, &end);
-                    for slice in frames.slices() {
-                        out.extend_from_slice(&slice);
-                    }
-                    stream.write_all(&out).await?;
-                    out.clear();
+                    write_all_vectored(&mut stream, &mut frames.slices(), DEFAULT_SEND_TIMEOUT, &mut 0).await?;
                     if !keep_conn {
                         return Ok(());
                     }

@@ -316,8 +316,10 @@ impl<R: ReadHalf> Connection<R> {
         // When `body_timeout` runs out: set once the guest waits for body bytes, cleared by each
         // arrival (and set again from then). Requests without a body never read the clock for it.
         let mut body_deadline = None;
+        // Made once per request, not per turn of the loop (a body streams in many turns).
         let idle_check = tokio::time::sleep(self.keep_alive_timeout);
-        tokio::pin!(idle_check);
+        let shutdown_started = shutdown.cancelled();
+        tokio::pin!(idle_check, shutdown_started);
         let mut shutting_down = false;
         loop {
             feed.pump(&mut self.reader.buf);
@@ -351,7 +353,7 @@ impl<R: ReadHalf> Connection<R> {
             tokio::select! {
                 biased;
                 released = std::future::poll_fn(|cx| release.poll_take(cx, wake_wanted)) => return released,
-                () = shutdown.cancelled(), if !shutting_down => shutting_down = true,
+                () = &mut shutdown_started, if !shutting_down => shutting_down = true,
                 () = &mut idle_check => match release.try_take() {
                     Some(released) => return released,
                     None => idle_check.as_mut().reset(tokio::time::Instant::now() + self.keep_alive_timeout),
