@@ -1,6 +1,8 @@
 //! Builds every guest in `guest/` (the examples and the test fixtures) for `wasm32-wasip2` with
-//! the workspace's `guest` profile, and tells the crate where they are (`TETHER_GUEST_DIR`).
-//! The host embeds the example guests, and the tests load the fixtures from there.
+//! the workspace's `guest` profile, assembles the hand-written `guest/fixtures/*.wat` next to
+//! them, and tells the crate where they are (`TETHER_GUEST_DIR`).
+//! The host embeds the example guests, and the tests load the fixtures from there (the `tests`
+//! crate finds them by this layout: `<target>/guests/wasm32-wasip2/guest/examples`).
 //!
 //! The guests get their own target directory, so this nested cargo never waits on the lock the
 //! outer build holds.
@@ -42,7 +44,21 @@ fn main() {
         panic!("building the guests in guest/ failed (see the cargo output above)");
     }
     let guest_dir = target_dir.join(GUEST_TARGET).join(GUEST_PROFILE).join("examples");
+    assemble_wat_fixtures(&workspace.join("guest/fixtures"), &guest_dir);
     println!("cargo:rustc-env=TETHER_GUEST_DIR={}", guest_dir.display());
+}
+
+/// Assembles each `NAME.wat` in `fixtures` into `NAME.wasm` in `guest_dir`.
+fn assemble_wat_fixtures(fixtures: &Path, guest_dir: &Path) {
+    let entries = std::fs::read_dir(fixtures).unwrap_or_else(|error| panic!("reading {}: {error}", fixtures.display()));
+    for entry in entries {
+        let source = entry.expect("listing guest/fixtures").path();
+        if source.extension().is_some_and(|ext| ext == "wat") {
+            let binary = wat::parse_file(&source).unwrap_or_else(|error| panic!("assembling {}: {error}", source.display()));
+            let target = guest_dir.join(source.with_extension("wasm").file_name().expect("a file name"));
+            std::fs::write(&target, binary).unwrap_or_else(|error| panic!("writing {}: {error}", target.display()));
+        }
+    }
 }
 
 /// Fails with instructions if the Rust standard library for the guest target is missing.

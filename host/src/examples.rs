@@ -3,9 +3,6 @@
 
 use crate::manifest::{Manifest, ManifestError, Origin};
 
-/// Where the build put every guest, examples and fixtures (`<name>.wasm`).
-pub const GUEST_DIR: &str = env!("TETHER_GUEST_DIR");
-
 /// The built-in example manifest.
 pub const EXAMPLE_MANIFEST: &str = include_str!("example.toml");
 

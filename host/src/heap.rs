@@ -34,8 +34,8 @@ pub struct Busy {
 
 /// The message logged when, idle for [`IDLE_TRIM_DELAY`], the server has given freed heap
 /// memory back (with `rss_before_kib` and `rss_after_kib`); by then every finished instance is
-/// torn down. Tests and benchmarks wait for it.
-pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
+/// torn down. Tests and benchmarks wait for it (the `tests` crate spells it out again).
+const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
 
 impl IdleTrim {
     /// Counts a request in flight until the returned guard is dropped.

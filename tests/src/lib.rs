@@ -8,7 +8,6 @@
 pub mod fcgi;
 pub mod nginx;
 
-pub use host::heap::IDLE_TRIMMED;
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
@@ -23,12 +22,20 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// How many of the last log events a timed-out wait shows.
 const FAILURE_LOG_EVENTS: usize = 40;
 
-/// The directory with the built guests (`<name>.wasm`).
-pub const GUEST_DIR: &str = host::examples::GUEST_DIR;
+/// The message the server logs once it has trimmed its heap after going idle (the host's
+/// `heap::IDLE_TRIMMED`; kept apart so this crate does not link the host).
+pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
+
+/// The directory with the built guests (`<name>.wasm`): where `host/build.rs` puts them,
+/// `<target>/guests/wasm32-wasip2/guest/examples`. Building the `tether` binary builds them.
+pub fn guest_dir() -> PathBuf {
+    tether_bin();
+    profile_dir().parent().expect("<target>").join("guests/wasm32-wasip2/guest/examples")
+}
 
 /// The path of a built guest, for a manifest.
 pub fn guest(name: &str) -> String {
-    let path = Path::new(GUEST_DIR).join(format!("{name}.wasm"));
+    let path = guest_dir().join(format!("{name}.wasm"));
     assert!(path.is_file(), "guest {name} was not built: {}", path.display());
     path.display().to_string()
 }
@@ -62,6 +69,11 @@ fn profile_dir() -> PathBuf {
 /// The `tether` binary, built (or confirmed up to date) once per process with the same profile
 /// as the caller. Cargo releases its build lock while tests run, so this is a no-op when
 /// nothing changed.
+///
+/// `--tests` selects the host's dev-dependencies as `cargo test` does, so features unify the
+/// same way and the binary reuses the libraries the test run already built (without it, a
+/// dev-dependency's extra features would rebuild tokio, wasmtime-wasi and the host a second
+/// time). The host's test targets it also names are already fresh by then.
 pub fn tether_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -69,7 +81,7 @@ pub fn tether_bin() -> &'static Path {
         let release = profile_dir.file_name().is_some_and(|name| name == "release");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--package", "host", "--bin", "tether"]);
+        build.args(["build", "--quiet", "--package", "host", "--bin", "tether", "--tests"]);
         if release {
             build.arg("--release");
         }

@@ -34,15 +34,12 @@ fn mebibyte() -> Vec<u8> {
 }
 
 /// A guest needs no SDK and no particular language: a component written by hand in WebAssembly
-/// text against wit/tether.wit, assembled here, is served like the Rust ones, with strings,
+/// text against wit/tether.wit (assembled by the build) is served like the Rust ones, with strings,
 /// results and scalars crossing the boundary both ways.
 #[test]
 fn a_hand_written_component_is_served() {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/fixtures/hand_written.wat");
-    let component = wat::parse_file(&source).expect("assembling guest/fixtures/hand_written.wat");
-    let path = tests::fresh_dir("hand_written").join("hand_written.wasm");
-    std::fs::write(&path, component).expect("writing the component");
-    let server = Server::start(&format!("[[route]]\npath = \"/wat\"\ncomponent = \"{}\"\n", path.display()));
+    // Assembled from guest/fixtures/hand_written.wat by host/build.rs.
+    let server = Server::start(&route("/wat", "hand_written", ""));
     let response = get(server.addr(), "/wat/x?y=1");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "hello GET /wat/x?y=1 status=0\n");
