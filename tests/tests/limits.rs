@@ -48,6 +48,36 @@ fn set_time_limit_restarts_the_budget() {
     assert_eq!(get(server.addr(), "/met/spin?ms=700&limit=0").status, 200);
 }
 
+/// Three computing guests share one guest thread, taking turns at each epoch tick. Each is
+/// charged only for its own turns, as PHP's CPU-time limit would: the three budgets of 300 ms
+/// add up to at least 900 ms on that thread, so the last one ends no sooner than that.
+#[test]
+fn max_execution_time_does_not_count_other_guests_turns() {
+    let server = Server::start(&format!("[server]\nguest_threads = 1\n{}", route("/met/spin", "spin", "max_execution_time = \"300ms\"")));
+    let targets: Vec<String> = (0..3).map(|n| format!("/met/spin?ms=20000&n={n}")).collect();
+    let mut clients: Vec<Client> = targets
+        .iter()
+        .map(|target| {
+            let mut client = Client::connect(server.addr());
+            client.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+            client
+        })
+        .collect();
+    for client in &mut clients {
+        assert_eq!(client.read_response().status, 500);
+    }
+    let longest = targets
+        .iter()
+        .map(|target| {
+            let access = server.access(target);
+            assert_eq!(access["outcome"], "timeout");
+            access["duration_us"].as_u64().expect("duration_us")
+        })
+        .max()
+        .expect("three requests");
+    assert!(longest >= 750_000, "the last guest ended after {longest} µs: it was charged for the others' turns");
+}
+
 #[test]
 fn request_timeout_stops_a_sleeping_guest_with_504() {
     let server = server();
