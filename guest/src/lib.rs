@@ -227,6 +227,20 @@ pub mod request {
         Some(values.join(", "))
     }
 
+    /// The CGI variables besides the headers, in order, values as raw bytes (PHP's `$_SERVER`
+    /// without its `HTTP_*` entries): over FastCGI every non-header parameter the web server
+    /// sent (including its `fastcgi_param` additions), over HTTP the ones Tether knows.
+    pub fn server_vars() -> Vec<(String, Vec<u8>)> {
+        raw::server_vars()
+    }
+
+    /// The CGI variable `name` (PHP's `$_SERVER[name]`, case-sensitive like it); `None` if there
+    /// is none or its value is not UTF-8 (see [`server_vars`]).
+    pub fn server_var(name: &str) -> Option<String> {
+        let (_, value) = raw::server_vars().into_iter().rev().find(|(n, _)| n == name)?;
+        String::from_utf8(value).ok()
+    }
+
     /// Reads the next body chunk of at most `max` bytes; an empty chunk means the end.
     pub fn read_body(max: u32) -> Result<Vec<u8>, BodyError> {
         raw::read_body(max)

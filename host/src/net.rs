@@ -45,6 +45,8 @@ pub trait Stream: Send + 'static {
     fn split(self) -> (Self::Read, Self::Write);
     /// The peer's address, `IP:PORT`; `None` for a Unix socket, whose peer has none to name.
     fn peer(&self) -> Option<std::sync::Arc<str>>;
+    /// This side's address, `IP:PORT`; `None` for a Unix socket.
+    fn local(&self) -> Option<std::sync::Arc<str>>;
 }
 
 fn would_block() -> io::Result<()> {
@@ -54,7 +56,7 @@ fn would_block() -> io::Result<()> {
 /// [`Stream`] for a tokio stream type and [`ReadHalf`] for its owned read half: TCP and Unix
 /// sockets behave the same here.
 macro_rules! stream {
-    ($stream:ty, $module:ident, $peer:expr) => {
+    ($stream:ty, $module:ident, $peer:expr, $local:expr) => {
         impl ReadHalf for tokio::net::$module::OwnedReadHalf {
             fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
                 self.as_ref().ready(interest)
@@ -76,12 +78,18 @@ macro_rules! stream {
             fn peer(&self) -> Option<std::sync::Arc<str>> {
                 $peer(self)
             }
+            fn local(&self) -> Option<std::sync::Arc<str>> {
+                $local(self)
+            }
         }
     };
 }
 
-stream!(TcpStream, tcp, |s: &TcpStream| s.peer_addr().ok().map(|addr| addr.to_string().into()));
-stream!(UnixStream, unix, |_: &UnixStream| None);
+stream!(TcpStream, tcp, |s: &TcpStream| s.peer_addr().ok().map(|addr| addr.to_string().into()), |s: &TcpStream| s
+    .local_addr()
+    .ok()
+    .map(|addr| addr.to_string().into()));
+stream!(UnixStream, unix, |_: &UnixStream| None, |_: &UnixStream| None);
 
 /// Connections the kernel queues before they are accepted: enough for a burst of thousands of
 /// clients connecting at once (the kernel caps it at `net.core.somaxconn`).

@@ -24,7 +24,7 @@ fn manifest() -> String {
 fn pass(upstream: &str, ignore_client_abort: bool, buffering: bool) -> String {
     let on = |b: bool| if b { "on" } else { "off" };
     format!(
-        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_ignore_client_abort {};\n            fastcgi_buffering {};\n            fastcgi_pass {upstream};\n        }}",
+        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_param APP_ENV tested;\n            fastcgi_ignore_client_abort {};\n            fastcgi_buffering {};\n            fastcgi_pass {upstream};\n        }}",
         on(ignore_client_abort),
         on(buffering)
     )
@@ -115,6 +115,21 @@ fn request_headers_and_errors_map_like_http() {
     assert!(text.contains("host: test\n"), "{text}");
     assert!(text.contains("remote Some(\"127.0.0.1:"), "nginx's REMOTE_ADDR and REMOTE_PORT: {text}");
     assert!(text.contains("\nscheme http\n"), "nginx's REQUEST_SCHEME, and no HTTPS without TLS: {text}");
+    // Every CGI variable but the headers reaches the guest as nginx sent it, its
+    // configuration's own `fastcgi_param` too (PHP's $_SERVER).
+    let text = get(&nginx.addr(TCP), "/headers?vars=1&var=APP_ENV").text();
+    let port = nginx.addr(TCP).rsplit_once(':').map(|(_, port)| port.to_owned()).expect("a port");
+    for var in [
+        "var REQUEST_URI=/headers?vars=1&var=APP_ENV\n".to_owned(),
+        "var DOCUMENT_URI=/headers\n".to_owned(),
+        format!("var SERVER_PORT={port}\n"),
+        "var SERVER_ADDR=127.0.0.1\n".to_owned(),
+        "var APP_ENV=tested\n".to_owned(),
+        "server var \"APP_ENV\" = Some(\"tested\")\n".to_owned(),
+    ] {
+        assert!(text.contains(&var), "{var:?} in {text}");
+    }
+    assert!(!text.contains("var HTTP_"), "headers come once, as headers: {text}");
     assert_eq!(get(&nginx.addr(TCP), "/nowhere").status, 404);
     // nginx passes CONTENT_LENGTH and CONTENT_TYPE and the same headers again as HTTP_
     // variables: the guest sees each once, as over HTTP.

@@ -492,6 +492,32 @@ fn a_small_unread_body_is_skipped_and_the_connection_kept() {
     assert_eq!(client.read_response().text(), "hello\n");
 }
 
+/// PHP's `$_SERVER` over Tether's own HTTP listener: the variables it knows, from both ends
+/// of the connection and the request line, and no `HTTP_*` copies of the headers.
+#[test]
+fn server_variables_describe_the_connection_and_the_request_line() {
+    let server = examples();
+    let mut client = Client::connect(server.addr());
+    client.send("GET /headers?vars=1&var=SERVER_PORT HTTP/1.1\r\nHost: t\r\n\r\n");
+    let text = client.read_response().text();
+    let (local, peer) = (client.stream.local_addr().expect("local"), client.stream.peer_addr().expect("peer"));
+    for var in [
+        "var REQUEST_METHOD=GET\n".to_owned(),
+        "var REQUEST_URI=/headers?vars=1&var=SERVER_PORT\n".to_owned(),
+        "var QUERY_STRING=vars=1&var=SERVER_PORT\n".to_owned(),
+        "var SERVER_PROTOCOL=HTTP/1.1\n".to_owned(),
+        "var REQUEST_SCHEME=http\n".to_owned(),
+        format!("var SERVER_ADDR={}\n", peer.ip()),
+        format!("var SERVER_PORT={}\n", peer.port()),
+        format!("var REMOTE_ADDR={}\n", local.ip()),
+        format!("var REMOTE_PORT={}\n", local.port()),
+        format!("server var \"SERVER_PORT\" = Some(\"{}\")\n", peer.port()),
+    ] {
+        assert!(text.contains(&var), "{var:?} in {text}");
+    }
+    assert!(!text.contains("var HTTP_"), "{text}");
+}
+
 #[test]
 fn the_sdk_reads_query_parameters_and_headers_as_php_does() {
     let server = examples();

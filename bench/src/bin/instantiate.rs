@@ -64,6 +64,8 @@ fn main() -> anyhow::Result<()> {
                     target: "/hello".into(),
                     protocol: "HTTP/1.1".into(),
                     remote_addr: None,
+                    local_addr: None,
+                    cgi_vars: None,
                     https: false,
                     headers: vec![("host".into(), b"bench".to_vec())],
                 };

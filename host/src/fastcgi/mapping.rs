@@ -47,7 +47,17 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     let mut remote_port = None;
     let mut https = false;
     let mut headers = Vec::new();
+    let mut vars = Vec::with_capacity(params.len());
     for (name, value) in params {
+        // RFC 3875 §4.1.18: protocol-specific meta-variables carry the request headers. Those
+        // that CONTENT_LENGTH and CONTENT_TYPE carry are not repeated (nginx sends both), so the
+        // guest gets each header once.
+        if let Some(field) = name.strip_prefix(b"HTTP_") {
+            if field != b"CONTENT_LENGTH" && field != b"CONTENT_TYPE" {
+                headers.push((String::from_utf8_lossy(field).to_ascii_lowercase().replace('_', "-"), value));
+            }
+            continue;
+        }
         match name.as_slice() {
             // RFC 3875 §4.1.12.
             b"REQUEST_METHOD" => method = Some(text(&value, "REQUEST_METHOD")?),
@@ -73,22 +83,17 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
                 let length = text(&value, "CONTENT_LENGTH")?;
                 if !length.is_empty() {
                     content_length = Some(length.trim().parse().map_err(|_| MappingError::ContentLength)?);
-                    headers.push(("content-length".to_owned(), value));
+                    headers.push(("content-length".to_owned(), value.clone()));
                 }
             }
             // RFC 3875 §4.1.3.
-            b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value)),
-            // RFC 3875 §4.1.18: the headers that CONTENT_LENGTH and CONTENT_TYPE carry are not
-            // repeated as HTTP_ variables; nginx sends both, and the guest gets each header once.
-            b"HTTP_CONTENT_LENGTH" | b"HTTP_CONTENT_TYPE" => {}
-            // RFC 3875 §4.1.18: protocol-specific meta-variables carry the request headers.
-            _ => {
-                if let Some(field) = name.strip_prefix(b"HTTP_") {
-                    let field = String::from_utf8_lossy(field).to_ascii_lowercase().replace('_', "-");
-                    headers.push((field, value));
-                }
-            }
+            b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value.clone())),
+            _ => {}
         }
+        // Every other variable (SCRIPT_FILENAME, DOCUMENT_ROOT, SERVER_NAME, a `fastcgi_param`
+        // of the web server's own...) reaches the guest as it came, and so do the ones above.
+        let name = String::from_utf8(name).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        vars.push((name, value));
     }
     let method = method.ok_or(MappingError::Missing("REQUEST_METHOD"))?;
     let target = match request_uri {
@@ -110,7 +115,16 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
         Some(port) => format!("{addr}:{port}").into(),
         None => addr.into(),
     });
-    let head = RequestHead { method, target, protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()), remote_addr, https, headers };
+    let head = RequestHead {
+        method,
+        target,
+        protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()),
+        remote_addr,
+        local_addr: None,
+        cgi_vars: Some(vars),
+        https,
+        headers,
+    };
     let route_path = match (route_by, script_name) {
         (RouteBy::ScriptName, Some(script)) if script.starts_with('/') => script,
         _ => head.path().to_owned(),
@@ -175,6 +189,21 @@ mod tests {
         assert_eq!(request.route_path, "/seed-a");
         let names: Vec<_> = request.head.headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["content-type", "content-length", "host", "x-forwarded-for"]);
+        // Every variable but the headers reaches the guest as it came, in order.
+        let vars: Vec<_> = request.head.server_vars().into_iter().map(|(n, _)| n).collect();
+        let expected = [
+            "REQUEST_METHOD",
+            "REQUEST_URI",
+            "SCRIPT_NAME",
+            "QUERY_STRING",
+            "SERVER_PROTOCOL",
+            "CONTENT_TYPE",
+            "CONTENT_LENGTH",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "GATEWAY_INTERFACE",
+        ];
+        assert_eq!(vars, expected);
     }
 
     #[test]

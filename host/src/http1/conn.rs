@@ -39,7 +39,7 @@ struct Release<W> {
 
 /// Serves requests on `stream` until the client or the server ends the connection.
 pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
-    let peer = stream.peer();
+    let (peer, local) = (stream.peer(), stream.local());
     let (rd, wr) = stream.split();
     let server = dispatcher.server();
     let limits = HeadLimits { max_bytes: server.max_header_bytes, max_headers: server.max_headers };
@@ -51,6 +51,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
         keep_alive_timeout: server.keep_alive_timeout,
         idle_since: tokio::time::Instant::now(),
         peer,
+        local,
         id: dispatcher.next_conn_id(),
     };
     let mut writer = Some(wr);
@@ -78,6 +79,8 @@ struct Connection<R> {
     idle_since: tokio::time::Instant,
     /// The client's address, for the requests' heads.
     peer: Option<Arc<str>>,
+    /// The server's side of the connection, for the requests' heads.
+    local: Option<Arc<str>>,
     /// The connection id, for the log.
     id: u64,
 }
@@ -198,6 +201,7 @@ impl<R: ReadHalf> Connection<R> {
         let keep_alive = parsed.keep_alive && !shutdown.is_cancelled();
         let Parsed { mut head, version, framing, expect_continue, .. } = parsed;
         head.remote_addr.clone_from(&self.peer);
+        head.local_addr.clone_from(&self.local);
         // A request the host refuses keeps the connection only if it has no body to skip.
         let reject_keeps = keep_alive && framing == Framing::Empty;
         let is_head = head.is_head();

@@ -207,9 +207,18 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
         Version::Http11 => !connection_close,
         Version::Http10 => connection_keep_alive && !connection_close,
     };
-    // The connection, which knows the client's address, fills in `remote_addr`. The listener
-    // speaks plain HTTP: TLS, if any, ends in front of it.
-    let head = RequestHead { method, target, protocol: version.as_str().to_owned(), remote_addr: None, https: false, headers: fields };
+    // The connection, which knows both ends' addresses, fills in `remote_addr` and
+    // `local_addr`. The listener speaks plain HTTP: TLS, if any, ends in front of it.
+    let head = RequestHead {
+        method,
+        target,
+        protocol: version.as_str().to_owned(),
+        remote_addr: None,
+        local_addr: None,
+        cgi_vars: None,
+        https: false,
+        headers: fields,
+    };
     Ok(Some((Parsed { head, version, framing, keep_alive, expect_continue }, len)))
 }
 

@@ -15,6 +15,12 @@ pub struct RequestHead {
     pub protocol: String,
     /// The client's address (`IP:PORT`), if the front end knows one.
     pub remote_addr: Option<Arc<str>>,
+    /// The server's address the client reached (`IP:PORT`), if the front end knows one: the
+    /// HTTP listener's side of a TCP connection. Over FastCGI the web server's variables say it.
+    pub local_addr: Option<Arc<str>>,
+    /// The CGI variables a web server sent besides the headers (FastCGI's `PARAMS` other than
+    /// `HTTP_*`), in arrival order; `None` for a request that came with none (HTTP).
+    pub cgi_vars: Option<Vec<(String, Vec<u8>)>>,
     /// Whether the client's connection was TLS: never over Tether's plain HTTP listener; over
     /// FastCGI, whether the web server says so.
     pub https: bool,
@@ -32,6 +38,42 @@ impl RequestHead {
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
     }
+
+    /// The request's CGI variables besides the headers (PHP's `$_SERVER` without `HTTP_*`):
+    /// what the web server sent, or for a request that came without any, the ones this head
+    /// knows (RFC 3875 §4.1 names).
+    pub fn server_vars(&self) -> Vec<(String, Vec<u8>)> {
+        if let Some(vars) = &self.cgi_vars {
+            return vars.clone();
+        }
+        let query = self.target.split_once('?').map_or("", |(_, query)| query);
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("SERVER_SOFTWARE", SERVER_SOFTWARE),
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_PROTOCOL", &self.protocol),
+            ("REQUEST_SCHEME", if self.https { "https" } else { "http" }),
+            ("REQUEST_METHOD", &self.method),
+            ("REQUEST_URI", &self.target),
+            ("QUERY_STRING", query),
+        ];
+        for (addr, [host_var, port_var]) in
+            [(&self.local_addr, ["SERVER_ADDR", "SERVER_PORT"]), (&self.remote_addr, ["REMOTE_ADDR", "REMOTE_PORT"])]
+        {
+            if let Some((host, port)) = addr.as_deref().and_then(split_host_port) {
+                vars.extend([(host_var, host), (port_var, port)]);
+            }
+        }
+        vars.into_iter().map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec())).collect()
+    }
+}
+
+/// `SERVER_SOFTWARE` for requests that came without CGI variables.
+const SERVER_SOFTWARE: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
+
+/// Splits `IP:PORT` or `[IPv6]:PORT` into the address (without brackets) and the port.
+fn split_host_port(addr: &str) -> Option<(&str, &str)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host), port))
 }
 
 /// Why a change to the response head was refused. Mirrors the WIT `head-error`.
@@ -218,9 +260,38 @@ mod tests {
             target: "/a/b?x=1".into(),
             protocol: "HTTP/1.1".into(),
             remote_addr: None,
+            local_addr: None,
+            cgi_vars: None,
             https: false,
             headers: vec![],
         };
         assert_eq!(head.path(), "/a/b");
+    }
+
+    #[test]
+    fn server_vars_are_what_the_web_server_sent_or_what_the_head_knows() {
+        let mut head = RequestHead {
+            method: "POST".into(),
+            target: "/a/b?x=1&y".into(),
+            protocol: "HTTP/1.1".into(),
+            remote_addr: Some("[::1]:50000".into()),
+            local_addr: Some("127.0.0.1:8080".into()),
+            cgi_vars: None,
+            https: false,
+            headers: vec![("host".into(), b"t".to_vec())],
+        };
+        let vars = head.server_vars();
+        let var = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        assert_eq!(var("REQUEST_METHOD").as_deref(), Some("POST"));
+        assert_eq!(var("REQUEST_URI").as_deref(), Some("/a/b?x=1&y"));
+        assert_eq!(var("QUERY_STRING").as_deref(), Some("x=1&y"));
+        assert_eq!(var("REQUEST_SCHEME").as_deref(), Some("http"));
+        assert_eq!(var("SERVER_ADDR").as_deref(), Some("127.0.0.1"));
+        assert_eq!(var("SERVER_PORT").as_deref(), Some("8080"));
+        assert_eq!(var("REMOTE_ADDR").as_deref(), Some("::1"));
+        assert_eq!(var("REMOTE_PORT").as_deref(), Some("50000"));
+        assert!(vars.iter().all(|(name, _)| !name.starts_with("HTTP_")), "headers are not repeated");
+        head.cgi_vars = Some(vec![("APP_ENV".into(), b"prod".to_vec())]);
+        assert_eq!(head.server_vars(), vec![("APP_ENV".to_owned(), b"prod".to_vec())]);
     }
 }

@@ -183,6 +183,10 @@ impl request::Host for HostState {
         Ok(self.head.headers.clone())
     }
 
+    async fn server_vars(&mut self) -> wasmtime::Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.head.server_vars())
+    }
+
     async fn read_body(&mut self, max: u32) -> wasmtime::Result<Result<Vec<u8>, request::BodyError>> {
         self.alive()?;
         if !self.body.is_exhausted() {
