@@ -85,10 +85,12 @@ macro_rules! stream {
     };
 }
 
-stream!(TcpStream, tcp, |s: &TcpStream| s.peer_addr().ok().map(|addr| addr.to_string().into()), |s: &TcpStream| s
-    .local_addr()
-    .ok()
-    .map(|addr| addr.to_string().into()));
+/// One end's address of a TCP stream, as `IP:PORT`.
+fn tcp_addr(addr: io::Result<std::net::SocketAddr>) -> Option<std::sync::Arc<str>> {
+    addr.ok().map(|addr| addr.to_string().into())
+}
+
+stream!(TcpStream, tcp, |s: &TcpStream| tcp_addr(s.peer_addr()), |s: &TcpStream| tcp_addr(s.local_addr()));
 stream!(UnixStream, unix, |_: &UnixStream| None, |_: &UnixStream| None);
 
 /// Connections the kernel queues before they are accepted: enough for a burst of thousands of

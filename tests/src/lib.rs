@@ -70,10 +70,11 @@ fn profile_dir() -> PathBuf {
 /// as the caller. Cargo releases its build lock while tests run, so this is a no-op when
 /// nothing changed.
 ///
-/// `--tests` selects the host's dev-dependencies as `cargo test` does, so features unify the
-/// same way and the binary reuses the libraries the test run already built (without it, a
-/// dev-dependency's extra features would rebuild tokio, wasmtime-wasi and the host a second
-/// time). The host's test targets it also names are already fresh by then.
+/// A debug caller is `cargo test`: `--tests` selects the host's dev-dependencies as it does, so
+/// features unify the same way and the binary reuses the libraries the test run built (without
+/// it, a dev-dependency's extra features would rebuild tokio, wasmtime-wasi and the host a
+/// second time); the host's test targets it also names are fresh by then. A release caller is
+/// the benchmark harness, which built with `cargo build --release`, without dev-dependencies.
 pub fn tether_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -81,10 +82,8 @@ pub fn tether_bin() -> &'static Path {
         let release = profile_dir.file_name().is_some_and(|name| name == "release");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--package", "host", "--bin", "tether", "--tests"]);
-        if release {
-            build.arg("--release");
-        }
+        build.args(["build", "--quiet", "--package", "host", "--bin", "tether"]);
+        build.arg(if release { "--release" } else { "--tests" });
         let status = build.status().expect("running cargo build for the tether binary");
         assert!(status.success(), "building the tether binary failed");
         profile_dir.join("tether")
