@@ -39,6 +39,11 @@ impl RequestHead {
         self.method == "HEAD"
     }
 
+    /// The scheme the client used: `https` when its connection was TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
     /// The request's CGI variables besides the headers (PHP's `$_SERVER` without `HTTP_*`):
     /// what the web server sent, or for a request that came without any, the ones this head
     /// knows (RFC 3875 §4.1 names).
@@ -51,7 +56,7 @@ impl RequestHead {
             ("SERVER_SOFTWARE", SERVER_SOFTWARE),
             ("GATEWAY_INTERFACE", "CGI/1.1"),
             ("SERVER_PROTOCOL", &self.protocol),
-            ("REQUEST_SCHEME", if self.https { "https" } else { "http" }),
+            ("REQUEST_SCHEME", self.scheme()),
             ("REQUEST_METHOD", &self.method),
             ("REQUEST_URI", &self.target),
             ("QUERY_STRING", query),

@@ -176,7 +176,7 @@ impl request::Host for HostState {
     }
 
     async fn scheme(&mut self) -> wasmtime::Result<String> {
-        Ok(if self.head.https { "https" } else { "http" }.to_owned())
+        Ok(self.head.scheme().to_owned())
     }
 
     async fn headers(&mut self) -> wasmtime::Result<Vec<(String, Vec<u8>)>> {
