@@ -3,7 +3,7 @@
 //!
 //! "Need more bytes" is `Ok(None)`, not an error.
 
-use crate::request::RequestHead;
+use crate::request::{RequestHead, is_tchar};
 use thiserror::Error;
 
 /// Limits on a request head.
@@ -96,6 +96,14 @@ impl ParseError {
     }
 }
 
+/// httparse reports a bad method and a bad request target alike (`Error::Token`); the message
+/// tells them apart. The method is the line's first token, ended by a space (RFC 9112 §3).
+fn token_error(buf: &[u8]) -> ParseError {
+    let method_end = buf.iter().position(|&b| b == b' ');
+    let method_ok = method_end.is_some_and(|end| end > 0 && buf[..end].iter().copied().all(is_tchar));
+    ParseError::Malformed(if method_ok { "invalid request target, or no HTTP version after it" } else { "invalid method" })
+}
+
 /// Parses the head at the start of `buf`. Returns the head and its length in bytes, or `None`
 /// if more bytes are needed.
 pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, ParseError> {
@@ -106,7 +114,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Option<(Parsed, usize)>, 
         httparse::Error::Version => ParseError::UnsupportedVersion,
         httparse::Error::HeaderName => ParseError::Malformed("invalid header name"),
         httparse::Error::HeaderValue => ParseError::Malformed("invalid header value"),
-        httparse::Error::Token => ParseError::Malformed("invalid method"),
+        httparse::Error::Token => token_error(buf),
         httparse::Error::NewLine => ParseError::Malformed("invalid line ending"),
         httparse::Error::Status => ParseError::Malformed("invalid request line"),
     })?;
@@ -297,7 +305,9 @@ mod tests {
         assert_eq!(err("GET / HTTP/1.1\r\n\r\n").status(), 400);
         assert_eq!(err("GET / HTTP/1.1\r\nHost: x\r\nExpect: tea\r\n\r\n").status(), 417);
         assert_eq!(err("GET * HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
-        assert_eq!(err("G@T / HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
+        assert_eq!(err("G@T / HTTP/1.1\r\nHost: x\r\n\r\n"), ParseError::Malformed("invalid method"));
+        assert_eq!(err("GET /hello\r\n\r\n"), ParseError::Malformed("invalid request target, or no HTTP version after it"));
+        assert_eq!(err("GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n"), ParseError::Malformed("invalid request target, or no HTTP version after it"));
         assert_eq!(err("GET / HTTP/2.0\r\nHost: x\r\n\r\n").status(), 505);
         assert_eq!(err("BLAH\r\n\r\n").status(), 400);
         assert_eq!(err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n").status(), 400);

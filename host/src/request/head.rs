@@ -161,11 +161,15 @@ impl ResponseHead {
     }
 }
 
+/// Whether `b` may appear in a `token` (RFC 9110 §5.6.2): a method or a header name.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Checks a header against RFC 9110 §5.1 (a name is a `token`) and §5.5 (a value is visible
 /// characters, spaces and tabs, never CR, LF or NUL, which would split the response) and returns
 /// the lowercased name.
 fn validate_header(name: &str, value: &str) -> Result<String, HeadError> {
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(HeadError::Invalid);
     }

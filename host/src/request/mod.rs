@@ -14,7 +14,7 @@ mod sink;
 
 pub use body::{BodyError, BodyReceiver, BodySender};
 pub use conn_state::{ABORTED, AbortDetection, ConnState, InterruptHook, KillReason, PeerClose, TIMEOUT};
-pub use head::{HeadError, RequestHead, ResponseHead, reason_phrase};
+pub use head::{HeadError, RequestHead, ResponseHead, is_tchar, reason_phrase};
 pub use outcome::{AccessRecord, Outcome, abort_latency, monotonic_ns};
 pub use output::{CLIENT_CLOSED_REQUEST, MustTrap, Output, OutputError, OutputResult};
 pub use sink::{Failure, ResponseSink, StderrSink};
