@@ -55,12 +55,16 @@ fn a_broken_component_names_its_field_and_line() {
     let dir = fresh_dir("broken");
     std::fs::write(dir.join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").expect("writing");
     std::fs::write(dir.join("text.wasm"), b"this is not wasm").expect("writing");
-    for file in ["broken.wasm", "text.wasm"] {
+    std::fs::write(dir.join("module.wasm"), b"\0asm\x01\0\0\0").expect("writing");
+    for (file, says) in
+        [("broken.wasm", "unexpected end-of-file"), ("text.wasm", "not WebAssembly"), ("module.wasm", "core WebAssembly module")]
+    {
         let path = dir.join(format!("{file}.toml"));
         std::fs::write(&path, format!("[[route]]\npath = \"/x\"\ncomponent = \"{file}\"\n")).expect("writing");
         let (code, out) = tether(&["check", &path.display().to_string()]);
         assert_eq!(code, 78, "{out}");
         assert!(out.contains(":3:13: field `route[1].component`:") && out.contains("not a valid wasm component"), "{out}");
+        assert!(out.contains(says), "{file}: {out}");
     }
 }
 

@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(err("GET * HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
         assert_eq!(err("G@T / HTTP/1.1\r\nHost: x\r\n\r\n"), ParseError::Malformed("invalid method"));
         assert_eq!(err("GET /hello\r\n\r\n"), ParseError::Malformed("invalid request target, or no HTTP version after it"));
-        assert_eq!(err("GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n"), ParseError::Malformed("invalid request target, or no HTTP version after it"));
+        assert_eq!(
+            err("GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ParseError::Malformed("invalid request target, or no HTTP version after it")
+        );
         assert_eq!(err("GET / HTTP/2.0\r\nHost: x\r\n\r\n").status(), 505);
         assert_eq!(err("BLAH\r\n\r\n").status(), 400);
         assert_eq!(err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n").status(), 400);

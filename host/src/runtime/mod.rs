@@ -172,6 +172,7 @@ impl Runtime {
     /// Compiles (or loads from the cache) a component and prepares it for instantiation.
     pub fn load(&self, wasm: &[u8], settings: GuestSettings) -> Result<Guest, LoadError> {
         let started = Instant::now();
+        check_header(wasm)?;
         let (component, provenance) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine.engine, wasm),
             None => Component::new(&self.engine.engine, wasm).map(|c| (c, Provenance::Compiled)).map_err(anyhow::Error::from),
@@ -182,6 +183,29 @@ impl Runtime {
         tracing::debug!(route = &*settings.route, ?provenance, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "component loaded");
         Ok(Guest { pre, settings: Arc::new(settings), ticker: self.engine.ticker() })
     }
+}
+
+/// The first four bytes of every WebAssembly binary, core module or component.
+const WASM_MAGIC: &[u8] = b"\0asm";
+/// The four bytes after the magic in a core module (version 1, layer 0); a component's differ.
+const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
+
+/// Tells apart, before compiling, the files that are no component at all, with an error that
+/// says what the file is and what to do (wasmtime's own would be about a parser's expectations).
+fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
+    let problem = if wasm.is_empty() {
+        "the file is empty"
+    } else if wasm.trim_ascii_start().starts_with(b"(") {
+        "the file is WebAssembly text; assemble it first (`wasm-tools parse guest.wat -o guest.wasm`)"
+    } else if !wasm.starts_with(WASM_MAGIC) {
+        "the file is not WebAssembly (it does not start with `\\0asm`)"
+    } else if wasm[WASM_MAGIC.len()..].starts_with(CORE_MODULE_VERSION) {
+        "the file is a core WebAssembly module, not a component; build the guest for `wasm32-wasip2`, \
+         or wrap the module (`wasm-tools component new`)"
+    } else {
+        return Ok(());
+    };
+    Err(LoadError::Invalid(problem.to_owned()))
 }
 
 /// A component ready to serve requests: one `InstancePre`, shared by all its requests.
@@ -282,7 +306,21 @@ impl Guest {
 
 #[cfg(test)]
 mod tests {
-    use super::GuestFailure;
+    use super::{GuestFailure, LoadError, check_header};
+
+    #[test]
+    fn files_that_are_no_component_say_what_they_are() {
+        let problem = |wasm: &[u8]| match check_header(wasm) {
+            Err(LoadError::Invalid(problem)) => problem,
+            other => panic!("{other:?}"),
+        };
+        assert!(problem(b"").contains("empty"));
+        assert!(problem(b"  (component)").contains("WebAssembly text"));
+        assert!(problem(b"#!/bin/sh").contains("not WebAssembly"));
+        assert!(problem(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok(), "a component's header");
+        assert!(check_header(b"\0asm").is_ok(), "too short to tell: wasmtime reports it");
+    }
 
     #[test]
     fn exhausted_resources_are_told_apart_from_broken_instantiations() {
