@@ -113,7 +113,13 @@ impl Server {
 
     /// Starts a server with `manifest` and extra `serve` arguments.
     pub fn start_with(manifest: &str, args: &[&str]) -> Server {
-        Self::launch(Some(manifest), args)
+        Self::launch(Some(manifest), args, None)
+    }
+
+    /// Starts a server with `manifest` in a process whose address space the kernel caps at
+    /// `kib` KiB (`ulimit -v`), so that reserving memory fails as on an exhausted machine.
+    pub fn start_with_address_space(manifest: &str, kib: u64) -> Server {
+        Self::launch(Some(manifest), &["--listen", "127.0.0.1:0"], Some(kib))
     }
 
     /// Starts a server with `manifest` that listens for FastCGI on an ephemeral TCP port and on
@@ -126,7 +132,7 @@ impl Server {
         let unix = format!("unix:{}", socket.display());
         // nginx's workers run as another user: the socket must be open to them.
         let manifest = format!("[server]\nfastcgi_socket_mode = 0o666\n\n{manifest}");
-        Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix])
+        Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix], None)
     }
 
     /// The FastCGI TCP address (`127.0.0.1:PORT`).
@@ -141,12 +147,20 @@ impl Server {
 
     /// Starts `tether serve` without a manifest (the built-in examples) on an ephemeral port.
     pub fn start_with_builtin() -> Server {
-        Self::launch(None, &["--listen", "127.0.0.1:0"])
+        Self::launch(None, &["--listen", "127.0.0.1:0"], None)
     }
 
-    fn launch(manifest: Option<&str>, args: &[&str]) -> Server {
+    fn launch(manifest: Option<&str>, args: &[&str], address_space_kib: Option<u64>) -> Server {
         let dir = fresh_dir("server");
-        let mut command = Command::new(tether_bin());
+        let mut command = match address_space_kib {
+            // The shell sets the limit and then becomes the server, with the arguments below.
+            Some(kib) => {
+                let mut shell = Command::new("/bin/sh");
+                shell.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")]).arg(tether_bin());
+                shell
+            }
+            None => Command::new(tether_bin()),
+        };
         command.args(["--log-format", "json", "serve"]);
         if let Some(manifest) = manifest {
             let manifest_path = dir.join("tether.toml");

@@ -214,6 +214,25 @@ fn a_full_instance_pool_answers_503_until_a_slot_frees() {
 }
 
 #[test]
+fn a_machine_out_of_memory_for_instances_gets_503_and_the_server_lives_on() {
+    // Below the 4 GiB an instance's linear memory reserves (and far below the pooling
+    // allocator's reservation), above what the server itself needs.
+    const ADDRESS_SPACE_KIB: u64 = 3 << 20;
+    let server = Server::start_with_address_space(&route("/hello", "hello", ""), ADDRESS_SPACE_KIB);
+    server.wait_for("the fallback to on-demand allocation", |events| {
+        events.iter().any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("the pooling allocator is unavailable"))).then_some(())
+    });
+    for attempt in ["/hello?first", "/hello?second"] {
+        let response = get(server.addr(), attempt);
+        assert_eq!(response.status, 503, "{attempt}");
+        assert_eq!(response.text(), "server overloaded, retry later\n");
+        let access = server.access(attempt);
+        assert_eq!(access["outcome"], "rejected");
+        assert!(access["detail"].as_str().is_some_and(|d| d.starts_with("out of resources for a new instance")), "{access}");
+    }
+}
+
+#[test]
 fn an_instance_still_being_torn_down_does_not_refuse_the_next_request() {
     // One slot, one keep-alive client: each answer frees the connection a few microseconds
     // before the instance behind it is torn down, and the next request must wait for that.
