@@ -224,6 +224,6 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let idle = runtime("tether-check", 1, || {})?;
     let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
     let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), executors)?;
-    println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.routes().count());
+    println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.route_count());
     Ok(())
 }

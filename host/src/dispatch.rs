@@ -7,13 +7,13 @@
 //! keeps watching its socket while the guest runs.
 
 use crate::heap::{Busy, IdleTrim};
-use crate::manifest::{GuestStart, Manifest, ManifestError, RouteSpec, ServerSettings};
+use crate::manifest::{GuestStart, Manifest, ServerSettings};
 use crate::request::{
-    AbortDetection, AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead, ResponseSink, abort_latency,
-    monotonic_ns,
+    AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead, ResponseSink, abort_latency, monotonic_ns,
 };
-use crate::router::Router;
-use crate::runtime::{CompileCache, EngineLimits, Guest, GuestFailure, GuestSettings, Invocation, Preopen, Runtime, Spent};
+use crate::routes::Routes;
+pub use crate::routes::{CacheChoice, Route};
+use crate::runtime::{GuestFailure, Invocation, Spent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,43 +30,11 @@ pub const OVERLOADED: &str = "server overloaded, retry later\n";
 /// server that is really full still answers at once.
 const ADMISSION_WAIT: Duration = Duration::from_millis(100);
 
-/// A route, ready to serve.
-#[derive(Debug)]
-pub struct Route {
-    /// The path prefix.
-    pub path: Arc<str>,
-    /// The loaded component.
-    guest: Guest,
-    /// PHP's output buffer size.
-    pub output_buffer: usize,
-    /// How aborts are detected.
-    pub abort_detection: AbortDetection,
-    /// Whether a half-close aborts.
-    pub half_close_aborts: bool,
-    /// The wall-clock limit.
-    pub request_timeout: Option<Duration>,
-    /// The request body limit.
-    pub max_body_size: u64,
-}
-
-/// How the compile cache is configured.
-#[derive(Clone, Debug)]
-pub enum CacheChoice {
-    /// The manifest's `cache_dir`, else the default location.
-    Default,
-    /// This directory.
-    Dir(std::path::PathBuf),
-    /// No cache.
-    Off,
-}
-
 /// Everything needed to run requests. Shared by all connections.
 #[derive(Debug)]
 pub struct Dispatcher {
-    /// Routes by path prefix.
-    router: Router<Arc<Route>>,
-    /// The sandbox.
-    runtime: Runtime,
+    /// The routes, with the runtime they are loaded into.
+    routes: Arc<Routes>,
     /// One permit per guest instance alive (`max_instances`).
     instances: Arc<Semaphore>,
     /// Counts requests in flight, to give memory back once the server is idle.
@@ -153,28 +121,12 @@ impl Dispatcher {
     /// Builds the runtime and loads every route's component. Requests will run on `executors`.
     pub fn new(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> Result<Self, anyhow::Error> {
         let server = manifest.server.clone();
-        let limits = EngineLimits {
-            max_instances: server.max_instances,
-            max_memory: manifest.routes.iter().map(|r| r.max_memory).max().unwrap_or(0),
-            pooling: server.pooling,
-            keep_resident: server.keep_resident,
-        };
-        let cache = match cache {
-            CacheChoice::Off => None,
-            CacheChoice::Dir(dir) => Some(CompileCache::new(dir)),
-            CacheChoice::Default => server.cache_dir.clone().or_else(CompileCache::default_dir).map(CompileCache::new),
-        };
-        let runtime = Runtime::new(&limits, cache)?;
-        let mut routes = Vec::with_capacity(manifest.routes.len());
-        for spec in &manifest.routes {
-            routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec)?)));
-        }
-        tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
+        let routes = Arc::new(Routes::load(manifest, cache)?);
         let idle_trim = Arc::new(IdleTrim::default());
-        executors.reaper.spawn(idle_trim.clone().run());
+        let releaser = routes.clone();
+        executors.reaper.spawn(idle_trim.clone().run(move || releaser.release_pool()));
         Ok(Self {
-            router: Router::new(routes),
-            runtime,
+            routes,
             instances: Arc::new(Semaphore::new(server.max_instances as usize)),
             idle_trim,
             next_id: AtomicU64::new(1),
@@ -193,12 +145,12 @@ impl Dispatcher {
 
     /// The route for `path`, if any.
     pub fn route(&self, path: &str) -> Option<Arc<Route>> {
-        self.router.route(path).map(|(_, route)| route.clone())
+        self.routes.route(path)
     }
 
-    /// All routes.
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.router.iter().map(|(_, route)| route)
+    /// How many routes there are.
+    pub fn route_count(&self) -> usize {
+        self.routes.count()
     }
 
     /// An instance slot, or `None` (logged) when all `max_instances` stay busy for
@@ -215,11 +167,6 @@ impl Dispatcher {
             },
         };
         Some(Admission { _permit: permit, _busy: self.idle_trim.busy() })
-    }
-
-    /// Fresh connection state for a request on `route`.
-    pub fn conn_state(&self, route: &Route) -> Arc<ConnState> {
-        Arc::new(ConnState::new(route.abort_detection, route.half_close_aborts, self.runtime.interrupt_hook()))
     }
 
     /// A new request id.
@@ -483,25 +430,4 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
             (Outcome::Trapped, Failure::Error { status: 500, message: "internal server error\n".to_owned() }, failure.to_string())
         }
     }
-}
-
-fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Result<Route, ManifestError> {
-    let wasm = spec.component.read().map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
-    let settings = GuestSettings {
-        route: spec.path.as_str().into(),
-        max_memory: spec.max_memory,
-        max_execution_time: spec.max_execution_time,
-        env: spec.env.clone(),
-        preopens: spec.preopens.iter().map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable }).collect(),
-    };
-    let guest = runtime.load(&wasm, settings).map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
-    Ok(Route {
-        path: spec.path.as_str().into(),
-        guest,
-        output_buffer: spec.output_buffer,
-        abort_detection: spec.abort_detection,
-        half_close_aborts: spec.half_close_aborts,
-        request_timeout: spec.request_timeout,
-        max_body_size: spec.max_body_size,
-    })
 }

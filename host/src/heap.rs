@@ -2,8 +2,9 @@
 //!
 //! glibc's malloc keeps what requests freed in its per-thread arenas instead of returning it
 //! (measured: about 290 MB still resident after 10,000 concurrent requests had ended). When no
-//! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`.
-//! Under steady traffic it never runs, so it costs requests nothing.
+//! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`,
+//! after the caller's own release (the instance pool's, in `routes`). Under steady traffic it
+//! never runs, so it costs requests nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,10 +45,12 @@ impl IdleTrim {
         Busy { trim: self.clone() }
     }
 
-    /// Trims the heap after each idle period that follows activity; runs forever.
-    pub async fn run(self: Arc<Self>) {
+    /// After each idle period that follows activity, calls `release` (which may give other
+    /// memory back, such as the instance pool's) and trims the heap; runs forever.
+    pub async fn run(self: Arc<Self>, mut release: impl FnMut()) {
         self.after_each_idle_period(|| {
             let before = resident_kib();
+            release();
             trim();
             tracing::info!(rss_before_kib = before, rss_after_kib = resident_kib(), "{IDLE_TRIMMED}");
         })

@@ -12,6 +12,8 @@
 //! - [`http1`], [`fastcgi`]: the front ends.
 //! - [`request`]: the protocol-neutral request: heads, body stream, output buffer, response
 //!   sink, connection state (PHP's status bits) and outcomes.
+//! - [`routes`]: the routes as loaded into the runtime, reloaded when the idle server gives
+//!   its instance pool back.
 //! - [`dispatch`]: routes, admits and runs requests, and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the Tether world's host side.
 //! - [`server`], [`cli`], [`probe`]: the process around it.
@@ -42,6 +44,7 @@ pub mod net;
 pub mod probe;
 pub mod request;
 pub mod router;
+pub mod routes;
 pub mod runtime;
 pub mod sched;
 pub mod server;

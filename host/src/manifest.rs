@@ -34,6 +34,10 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
 /// Default `keep_resident`: per used pool slot, this much of its memory, table and stack each
 /// stays resident between requests (see `runtime::EngineLimits::keep_resident`).
 pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
+/// Default `idle_pool_resident`: once the server is idle, the most memory the instance pool may
+/// keep resident in unused slots (what `keep_resident` left behind) before it is given back.
+/// About a thousand slots' worth: a server whose concurrency stays below that never reloads.
+pub const DEFAULT_IDLE_POOL_RESIDENT: u64 = 32 << 20;
 /// Default `header_timeout`: how long a client may take to send a request head.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `keep_alive_timeout`: how long an idle keep-alive connection stays open (nginx's).
@@ -155,6 +159,9 @@ pub struct ServerSettings {
     pub pooling: bool,
     /// Bytes per pool slot (memory, table, stack) kept resident between requests.
     pub keep_resident: usize,
+    /// Bytes the idle server's instance pool may keep resident in unused slots before the
+    /// server gives them back (reloading its routes from the compile cache).
+    pub idle_pool_resident: u64,
     /// Time allowed for a request head to arrive.
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection stays open.
@@ -315,6 +322,8 @@ struct RawServer {
     pooling: bool,
     #[serde(default = "default_keep_resident", deserialize_with = "size")]
     keep_resident: u64,
+    #[serde(default = "default_idle_pool_resident", deserialize_with = "size")]
+    idle_pool_resident: u64,
     #[serde(default = "default_header_timeout", deserialize_with = "duration")]
     header_timeout: Duration,
     #[serde(default = "default_keep_alive_timeout", deserialize_with = "duration")]
@@ -360,6 +369,9 @@ fn default_max_instances() -> u32 {
 }
 fn default_keep_resident() -> u64 {
     DEFAULT_KEEP_RESIDENT as u64
+}
+fn default_idle_pool_resident() -> u64 {
+    DEFAULT_IDLE_POOL_RESIDENT
 }
 fn default_header_timeout() -> Duration {
     DEFAULT_HEADER_TIMEOUT
@@ -624,6 +636,7 @@ impl Manifest {
             cache_dir: raw.server.cache_dir.map(|dir| resolve(&dir.to_string_lossy())),
             pooling: raw.server.pooling,
             keep_resident: usize::try_from(raw.server.keep_resident).unwrap_or(usize::MAX),
+            idle_pool_resident: raw.server.idle_pool_resident,
             header_timeout: raw.server.header_timeout,
             keep_alive_timeout: raw.server.keep_alive_timeout,
             body_timeout: raw.server.body_timeout,

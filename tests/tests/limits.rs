@@ -136,6 +136,64 @@ fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
     let (before, after) =
         (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
     assert!(after > 0 && after <= before, "{trimmed}");
+    // One request leaves a few pool slots warm, far below the default `idle_pool_resident`.
+    assert!(!server.events().iter().any(|e| e["message"] == POOL_RELEASED), "no reload for one request");
+}
+
+/// What the server logs when, idle after a burst, it has given its instance pool back.
+const POOL_RELEASED: &str = "idle: released the instance pool";
+
+/// Puts `clients` requests on `route` in flight at once (each guest logs a line, then sleeps
+/// for a minute), then has every client leave; returns the log position before the burst.
+fn burst(server: &Server, route: &str, clients: usize) -> usize {
+    let mark = server.log_len();
+    let connections: Vec<Client> = (0..clients)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            client.get(&format!("{route}?ms=60000"));
+            client
+        })
+        .collect();
+    server.wait_for_since(mark, "every guest of the burst to start", |events| {
+        (events.iter().filter(|e| e["target"] == "tether::guest" && e["route"] == route).count() == clients).then_some(())
+    });
+    connections.into_iter().for_each(Client::close_rst);
+    mark
+}
+
+#[test]
+fn an_idle_server_gives_its_instance_pool_back_after_a_burst_and_serves_on() {
+    const CLIENTS: usize = 100;
+    let server = Server::start(&format!("[server]\nidle_pool_resident = \"256KiB\"\n{}", route("/sleep", "seed_a", "")));
+    for round in 0..2 {
+        let mark = burst(&server, "/sleep", CLIENTS);
+        // The release comes before the heap trim of the same idle period.
+        let events = server.wait_for_since(mark, "the idle server to trim its heap", |events| {
+            events.iter().any(|e| e["message"] == IDLE_TRIMMED).then(|| events.to_vec())
+        });
+        let released =
+            events.iter().find(|e| e["message"] == POOL_RELEASED).unwrap_or_else(|| panic!("round {round}: no release in {events:#?}"));
+        assert!(released["pool_kib"].as_u64().unwrap_or(0) > 256, "round {round}: {released}");
+        assert_eq!(
+            events.iter().filter(|e| e["target"] == "tether::access" && e["outcome"] == "aborted-trapped").count(),
+            CLIENTS,
+            "round {round}: every guest of the burst was stopped"
+        );
+        // The routes, loaded again into the new runtime, serve as before.
+        assert_eq!(get(server.addr(), "/sleep?ms=0").status, 200, "round {round}");
+    }
+}
+
+#[test]
+fn without_a_compile_cache_the_idle_server_keeps_its_pool_and_says_why() {
+    let manifest = format!("[server]\nidle_pool_resident = \"256KiB\"\n{}", route("/sleep", "seed_a", ""));
+    let server = Server::start_with(&manifest, &["--listen", "127.0.0.1:0", "--no-cache"]);
+    let mark = burst(&server, "/sleep", 100);
+    let kept = server.wait_for_since(mark, "the idle server to say why it keeps its pool", |events| {
+        events.iter().find(|e| e["message"].as_str().is_some_and(|m| m.starts_with("idle: the instance pool keeps its memory"))).cloned()
+    });
+    assert!(kept["error"].as_str().unwrap_or("").contains("no compile cache"), "{kept}");
+    assert_eq!(get(server.addr(), "/sleep?ms=0").status, 200);
 }
 
 #[test]

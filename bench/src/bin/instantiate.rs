@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         let mut samples = [(); 3].map(|()| Vec::with_capacity(iterations));
         tokio.block_on(async {
             for i in 0..warmup + iterations {
-                let conn = Arc::new(ConnState::new(AbortDetection::Prompt, true, runtime.interrupt_hook()));
+                let conn = Arc::new(ConnState::new(AbortDetection::Prompt, true, guest.interrupt_hook()));
                 let output = Arc::new(tokio::sync::Mutex::new(Output::new(Box::new(NullSink), conn.clone(), 4096)));
                 let head = RequestHead {
                     method: "GET".into(),

@@ -358,7 +358,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         let Some(admission) = self.dispatcher.admit().await else {
             return self.reject(id, Some(&request.head), 503, OVERLOADED).await;
         };
-        let conn = self.dispatcher.conn_state(&route);
+        let conn = route.conn_state();
         let (tx, body) = body::unbounded();
         let aborted = Arc::new(AtomicBool::new(false));
         let sink = Sink {

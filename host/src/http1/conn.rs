@@ -229,7 +229,7 @@ impl<R: ReadHalf> Connection<R> {
             }
         };
 
-        let conn = dispatcher.conn_state(&route);
+        let conn = route.conn_state();
         // A request pipelined before the client half-closed: the close already happened, and
         // this request's route says what it means.
         if let Some(how) = self.peer_closed {

@@ -1,5 +1,6 @@
 //! The on-disk cache of compiled components, so that a restart loads each component in well
-//! under a millisecond instead of recompiling it.
+//! under a millisecond instead of recompiling it, and so that a new engine can load the very
+//! code the old one ran (when the idle server gives its instance pool back).
 //!
 //! An entry's name is a SHA-256 of the component's bytes and of the engine's compatibility hash
 //! (wasmtime version, target, compiler settings), so a changed component or a different engine
@@ -71,25 +72,35 @@ impl CompileCache {
 
     /// Loads the compiled form of `wasm` from the cache, or compiles and stores it. A corrupt
     /// or incompatible entry is replaced; a cache that cannot be written only costs a warning.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, Provenance)> {
+    /// Returns the entry's path too if the cache holds it now, for [`CompileCache::load`].
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, Provenance, Option<PathBuf>)> {
         let path = self.entry_path(engine, wasm);
         if path.exists() {
-            // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Entries are
-            // only ever written below (by `Component::serialize`) into the server's own cache
-            // directory, named by a hash over the input and the engine, and wasmtime still
-            // checks the header and engine compatibility. Whoever can write this directory
-            // can already replace the server's components, so no new trust is extended.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, Provenance::Cached)),
+            match Self::load(engine, &path) {
+                Ok(component) => return Ok((component, Provenance::Cached, Some(path))),
                 Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring unusable cache entry"),
             }
         }
         let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
-        if let Err(error) = self.store(&path, &component) {
-            tracing::warn!(dir = %self.dir.display(), error = format!("{error:#}"), "cannot write the compile cache");
+        match self.store(&path, &component) {
+            Ok(()) => Ok((component, Provenance::Compiled, Some(path))),
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), error = format!("{error:#}"), "cannot write the compile cache");
+                Ok((component, Provenance::Compiled, None))
+            }
         }
-        Ok((component, Provenance::Compiled))
+    }
+
+    /// Loads the cache entry at `path` (from [`CompileCache::load_or_compile`]) into `engine`,
+    /// which must be configured as the one that compiled it.
+    pub fn load(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Entries are
+        // only ever written below (by `Component::serialize`) into the server's own cache
+        // directory, named by a hash over the input and the engine, and wasmtime still
+        // checks the header and engine compatibility. Whoever can write this directory
+        // can already replace the server's components, so no new trust is extended.
+        #[allow(unsafe_code)]
+        unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)
     }
 
     /// Writes the entry so that a reader only ever sees a whole file: into a temporary file of

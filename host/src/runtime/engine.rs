@@ -1,5 +1,6 @@
-//! The one `wasmtime::Engine`: its configuration (pooling allocator when the machine allows,
-//! epoch interruption, async support) and the epoch ticker thread.
+//! The `wasmtime::Engine`: its configuration (pooling allocator when the machine allows,
+//! epoch interruption, async support), its epoch ticker thread, and what its instance pool
+//! holds. There is one at a time; an idle server may replace it to give its pool back.
 
 use anyhow::Context as _;
 use std::sync::Arc;
@@ -61,9 +62,15 @@ fn mapping_shortfall(max_instances: u32, max_map_count: u64) -> Option<u64> {
     (mappings_needed(max_instances) > max_map_count).then(|| max_map_count.saturating_sub(MAPPINGS_BASE) / MAPPINGS_PER_INSTANCE)
 }
 
-/// Warns at start-up when `max_instances` guests in flight would exceed the kernel's limit on
-/// memory mappings, naming the setting that fixes it.
+/// Warns, once per process (the idle server builds engines again), when `max_instances`
+/// guests in flight would exceed the kernel's limit on memory mappings, naming the setting
+/// that fixes it.
 fn check_mapping_limit(max_instances: u32) {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| warn_of_mapping_limit(max_instances));
+}
+
+fn warn_of_mapping_limit(max_instances: u32) {
     let Some(max_map_count) = std::fs::read_to_string(MAX_MAP_COUNT).ok().and_then(|text| text.trim().parse().ok()) else {
         return;
     };
@@ -96,7 +103,8 @@ pub struct EngineLimits {
     pub keep_resident: usize,
 }
 
-/// The engine plus its ticker; dropping it stops the ticker.
+/// The engine plus its ticker; dropping it stops the ticker. Every guest loaded into it holds
+/// it (in an `Arc`), so that the ticker runs as long as any of them can.
 pub struct TetherEngine {
     /// The engine all components are compiled for.
     pub engine: Engine,
@@ -229,6 +237,16 @@ impl TetherEngine {
                 .context("starting the epoch ticker")?
         };
         Ok(Self { engine, pooling, ticker: Some(ticker), state })
+    }
+
+    /// Bytes the instance pool keeps resident in slots no instance uses: what the linear
+    /// memories and tables of freed instances left behind under `keep_resident` (`None`
+    /// without the pooling allocator). Fiber stacks are not counted (wasmtime tracks them
+    /// only with stack zeroing); the slots a burst used hold theirs too.
+    pub fn pool_unused_resident(&self) -> Option<u64> {
+        let metrics = self.engine.pooling_allocator_metrics()?;
+        let bytes = metrics.unused_memory_bytes_resident().saturating_add(metrics.unused_table_bytes_resident());
+        Some(u64::try_from(bytes).unwrap_or(u64::MAX))
     }
 
     /// A handle for guests to tell the ticker that they run.

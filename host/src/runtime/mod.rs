@@ -132,8 +132,8 @@ pub enum LoadError {
 
 /// The engine, the linker and the compile cache.
 pub struct Runtime {
-    /// The engine and its epoch ticker.
-    engine: TetherEngine,
+    /// The engine and its epoch ticker; the guests loaded here hold it too.
+    engine: Arc<TetherEngine>,
     /// The Tether world plus WASI.
     linker: Linker<HostState>,
     /// Where compiled components are kept, if anywhere.
@@ -149,7 +149,7 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Builds the engine and linker.
     pub fn new(limits: &EngineLimits, cache: Option<CompileCache>) -> anyhow::Result<Self> {
-        let engine = TetherEngine::new(limits)?;
+        let engine = Arc::new(TetherEngine::new(limits)?);
         let mut linker = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
@@ -163,25 +163,49 @@ impl Runtime {
         self.engine.pooling
     }
 
-    /// A hook that makes running guests look at their connection state now.
-    pub fn interrupt_hook(&self) -> InterruptHook {
-        let engine = self.engine.engine.clone();
-        Arc::new(move || engine.increment_epoch())
+    /// Bytes the instance pool keeps resident in slots no instance uses (`None` without the
+    /// pooling allocator).
+    pub fn pool_unused_resident(&self) -> Option<u64> {
+        self.engine.pool_unused_resident()
     }
 
     /// Compiles (or loads from the cache) a component and prepares it for instantiation.
     pub fn load(&self, wasm: &[u8], settings: GuestSettings) -> Result<Guest, LoadError> {
         let started = Instant::now();
         check_header(wasm)?;
-        let (component, provenance) = match &self.cache {
+        let (component, provenance, cache_entry) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine.engine, wasm),
-            None => Component::new(&self.engine.engine, wasm).map(|c| (c, Provenance::Compiled)).map_err(anyhow::Error::from),
+            None => Component::new(&self.engine.engine, wasm).map(|c| (c, Provenance::Compiled, None)).map_err(anyhow::Error::from),
         }
         .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|error| LoadError::World(format!("{error:#}")))?;
+        let guest = self.prepare(&component, Arc::new(settings), cache_entry)?;
+        tracing::debug!(
+            route = &*guest.settings.route,
+            ?provenance,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "component loaded"
+        );
+        Ok(guest)
+    }
+
+    /// The same guest as `guest` (loaded by another runtime with the same limits), loaded into
+    /// this runtime from the compile cache: the very code `guest` runs, even if its file has
+    /// changed since. Fails if `guest` did not come through the cache, or its entry is gone.
+    pub fn reload(&self, guest: &Guest) -> anyhow::Result<Guest> {
+        let entry = guest.cache_entry.as_ref().context("the component is not in the compile cache")?;
+        let component = CompileCache::load(&self.engine.engine, entry).with_context(|| format!("loading {}", entry.display()))?;
+        Ok(self.prepare(&component, guest.settings.clone(), Some(entry.clone()))?)
+    }
+
+    /// Links a compiled component and type-checks it against the Tether world.
+    fn prepare(&self, component: &Component, settings: Arc<GuestSettings>, cache_entry: Option<PathBuf>) -> Result<Guest, LoadError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|error| LoadError::World(format!("{error:#}")))?;
         let pre = HandlerPre::new(pre).map_err(|error| LoadError::World(format!("{error:#}")))?;
-        tracing::debug!(route = &*settings.route, ?provenance, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "component loaded");
-        Ok(Guest { pre, settings: Arc::new(settings), ticker: self.engine.ticker() })
+        let interrupt: InterruptHook = {
+            let engine = self.engine.engine.clone();
+            Arc::new(move || engine.increment_epoch())
+        };
+        Ok(Guest { pre, settings, ticker: self.engine.ticker(), interrupt, cache_entry, _engine: self.engine.clone() })
     }
 }
 
@@ -217,6 +241,12 @@ pub struct Guest {
     settings: Arc<GuestSettings>,
     /// The epoch ticker, which ticks while guests run.
     ticker: Ticker,
+    /// Makes this guest's running instances look at their connection state now.
+    interrupt: InterruptHook,
+    /// Where the compile cache holds the component, if it does.
+    cache_entry: Option<PathBuf>,
+    /// The engine, whose ticker must run as long as this guest can.
+    _engine: Arc<TetherEngine>,
 }
 
 impl std::fmt::Debug for Guest {
@@ -301,6 +331,11 @@ impl Guest {
     /// The sandbox settings.
     pub fn settings(&self) -> &GuestSettings {
         &self.settings
+    }
+
+    /// A hook that makes this guest's running instances look at their connection state now.
+    pub fn interrupt_hook(&self) -> InterruptHook {
+        self.interrupt.clone()
     }
 }
 

@@ -1,0 +1,175 @@
+//! The loaded routes: each manifest route's component loaded into the runtime, with the route's
+//! request settings, behind the router. When the server is idle after a burst, the whole set is
+//! loaded again into a fresh runtime from the compile cache and swapped in, so that the old
+//! runtime's instance pool, with the memory the burst left resident in it, is unmapped.
+//! Requests under way keep the set they started with.
+
+use crate::manifest::{Manifest, ManifestError, RouteSpec};
+use crate::request::{AbortDetection, ConnState};
+use crate::router::Router;
+use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
+use anyhow::Context as _;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// A route, ready to serve.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The path prefix.
+    pub path: Arc<str>,
+    /// The loaded component.
+    pub(crate) guest: Guest,
+    /// PHP's output buffer size.
+    pub output_buffer: usize,
+    /// How aborts are detected.
+    pub abort_detection: AbortDetection,
+    /// Whether a half-close aborts.
+    pub half_close_aborts: bool,
+    /// The wall-clock limit.
+    pub request_timeout: Option<Duration>,
+    /// The request body limit.
+    pub max_body_size: u64,
+}
+
+impl Route {
+    /// A connection state for a request on this route.
+    pub fn conn_state(&self) -> Arc<ConnState> {
+        Arc::new(ConnState::new(self.abort_detection, self.half_close_aborts, self.guest.interrupt_hook()))
+    }
+}
+
+/// How the compile cache is configured.
+#[derive(Clone, Debug)]
+pub enum CacheChoice {
+    /// The manifest's `cache_dir`, else the default location.
+    Default,
+    /// This directory.
+    Dir(std::path::PathBuf),
+    /// No cache.
+    Off,
+}
+
+/// The routes and the runtime they were loaded into.
+#[derive(Debug)]
+struct Loaded {
+    /// Routes by path prefix.
+    router: Router<Arc<Route>>,
+    /// The sandbox, with its engine and instance pool.
+    runtime: Runtime,
+}
+
+/// The routes in force, and what it takes to load them again.
+#[derive(Debug)]
+pub struct Routes {
+    /// The current set; replaced whole by [`Routes::release_pool`].
+    current: RwLock<Arc<Loaded>>,
+    /// What the engine must accommodate.
+    limits: EngineLimits,
+    /// The compile cache, if any.
+    cache: Option<CompileCache>,
+    /// Most bytes the idle server leaves resident in its instance pool's unused slots.
+    idle_pool_resident: u64,
+}
+
+impl Routes {
+    /// Builds the runtime and loads every route's component.
+    pub fn load(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Self> {
+        let server = &manifest.server;
+        let limits = EngineLimits {
+            max_instances: server.max_instances,
+            max_memory: manifest.routes.iter().map(|r| r.max_memory).max().unwrap_or(0),
+            pooling: server.pooling,
+            keep_resident: server.keep_resident,
+        };
+        let cache = match cache {
+            CacheChoice::Off => None,
+            CacheChoice::Dir(dir) => Some(CompileCache::new(dir)),
+            CacheChoice::Default => server.cache_dir.clone().or_else(CompileCache::default_dir).map(CompileCache::new),
+        };
+        let runtime = Runtime::new(&limits, cache.clone())?;
+        let mut routes = Vec::with_capacity(manifest.routes.len());
+        for spec in &manifest.routes {
+            routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec)?)));
+        }
+        tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
+        let loaded = Loaded { router: Router::new(routes), runtime };
+        Ok(Self { current: RwLock::new(Arc::new(loaded)), limits, cache, idle_pool_resident: server.idle_pool_resident })
+    }
+
+    /// The route for `path`, if any.
+    pub fn route(&self, path: &str) -> Option<Arc<Route>> {
+        self.current.read().expect("routes lock").router.route(path).map(|(_, route)| route.clone())
+    }
+
+    /// How many routes there are.
+    pub fn count(&self) -> usize {
+        self.current.read().expect("routes lock").router.iter().count()
+    }
+
+    /// Gives the instance pool's memory back if its unused slots hold more than
+    /// `idle_pool_resident`: loads every route again, from the compile cache, into a fresh
+    /// runtime, and swaps it in; the old runtime and its pool go when the last request on
+    /// them ends. Called when no request is in flight. Without the compile cache (or with an
+    /// entry gone from it) the pool stays as it is, rather than compile every component again
+    /// or load a component file that may have changed since the server started.
+    pub fn release_pool(&self) {
+        let old = self.current.read().expect("routes lock").clone();
+        let Some(resident) = old.runtime.pool_unused_resident().filter(|&bytes| bytes > self.idle_pool_resident) else {
+            return;
+        };
+        let started = Instant::now();
+        match self.reloaded(&old) {
+            Ok(fresh) => {
+                *self.current.write().expect("routes lock") = Arc::new(fresh);
+                drop(old);
+                tracing::info!(
+                    pool_kib = resident / 1024,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "idle: released the instance pool"
+                );
+            }
+            Err(error) => tracing::info!(
+                pool_kib = resident / 1024,
+                error = format!("{error:#}"),
+                "idle: the instance pool keeps its memory (it is released by loading the routes again from the compile cache)"
+            ),
+        }
+    }
+
+    /// Every route of `old` loaded into a fresh runtime from the compile cache.
+    fn reloaded(&self, old: &Loaded) -> anyhow::Result<Loaded> {
+        anyhow::ensure!(self.cache.is_some(), "there is no compile cache");
+        let runtime = Runtime::new(&self.limits, self.cache.clone())?;
+        anyhow::ensure!(runtime.pooling(), "a new instance pool cannot be reserved now");
+        let routes = old
+            .router
+            .iter()
+            .map(|(prefix, route)| {
+                let guest = runtime.reload(&route.guest).with_context(|| format!("route {prefix}"))?;
+                Ok((prefix.to_owned(), Arc::new(Route { guest, ..Route::clone(route) })))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Loaded { router: Router::new(routes), runtime })
+    }
+}
+
+fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Result<Route, ManifestError> {
+    let wasm = spec.component.read().map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
+    let settings = GuestSettings {
+        route: spec.path.as_str().into(),
+        max_memory: spec.max_memory,
+        max_execution_time: spec.max_execution_time,
+        env: spec.env.clone(),
+        preopens: spec.preopens.iter().map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable }).collect(),
+    };
+    let guest = runtime.load(&wasm, settings).map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
+    Ok(Route {
+        path: spec.path.as_str().into(),
+        guest,
+        output_buffer: spec.output_buffer,
+        abort_detection: spec.abort_detection,
+        half_close_aborts: spec.half_close_aborts,
+        request_timeout: spec.request_timeout,
+        max_body_size: spec.max_body_size,
+    })
+}
