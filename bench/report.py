@@ -248,9 +248,17 @@ def main():
                       f"{row['rss_loaded_kib'] / 1024:.0f} MiB loaded, {row['rss_after_kib'] / 1024:.0f} MiB once idle after.\n")
         w("With the default `keep_resident` (64 KiB), each pool slot a burst used keeps its dirty pages, up to "
           "that much per linear memory, table and fiber stack, so that the next request on the slot resets them "
-          "in place instead of faulting them in again (see the log below, entry 3): the memory stays with the "
-          "pool, bounded by `max_instances`. `keep_resident = 0` gives it all back at the cost of an `madvise` "
-          "and fresh page faults per request.\n")
+          "in place instead of faulting them in again (see the log below, entry 3). Once the server is idle, a "
+          "pool whose unused slots hold more than `idle_pool_resident` (32 MiB by default) is given back: the "
+          "server loads its routes again from the compile cache into a fresh runtime and the old pool is unmapped "
+          "(entry 29). `keep_resident = 0` gives the memory back after every request instead, at the cost of an "
+          "`madvise` and fresh page faults per request.\n")
+        for setting in KEEP_RESIDENT_SETTINGS:
+            row = load.get("concurrency" + setting)
+            if row and row.get("pool_released_kib"):
+                w(f"After phase 1 with `keep_resident = {setting}`, the idle server released a pool holding "
+                  f"{row['pool_released_kib'] / 1024:.0f} MiB in {row['pool_release_ms']:.1f} ms (median over runs; per run "
+                  f"{per_run(row, 'pool_release_ms', 1.0, 1)} ms).\n")
 
     if cold:
         w("## Cold start\n")

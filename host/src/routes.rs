@@ -12,6 +12,11 @@ use anyhow::Context as _;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// The message logged when the idle server has given its instance pool back (with `pool_kib`,
+/// what the old pool's unused slots held, and `elapsed_ms`). Tests and benchmarks wait for it
+/// (the `tests` crate spells it out again).
+const POOL_RELEASED: &str = "idle: released the instance pool";
+
 /// A route, ready to serve.
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -122,11 +127,7 @@ impl Routes {
             Ok(fresh) => {
                 *self.current.write().expect("routes lock") = Arc::new(fresh);
                 drop(old);
-                tracing::info!(
-                    pool_kib = resident / 1024,
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "idle: released the instance pool"
-                );
+                tracing::info!(pool_kib = resident / 1024, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "{POOL_RELEASED}");
             }
             Err(error) => tracing::info!(
                 pool_kib = resident / 1024,

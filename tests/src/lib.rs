@@ -25,6 +25,9 @@ const FAILURE_LOG_EVENTS: usize = 40;
 /// The message the server logs once it has trimmed its heap after going idle (the host's
 /// `heap::IDLE_TRIMMED`; kept apart so this crate does not link the host).
 pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
+/// What the server logs when, idle after a burst, it has given its instance pool back (with
+/// `pool_kib` and `elapsed_ms`; `routes::Routes::release_pool`), before [`IDLE_TRIMMED`].
+pub const POOL_RELEASED: &str = "idle: released the instance pool";
 
 /// The directory with the built guests (`<name>.wasm`): where `host/build.rs` puts them,
 /// `<target>/guests/wasm32-wasip2/guest/examples`. Building the `tether` binary builds them.

@@ -2,7 +2,7 @@
 //! `set-time-limit`), `request_timeout` (wall clock), `body_timeout` and `send_timeout` (a
 //! client that stalls), `max_memory`, and what a guest can reach.
 
-use tests::{Client, IDLE_TRIMMED, Server, fresh_dir, get, route};
+use tests::{Client, IDLE_TRIMMED, POOL_RELEASED, Server, fresh_dir, get, route};
 
 fn server() -> Server {
     Server::start(&format!(
@@ -139,9 +139,6 @@ fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
     // One request leaves a few pool slots warm, far below the default `idle_pool_resident`.
     assert!(!server.events().iter().any(|e| e["message"] == POOL_RELEASED), "no reload for one request");
 }
-
-/// What the server logs when, idle after a burst, it has given its instance pool back.
-const POOL_RELEASED: &str = "idle: released the instance pool";
 
 /// Puts `clients` requests on `route` in flight at once (each guest logs a line, then sleeps
 /// for a minute), then has every client leave; returns the log position before the burst.

@@ -7,7 +7,8 @@
 //! RSS is taken the same way after one warm-up request: measured at start-up instead, it would
 //! lack the code and the lazily built state that any first request pages in.
 //! `KEEP_RESIDENT=<bytes>` sets the manifest's `keep_resident`, which decides how much of each
-//! pool slot stays resident after a burst.
+//! pool slot stays resident after a burst (until the idle server gives the pool back, which
+//! phase 1 reports too).
 
 use bench::{quick, report, summarize};
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tests::{IDLE_TRIMMED, Server, route};
+use tests::{IDLE_TRIMMED, POOL_RELEASED, Server, route};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -46,8 +47,29 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
 /// Waits for the server to go idle and trim its heap after the log line `since`; returns its
 /// RSS then.
 fn rss_when_idle(server: &Server, since: usize) -> u64 {
+    idle(server, since).rss_after_kib
+}
+
+/// What the server did once idle after a load.
+struct Idle {
+    /// Its RSS after trimming its heap.
+    rss_after_kib: u64,
+    /// How much of its instance pool it gave back (0 if it kept the pool), and how long the
+    /// reload that did so took.
+    pool_released_kib: u64,
+    pool_release_ms: f64,
+}
+
+/// Waits for the idle server to trim its heap, after the log position `since`.
+fn idle(server: &Server, since: usize) -> Idle {
     server.wait_for_since(since, "the idle server to trim its heap", |events| {
-        events.iter().find(|e| e["message"] == IDLE_TRIMMED).and_then(|e| e["rss_after_kib"].as_u64())
+        let trimmed = events.iter().position(|e| e["message"] == IDLE_TRIMMED)?;
+        let released = events[..trimmed].iter().rev().find(|e| e["message"] == POOL_RELEASED);
+        Some(Idle {
+            rss_after_kib: events[trimmed]["rss_after_kib"].as_u64()?,
+            pool_released_kib: released.and_then(|e| e["pool_kib"].as_u64()).unwrap_or(0),
+            pool_release_ms: released.and_then(|e| e["elapsed_ms"].as_f64()).unwrap_or(0.0),
+        })
     })
 }
 
@@ -130,12 +152,13 @@ fn main() {
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let rss_peak = sampler.join().expect("sampler");
-    let rss_after = rss_when_idle(&server, mark);
+    let after = idle(&server, mark);
     println!(
         "{}",
         serde_json::json!({
             "bench": "concurrency", "keep_resident": keep_resident, "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
-            "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": rss_after,
+            "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": after.rss_after_kib,
+            "pool_released_kib": after.pool_released_kib, "pool_release_ms": after.pool_release_ms,
         })
     );
 
