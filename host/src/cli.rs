@@ -1,8 +1,9 @@
 //! The command line: `tether serve`, `tether check` and `tether probe`, with environment
 //! variable fallbacks, logging set-up and exit codes.
 
-use crate::dispatch::{CacheChoice, Dispatcher, Executors};
+use crate::dispatch::{Dispatcher, Executors};
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
+use crate::routes::CacheChoice;
 use crate::server::Server;
 use crate::{examples, probe, sched};
 use clap::{Parser, Subcommand, ValueEnum};

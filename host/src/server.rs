@@ -2,9 +2,10 @@
 //! at once), hands each to its front end, and shuts down gracefully: listeners close, idle
 //! connections end, running requests get `shutdown_grace` to finish and are stopped after it.
 
-use crate::dispatch::{CacheChoice, Dispatcher, Executors};
+use crate::dispatch::{Dispatcher, Executors};
 use crate::manifest::Manifest;
 use crate::net::{Accepted, Listener};
+use crate::routes::CacheChoice;
 use crate::{fastcgi, http1};
 use std::sync::Arc;
 use std::time::Duration;
