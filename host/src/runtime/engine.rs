@@ -110,10 +110,10 @@ pub struct TetherEngine {
     pub engine: Engine,
     /// Whether the pooling allocator is in use (for logs and benchmarks).
     pub pooling: bool,
-    /// The thread that advances the epoch.
-    ticker: Option<JoinHandle<()>>,
-    /// What the ticker needs to know: whether to stop, and how many guests run.
-    state: Arc<TickerState>,
+    /// How guests tell the ticker thread that they run.
+    ticker: Ticker,
+    /// The thread that advances the epoch, joined on drop.
+    join: Option<JoinHandle<()>>,
 }
 
 /// Shared with the ticker thread, which only ticks while guests run and sleeps otherwise.
@@ -128,8 +128,8 @@ struct TickerState {
 }
 
 /// Lets guests tell the epoch ticker that they run.
-#[derive(Clone, Debug)]
-pub struct Ticker {
+#[derive(Debug)]
+struct Ticker {
     /// The ticker's state.
     state: Arc<TickerState>,
     /// The ticker thread, to wake when the first guest starts.
@@ -139,7 +139,7 @@ pub struct Ticker {
 impl Ticker {
     /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
     /// any guest runs.
-    pub fn running(&self) -> Running {
+    fn running(&self) -> Running {
         if self.state.running.fetch_add(1, Ordering::AcqRel) == 0 {
             self.thread.unpark();
         }
@@ -212,7 +212,7 @@ impl TetherEngine {
             (Engine::new(&base_config()).map_err(anyhow::Error::from).context("creating the wasm engine")?, false)
         };
         let state = Arc::new(TickerState::default());
-        let ticker = {
+        let join = {
             let engine = engine.clone();
             let state = state.clone();
             std::thread::Builder::new()
@@ -236,7 +236,8 @@ impl TetherEngine {
                 })
                 .context("starting the epoch ticker")?
         };
-        Ok(Self { engine, pooling, ticker: Some(ticker), state })
+        let ticker = Ticker { state, thread: join.thread().clone() };
+        Ok(Self { engine, pooling, ticker, join: Some(join) })
     }
 
     /// Bytes the instance pool keeps resident in slots no instance uses: what the linear
@@ -249,10 +250,10 @@ impl TetherEngine {
         Some(u64::try_from(bytes).unwrap_or(u64::MAX))
     }
 
-    /// A handle for guests to tell the ticker that they run.
-    pub fn ticker(&self) -> Ticker {
-        let thread = self.ticker.as_ref().expect("the ticker runs while the engine lives").thread().clone();
-        Ticker { state: self.state.clone(), thread }
+    /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
+    /// any guest runs.
+    pub fn running(&self) -> Running {
+        self.ticker.running()
     }
 }
 
@@ -290,8 +291,8 @@ fn pooling_config(limits: &EngineLimits) -> Config {
 
 impl Drop for TetherEngine {
     fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::Release);
-        if let Some(ticker) = self.ticker.take() {
+        self.ticker.state.stop.store(true, Ordering::Release);
+        if let Some(ticker) = self.join.take() {
             ticker.thread().unpark();
             let _ = ticker.join();
         }

@@ -19,7 +19,7 @@ use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead
 use anyhow::Context as _;
 use bindings::HandlerPre;
 use cache::Provenance;
-use engine::{TetherEngine, Ticker};
+use engine::TetherEngine;
 use host::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ impl Runtime {
             let engine = self.engine.engine.clone();
             Arc::new(move || engine.increment_epoch())
         };
-        Ok(Guest { pre, settings, ticker: self.engine.ticker(), interrupt, cache_entry, _engine: self.engine.clone() })
+        Ok(Guest { pre, settings, interrupt, cache_entry, engine: self.engine.clone() })
     }
 }
 
@@ -239,14 +239,12 @@ pub struct Guest {
     pre: HandlerPre<HostState>,
     /// What the guest may use.
     settings: Arc<GuestSettings>,
-    /// The epoch ticker, which ticks while guests run.
-    ticker: Ticker,
     /// Makes this guest's running instances look at their connection state now.
     interrupt: InterruptHook,
     /// Where the compile cache holds the component, if it does.
     cache_entry: Option<PathBuf>,
-    /// The engine, whose ticker must run as long as this guest can.
-    _engine: Arc<TetherEngine>,
+    /// The engine, whose epoch ticker ticks while guests run, as long as this guest can.
+    engine: Arc<TetherEngine>,
 }
 
 impl std::fmt::Debug for Guest {
@@ -280,7 +278,7 @@ impl Guest {
         });
         store.set_epoch_deadline(1);
         // The store holds the guest's place in the ticker's count until it is dropped.
-        let mut running = self.ticker.running();
+        let mut running = self.engine.running();
         store.epoch_deadline_callback(move |mut cx| {
             let state = cx.data_mut();
             if state.conn.kill_reason().is_some() {
