@@ -14,7 +14,7 @@ test:
 	cargo fmt --check
 	cargo test
 
-# Runs every benchmark and rewrites BENCHMARKS.md (see bench/README.md).
+# Runs every benchmark and rewrites BENCHMARKS.md (how: the top of BENCHMARKS.md and bench/run).
 bench:
 	@scripts/setup
 	bench/run

@@ -37,6 +37,14 @@ def merged(rows):
     out["runs"] = rows
     return out
 
+def rss_kinds(row):
+    """How a load row's idle RSS before and after splits into anonymous memory (heap, instance
+    pool) and pages of mapped files (code the kernel can drop), where the run recorded it."""
+    if "anon_after_kib" not in row:
+        return ""
+    return (f"; anonymous {row['anon_after_kib'] / 1024:.1f} MiB (pre-load {row['anon_idle_kib'] / 1024:.1f}), "
+            f"file-backed {row['file_after_kib'] / 1024:.1f} MiB (pre-load {row['file_idle_kib'] / 1024:.1f})")
+
 def grouped(rows, key):
     """Rows from several runs, grouped by `key(row)` and merged."""
     groups = {}
@@ -128,7 +136,7 @@ def main():
         if row:
             back = row["rss_after_kib"] <= row["rss_idle_kib"] * 1.1
             w(f"| RSS once idle after that load, `keep_resident = {setting}` | pre-load level | {row['rss_after_kib'] / 1024:.0f} MiB "
-              f"(pre-load {row['rss_idle_kib'] / 1024:.0f} MiB) | {verdict(back)} |")
+              f"(pre-load {row['rss_idle_kib'] / 1024:.0f} MiB){rss_kinds(row)} | {verdict(back)} |")
     if fcgi:
         ratio = frps["tether"] / frps["php-fpm"]
         ceiling = f" (no-Wasm baseline: {frps['baseline'] / frps['php-fpm']:.2f}×)" if "baseline" in frps else ""
@@ -245,7 +253,8 @@ def main():
                 row = load.get("aborts-under-loadclient-close-to-stopped" + setting)
                 if row:
                     w(f"RSS with `keep_resident = {setting}`: {row['rss_idle_kib'] / 1024:.0f} MiB idle, "
-                      f"{row['rss_loaded_kib'] / 1024:.0f} MiB loaded, {row['rss_after_kib'] / 1024:.0f} MiB once idle after.\n")
+                      f"{row['rss_loaded_kib'] / 1024:.0f} MiB loaded, {row['rss_after_kib'] / 1024:.0f} MiB once idle after"
+                      f"{rss_kinds(row)}.\n")
         w("With the default `keep_resident` (64 KiB), each pool slot a burst used keeps its dirty pages, up to "
           "that much per linear memory, table and fiber stack, so that the next request on the slot resets them "
           "in place instead of faulting them in again (see the log below, entry 3). Once the server is idle, a "

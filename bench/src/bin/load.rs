@@ -5,7 +5,9 @@
 //! aborted request, the time from its client's `close()` to its guest being stopped. After each
 //! phase, once the idle server has trimmed its heap (it logs that), its RSS again. The pre-load
 //! RSS is taken the same way after one warm-up request: measured at start-up instead, it would
-//! lack the code and the lazily built state that any first request pages in.
+//! lack the code and the lazily built state that any first request pages in. Each idle RSS is
+//! also split into anonymous memory (heap, instance pool) and file-backed pages (the binary's
+//! code, the compile cache's mapped entries), which the kernel can drop at any time.
 //! `KEEP_RESIDENT=<bytes>` sets the manifest's `keep_resident`, which decides how much of each
 //! pool slot stays resident after a burst (until the idle server gives the pool back, which
 //! phase 1 reports too).
@@ -25,11 +27,38 @@ const GUEST_SLEEP_MS: u64 = 5_000;
 /// Connections opened at once, so the burst does not overflow the listen backlog.
 const CONNECT_BATCH: usize = 500;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+/// A field of `/proc/<pid>/status`, in KiB (0 if absent).
+fn status_kib(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    Rss::of(pid).total_kib
+}
+
+/// The server's resident set, whole and split by kind.
+#[derive(Clone, Copy)]
+struct Rss {
+    total_kib: u64,
+    /// Anonymous and shared-memory pages: heap, thread stacks, the instance pool.
+    anon_kib: u64,
+    /// Pages of mapped files: the binary's and libraries' code, compile-cache entries.
+    file_kib: u64,
+}
+
+impl Rss {
+    fn of(pid: u32) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        Rss {
+            total_kib: status_kib(&status, "VmRSS"),
+            anon_kib: status_kib(&status, "RssAnon") + status_kib(&status, "RssShmem"),
+            file_kib: status_kib(&status, "RssFile"),
+        }
+    }
 }
 
 /// Samples the server's RSS until `stop`; returns the peak.
@@ -46,14 +75,14 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
 
 /// Waits for the server to go idle and trim its heap after the log line `since`; returns its
 /// RSS then.
-fn rss_when_idle(server: &Server, since: usize) -> u64 {
-    idle(server, since).rss_after_kib
+fn rss_when_idle(server: &Server, since: usize) -> Rss {
+    idle(server, since).rss
 }
 
 /// What the server did once idle after a load.
 struct Idle {
-    /// Its RSS after trimming its heap.
-    rss_after_kib: u64,
+    /// Its RSS once it had trimmed its heap.
+    rss: Rss,
     /// How much of its instance pool it gave back (0 if it kept the pool), and how long the
     /// reload that did so took.
     pool_released_kib: u64,
@@ -62,15 +91,12 @@ struct Idle {
 
 /// Waits for the idle server to trim its heap, after the log position `since`.
 fn idle(server: &Server, since: usize) -> Idle {
-    server.wait_for_since(since, "the idle server to trim its heap", |events| {
+    let (pool_released_kib, pool_release_ms) = server.wait_for_since(since, "the idle server to trim its heap", |events| {
         let trimmed = events.iter().position(|e| e["message"] == IDLE_TRIMMED)?;
         let released = events[..trimmed].iter().rev().find(|e| e["message"] == POOL_RELEASED);
-        Some(Idle {
-            rss_after_kib: events[trimmed]["rss_after_kib"].as_u64()?,
-            pool_released_kib: released.and_then(|e| e["pool_kib"].as_u64()).unwrap_or(0),
-            pool_release_ms: released.and_then(|e| e["elapsed_ms"].as_f64()).unwrap_or(0.0),
-        })
-    })
+        Some((released.and_then(|e| e["pool_kib"].as_u64()).unwrap_or(0), released.and_then(|e| e["elapsed_ms"].as_f64()).unwrap_or(0.0)))
+    });
+    Idle { rss: Rss::of(server.pid()), pool_released_kib, pool_release_ms }
 }
 
 /// Opens `n` connections and sends each a request whose guest sleeps `sleep_ms`; returns the
@@ -157,7 +183,7 @@ fn main() {
         "{}",
         serde_json::json!({
             "bench": "concurrency", "keep_resident": keep_resident, "clients": clients, "answered": answered, "guest_sleep_ms": GUEST_SLEEP_MS,
-            "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle, "rss_peak_kib": rss_peak, "rss_after_kib": after.rss_after_kib,
+            "seconds": elapsed.as_secs_f64(), "rss_idle_kib": rss_idle.total_kib, "rss_peak_kib": rss_peak, "rss_after_kib": after.rss.total_kib,
             "pool_released_kib": after.pool_released_kib, "pool_release_ms": after.pool_release_ms,
         })
     );
@@ -226,7 +252,9 @@ fn main() {
         "aborts-under-load",
         serde_json::json!({
             "side": "client-close-to-stopped", "keep_resident": keep_resident, "clients": clients, "aborted": aborts, "answered": answered,
-            "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded, "rss_after_kib": rss_end,
+            "rss_idle_kib": rss_idle.total_kib, "rss_loaded_kib": rss_loaded, "rss_after_kib": rss_end.total_kib,
+            "anon_idle_kib": rss_idle.anon_kib, "anon_after_kib": rss_end.anon_kib,
+            "file_idle_kib": rss_idle.file_kib, "file_after_kib": rss_end.file_kib,
         }),
         summarize(&mut latencies),
     );
