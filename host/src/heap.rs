@@ -2,8 +2,9 @@
 //!
 //! glibc's malloc keeps what requests freed in its per-thread arenas instead of returning it
 //! (measured: about 290 MB still resident after 10,000 concurrent requests had ended). When no
-//! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`,
-//! after the caller's own release (the instance pool's, in `routes`). Under steady traffic it
+//! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`
+//! before and after the caller's own release (the instance pool's, in `routes`). It also tells
+//! `routes` how much anonymous memory the process holds. Under steady traffic it
 //! never runs, so it costs requests nothing.
 
 use std::sync::Arc;
@@ -45,11 +46,13 @@ impl IdleTrim {
         Busy { trim: self.clone() }
     }
 
-    /// After each idle period that follows activity, calls `release` (which may give other
-    /// memory back, such as the instance pool's) and trims the heap; runs forever.
+    /// After each idle period that follows activity, trims the heap, calls `release` (which
+    /// may give other memory back, the instance pool's, and sees the heap as it is once
+    /// trimmed) and trims again; runs forever.
     pub async fn run(self: Arc<Self>, mut release: impl FnMut()) {
         self.after_each_idle_period(|| {
             let before = resident_kib();
+            trim();
             release();
             trim();
             tracing::info!(rss_before_kib = before, rss_after_kib = resident_kib(), "{IDLE_TRIMMED}");
@@ -81,7 +84,7 @@ impl Drop for Busy {
 }
 
 /// Releases the free memory of every malloc arena.
-fn trim() {
+pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim(3) only releases memory malloc holds as free; it has no preconditions.
     #[allow(unsafe_code)]
@@ -92,11 +95,22 @@ fn trim() {
 
 /// The process's resident set in KiB, for the log (0 where /proc is unavailable).
 fn resident_kib() -> u64 {
-    let page_kib = rustix::param::page_size() as u64 / 1024;
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page_kib)
+    statm().map_or(0, |(resident, _)| resident / 1024)
+}
+
+/// The process's anonymous resident memory in bytes: its heap, thread stacks and instance pool,
+/// without the pages of mapped files (its code), which the kernel can drop at any time (0 where
+/// /proc is unavailable).
+pub fn anonymous_resident() -> u64 {
+    statm().map_or(0, |(resident, file_backed)| resident.saturating_sub(file_backed))
+}
+
+/// The process's resident set and the file-backed (and shared) part of it, in bytes.
+fn statm() -> Option<(u64, u64)> {
+    let page = rustix::param::page_size() as u64;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut pages = statm.split_whitespace().skip(1).map(|field| field.parse::<u64>().ok());
+    Some((pages.next()?? * page, pages.next()?? * page))
 }
 
 #[cfg(test)]

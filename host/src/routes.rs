@@ -4,16 +4,19 @@
 //! runtime's instance pool, with the memory the burst left resident in it, is unmapped.
 //! Requests under way keep the set they started with.
 
+use crate::heap;
 use crate::manifest::{Manifest, ManifestError, RouteSpec};
 use crate::request::{AbortDetection, ConnState};
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
 use anyhow::Context as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// The message logged when the idle server has given its instance pool back (with `pool_kib`,
-/// what the old pool's unused slots held, and `elapsed_ms`). Tests and benchmarks wait for it
+/// what the old pool's unused slots held as [`Routes::pool_resident`] tells it, and
+/// `elapsed_ms`). Tests and benchmarks wait for it
 /// (the `tests` crate spells it out again).
 const POOL_RELEASED: &str = "idle: released the instance pool";
 
@@ -74,6 +77,9 @@ pub struct Routes {
     cache: Option<CompileCache>,
     /// Most bytes the idle server leaves resident in its instance pool's unused slots.
     idle_pool_resident: u64,
+    /// The process's anonymous memory when the current pool was fresh: once the routes were
+    /// loaded at start-up, or after the last release.
+    fresh_anonymous: AtomicU64,
 }
 
 impl Routes {
@@ -98,7 +104,13 @@ impl Routes {
         }
         tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
         let loaded = Loaded { router: Router::new(routes), runtime };
-        Ok(Self { current: RwLock::new(Arc::new(loaded)), limits, cache, idle_pool_resident: server.idle_pool_resident })
+        Ok(Self {
+            current: RwLock::new(Arc::new(loaded)),
+            limits,
+            cache,
+            idle_pool_resident: server.idle_pool_resident,
+            fresh_anonymous: AtomicU64::new(heap::anonymous_resident()),
+        })
     }
 
     /// The route for `path`, if any.
@@ -114,12 +126,13 @@ impl Routes {
     /// Gives the instance pool's memory back if its unused slots hold more than
     /// `idle_pool_resident`: loads every route again, from the compile cache, into a fresh
     /// runtime, and swaps it in; the old runtime and its pool go when the last request on
-    /// them ends. Called when no request is in flight. Without the compile cache (or with an
+    /// them ends, and the heap is trimmed of what they freed. Called when no request is in
+    /// flight, once the heap is trimmed (`heap::IdleTrim`). Without the compile cache (or with an
     /// entry gone from it) the pool stays as it is, rather than compile every component again
     /// or load a component file that may have changed since the server started.
     pub fn release_pool(&self) {
         let old = self.current.read().expect("routes lock").clone();
-        let Some(resident) = old.runtime.pool_unused_resident().filter(|&bytes| bytes > self.idle_pool_resident) else {
+        let Some(resident) = self.pool_resident(&old.runtime).filter(|&bytes| bytes > self.idle_pool_resident) else {
             return;
         };
         let started = Instant::now();
@@ -127,6 +140,9 @@ impl Routes {
             Ok(fresh) => {
                 *self.current.write().expect("routes lock") = Arc::new(fresh);
                 drop(old);
+                // The new baseline is taken on a trimmed heap, as the next check will be.
+                heap::trim();
+                self.fresh_anonymous.store(heap::anonymous_resident(), Ordering::Relaxed);
                 tracing::info!(pool_kib = resident / 1024, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "{POOL_RELEASED}");
             }
             Err(error) => tracing::info!(
@@ -135,6 +151,19 @@ impl Routes {
                 "idle: the instance pool keeps its memory (it is released by loading the routes again from the compile cache)"
             ),
         }
+    }
+
+    /// What the unused slots of `runtime`'s pool keep resident, as far as it can be told, or
+    /// `None` if they keep nothing (no pooling allocator, or `keep_resident = 0`). wasmtime
+    /// reports what their linear memories and tables keep, but not their fiber stacks: it
+    /// tracks those only when it zeroes them, which would cost every request a `memset` and an
+    /// `madvise`, and a guest that recursed deeply leaves hundreds of KiB of stack per slot. So
+    /// how much the process's anonymous memory has grown since the pool was fresh counts too,
+    /// when it is larger; after the heap trim, nearly all of that growth is the pool.
+    fn pool_resident(&self, runtime: &Runtime) -> Option<u64> {
+        let reported = runtime.pool_unused_resident().filter(|&bytes| bytes > 0)?;
+        let grown = heap::anonymous_resident().saturating_sub(self.fresh_anonymous.load(Ordering::Relaxed));
+        Some(reported.max(grown))
     }
 
     /// Every route of `old` loaded into a fresh runtime from the compile cache.

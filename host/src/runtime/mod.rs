@@ -163,8 +163,8 @@ impl Runtime {
         self.engine.pooling
     }
 
-    /// Bytes the instance pool keeps resident in slots no instance uses (`None` without the
-    /// pooling allocator).
+    /// Bytes the linear memories and tables of the instance pool's unused slots keep resident
+    /// (`None` without the pooling allocator); their fiber stacks are not counted.
     pub fn pool_unused_resident(&self) -> Option<u64> {
         self.engine.pool_unused_resident()
     }
