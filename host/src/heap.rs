@@ -3,9 +3,9 @@
 //! glibc's malloc keeps what requests freed in its per-thread arenas instead of returning it
 //! (measured: about 290 MB still resident after 10,000 concurrent requests had ended). When no
 //! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`
-//! before and after the caller's own release (the instance pool's, in `routes`). It also tells
-//! `routes` how much anonymous memory the process holds. Under steady traffic it
-//! never runs, so it costs requests nothing.
+//! before and after the caller's own release (the instance pool's, in `routes`). Under steady
+//! traffic it never runs, so it costs requests nothing. It also tells `routes` how much
+//! anonymous memory the process holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

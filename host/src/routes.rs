@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 /// The message logged when the idle server has given its instance pool back (with `pool_kib`,
 /// what the old pool's unused slots held as [`Routes::pool_resident`] tells it, and
-/// `elapsed_ms`). Tests and benchmarks wait for it
-/// (the `tests` crate spells it out again).
+/// `elapsed_ms`). Tests and benchmarks wait for it (the `tests` crate spells it out again).
 const POOL_RELEASED: &str = "idle: released the instance pool";
 
 /// A route, ready to serve.

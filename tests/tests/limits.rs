@@ -189,8 +189,8 @@ fn idle_after(server: &Server, mark: usize) -> Vec<serde_json::Value> {
 #[test]
 fn the_idle_server_counts_what_deep_guests_leave_on_their_pool_slots_fiber_stacks() {
     // Above what 40 shallow guests leave (their slots' memories and tables, about 1 MiB, and the
-    // heap's own growth), below what 40 guests 3,000 calls deep leave on their fiber stacks (about 14 MiB),
-    // which wasmtime does not report.
+    // heap's own growth), below what 40 guests 3,000 calls deep leave on their fiber stacks
+    // (about 14 MiB), which wasmtime does not report.
     const CLIENTS: usize = 40;
     let server = Server::start(&format!("[server]\nidle_pool_resident = \"6MiB\"\n{}", route("/deep", "deep", "")));
     let shallow = idle_after(&server, burst(&server, "/deep", "depth=0", CLIENTS));
