@@ -158,7 +158,9 @@ impl Routes {
     /// tracks those only when it zeroes them, which would cost every request a `memset` and an
     /// `madvise`, and a guest that recursed deeply leaves hundreds of KiB of stack per slot. So
     /// how much the process's anonymous memory has grown since the pool was fresh counts too,
-    /// when it is larger; after the heap trim, nearly all of that growth is the pool.
+    /// when it is larger. After the heap trim, nearly all of that growth is the pool; where it
+    /// is not (idle kept-alive connections keep their tasks and read buffers), one reload is spent
+    /// in vain, and the baseline it takes afterwards includes that memory.
     fn pool_resident(&self, runtime: &Runtime) -> Option<u64> {
         let reported = runtime.pool_unused_resident().filter(|&bytes| bytes > 0)?;
         let grown = heap::anonymous_resident().saturating_sub(self.fresh_anonymous.load(Ordering::Relaxed));
