@@ -11,8 +11,7 @@ use crate::manifest::{GuestStart, Manifest, ServerSettings};
 use crate::request::{
     AccessRecord, BodyReceiver, ConnState, Failure, KillReason, Outcome, Output, RequestHead, ResponseSink, abort_latency, monotonic_ns,
 };
-use crate::routes::Routes;
-pub use crate::routes::{CacheChoice, Route};
+use crate::routes::{CacheChoice, Route, Routes};
 use crate::runtime::{GuestFailure, Invocation, Spent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
