@@ -1,16 +1,14 @@
 //! The command line: `tether serve`, `tether check` and `tether probe`, with environment
-//! variable fallbacks, logging set-up and exit codes.
+//! variable fallbacks, logging set-up and exit codes. It parses arguments and calls the server
+//! ([`crate::server`]) or the probe; everything else is theirs.
 
-use crate::dispatch::{Dispatcher, Executors};
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::routes::CacheChoice;
-use crate::server::Server;
-use crate::{examples, probe, sched};
+use crate::{examples, probe, server};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// Exit code for a bad manifest or component (sysexits' `EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;
@@ -140,17 +138,6 @@ fn colour_log() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
-/// A tokio runtime with `threads` workers named `name`, each running `on_start` first (see
-/// [`sched`]).
-fn runtime(name: &str, threads: usize, on_start: impl Fn() + Send + Sync + 'static) -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .thread_name(name)
-        .on_thread_start(on_start)
-        .build()?)
-}
-
 fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
     match path {
         Some(path) => Manifest::load(path, examples::builtin),
@@ -158,22 +145,7 @@ fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit: every connection is a file
-/// descriptor, and the default soft limit (often 1024) is far below what `max_connections`
-/// allows. Servers such as nginx and Go's runtime do the same.
-fn raise_file_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
-        if let Err(error) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(%error, "cannot raise the open-file limit");
-        }
-    }
-}
-
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    raise_file_limit();
     let mut manifest = load_manifest(args.manifest.as_ref())?;
     if !args.listen.is_empty() {
         manifest.server.listen = args.listen;
@@ -181,50 +153,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.fastcgi.is_empty() {
         manifest.server.fastcgi = args.fastcgi;
     }
-    let guests = runtime("tether-guest", manifest.server.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
-    let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
-    let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
-    let io = runtime("tether-io", manifest.server.io_threads, sched::mark_io_thread)?;
-    io.block_on(async {
-        let server = Server::bind(&manifest, &args.cache.choice(), executors).await?;
-        for (protocol, addr) in server.addresses() {
-            tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
-        }
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signal_shutdown(shutdown.clone()));
-        server.run(shutdown).await;
-        Ok(())
-    })
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM; a second signal exits at once, without waiting
-/// for running requests.
-async fn signal_shutdown(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    shutdown.cancel();
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    // Straight to stderr: the log's writer thread may not get to run again.
-    eprintln!("second signal: exiting without waiting for running requests");
-    std::process::exit(i32::from(EXIT_FAILURE));
+    server::serve(&manifest, &args.cache.choice())
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest, examples::builtin)?;
-    // No request runs: one thread serves as both executors.
-    let idle = runtime("tether-check", 1, || {})?;
-    let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
-    let dispatcher = Dispatcher::new(&manifest, &args.cache.choice(), executors)?;
-    println!("{}: ok, {} route(s)", args.manifest.display(), dispatcher.route_count());
+    let routes = server::check(&manifest, &args.cache.choice())?;
+    println!("{}: ok, {routes} route(s)", args.manifest.display());
     Ok(())
 }

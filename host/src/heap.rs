@@ -1,7 +1,7 @@
 //! Gives freed heap memory back to the OS once the server is idle after a burst.
 //!
 //! glibc's malloc keeps what requests freed in its per-thread arenas instead of returning it
-//! (measured: about 290 MB still resident after 10,000 concurrent requests had ended). When no
+//! (about 290 MB stay resident after 10,000 concurrent requests end). When no
 //! request has been in flight for [`IDLE_TRIM_DELAY`], [`IdleTrim::run`] calls `malloc_trim`
 //! before and after the caller's own release (the instance pool's, in `routes`). Under steady
 //! traffic it never runs, so it costs requests nothing. It also tells `routes` how much

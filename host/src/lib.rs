@@ -11,11 +11,11 @@
 //! - [`net`]: listeners and the stream abstraction the front ends share.
 //! - [`http1`], [`fastcgi`]: the front ends.
 //! - [`request`]: the protocol-neutral request: heads, body stream, output buffer, response
-//!   sink, connection state (PHP's status bits) and outcomes.
+//!   sink, request state (PHP's status bits, the kill switch) and outcomes.
 //! - [`routes`]: the routes as loaded into the runtime, reloaded when the idle server gives
 //!   its instance pool back.
-//! - [`dispatch`]: routes, admits and runs requests, and logs them.
-//! - [`runtime`]: wasmtime — engine, compile cache, the Tether world's host side.
+//! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
+//! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
 //! - [`server`], [`cli`], [`probe`]: the process around it.
 //!
 //! # Cancel safety
@@ -26,8 +26,8 @@
 //!   response. A write cut short counts as having sent the head, so the response is then ended
 //!   by closing the connection rather than by appending an error page to half a chunk.
 //! - **A response sink** dropped without completing (its request task died) drops the write
-//!   half it held, which closes the connection; the connection task sees its release channel
-//!   close and stops.
+//!   half it held, which closes the connection; the connection task sees its hand-back close
+//!   and stops.
 //! - **A connection task** is only ever stopped between requests (idle timeout, shutdown); while
 //!   a request runs it waits for the response to be released.
 

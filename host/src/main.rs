@@ -10,8 +10,9 @@ fn main() -> std::process::ExitCode {
 /// With `RUST_BACKTRACE=1` (common on development machines and CI runners) every error that
 /// anyhow or wasmtime creates captures one, and a server's errors are routine: each guest
 /// stopped because its client left comes back from wasmtime as an error. Capturing its
-/// backtrace cost about 45 µs of the time from a client's close to its spinning guest being
-/// stopped (BENCHMARKS.md, entry 16). Panics still print backtraces under `RUST_BACKTRACE`.
+/// backtrace costs about 45 µs of the time from a client's close to its spinning guest being
+/// stopped (BENCHMARKS.md, "A native backtrace for every stopped guest"). Panics still print
+/// backtraces under `RUST_BACKTRACE`.
 #[allow(unsafe_code)]
 fn no_backtraces_in_routine_errors() {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

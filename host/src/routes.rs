@@ -6,7 +6,7 @@
 
 use crate::heap;
 use crate::manifest::{Manifest, ManifestError, RouteSpec};
-use crate::request::{AbortDetection, ConnState};
+use crate::request::{AbortDetection, RequestState};
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
 use anyhow::Context as _;
@@ -39,9 +39,9 @@ pub struct Route {
 }
 
 impl Route {
-    /// A connection state for a request on this route.
-    pub fn conn_state(&self) -> Arc<ConnState> {
-        Arc::new(ConnState::new(self.abort_detection, self.half_close_aborts, self.guest.interrupt_hook()))
+    /// The state of a new request on this route.
+    pub fn request_state(&self) -> Arc<RequestState> {
+        Arc::new(RequestState::new(self.abort_detection, self.half_close_aborts, self.guest.interrupt_hook()))
     }
 }
 

@@ -1,17 +1,96 @@
-//! The server: binds the manifest's listeners, accepts connections (at most `max_connections`
-//! at once), hands each to its front end, and shuts down gracefully: listeners close, idle
+//! The server: its threads (the I/O, guest and reaper runtimes, at their priorities), its
+//! listeners, accepting connections (at most `max_connections` at once) and handing each to its
+//! front end, and shutting down gracefully on SIGINT or SIGTERM: listeners close, idle
 //! connections end, running requests get `shutdown_grace` to finish and are stopped after it.
 
 use crate::dispatch::{Dispatcher, Executors};
 use crate::manifest::Manifest;
 use crate::net::{Accepted, Listener};
+use crate::request::Protocol;
 use crate::routes::CacheChoice;
-use crate::{fastcgi, http1};
+use crate::{fastcgi, http1, sched};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Serves `manifest` until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits
+/// at once. Builds the server's runtimes: sockets on `tether-io`, guests on `tether-guest` below
+/// them in priority, and the reaper below those (see [`crate::sched`]).
+pub fn serve(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<()> {
+    raise_file_limit();
+    let settings = &manifest.server;
+    let guests = runtime("tether-guest", settings.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
+    let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
+    let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
+    let io = runtime("tether-io", settings.io_threads, sched::mark_io_thread)?;
+    io.block_on(async {
+        let server = Server::bind(manifest, cache, executors).await?;
+        for (protocol, addr) in server.addresses() {
+            tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
+        }
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        server.run(shutdown).await;
+        Ok(())
+    })
+}
+
+/// Loads `manifest`'s routes, compiling (and caching) their components, without serving;
+/// returns how many routes there are.
+pub fn check(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<usize> {
+    // No request runs: one thread serves as both executors.
+    let idle = runtime("tether-check", 1, || {})?;
+    let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
+    Ok(Dispatcher::new(manifest, cache, executors)?.route_count())
+}
+
+/// A tokio runtime with `threads` workers named `name`, each running `on_start` first.
+fn runtime(name: &str, threads: usize, on_start: impl Fn() + Send + Sync + 'static) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .thread_name(name)
+        .on_thread_start(on_start)
+        .build()?)
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a file
+/// descriptor, and the default soft limit (often 1024) is far below what `max_connections`
+/// allows. Servers such as nginx and Go's runtime do the same.
+fn raise_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM; a second signal exits at once, without waiting
+/// for running requests.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    // Straight to stderr: the log's writer thread may not get to run again.
+    eprintln!("second signal: exiting without waiting for running requests");
+    std::process::exit(i32::from(crate::cli::EXIT_FAILURE));
+}
 
 /// After `shutdown_grace`, how long the requests stopped then get to send their last bytes
 /// and log their access lines.
@@ -19,25 +98,6 @@ const STOPPED_WAIT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (for example out of file descriptors), so that the loop does
 /// not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Which front end a listener feeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// HTTP/1.1.
-    Http,
-    /// FastCGI responder.
-    FastCgi,
-}
-
-impl Protocol {
-    /// `http` or `fastcgi`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::FastCgi => "fastcgi",
-        }
-    }
-}
 
 /// A server with its routes loaded and its listeners bound.
 #[derive(Debug)]
@@ -75,7 +135,7 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) {
         let connections = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(self.dispatcher.server().max_connections));
+        let limit = Arc::new(Semaphore::new(self.dispatcher.settings().max_connections));
         let mut accept_loops = Vec::new();
         for (protocol, listener) in self.listeners {
             let dispatcher = self.dispatcher.clone();
@@ -96,7 +156,7 @@ impl Server {
             connections.wait().await;
             self.dispatcher.drain().await;
         };
-        let grace = self.dispatcher.server().shutdown_grace;
+        let grace = self.dispatcher.settings().shutdown_grace;
         if tokio::time::timeout(grace, drained()).await.is_err() {
             tracing::warn!(?grace, "requests still running after shutdown_grace; stopping them");
             self.dispatcher.stop_running();

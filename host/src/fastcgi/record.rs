@@ -54,13 +54,25 @@ pub const FLAG_KEEP_CONN: u8 = 1;
 /// multiplexes). A full instance pool answers 503 on STDOUT, which the web server passes on,
 /// where `FCGI_OVERLOADED` would turn into a 502; that is only for a peer opening more requests
 /// on one connection than it may.
-pub mod status {
-    /// `FCGI_REQUEST_COMPLETE`: normal end of request.
-    pub const REQUEST_COMPLETE: u8 = 0;
-    /// `FCGI_OVERLOADED`: the application ran out of a resource.
-    pub const OVERLOADED: u8 = 2;
-    /// `FCGI_UNKNOWN_ROLE`: the application does not play the requested role.
-    pub const UNKNOWN_ROLE: u8 = 3;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolStatus {
+    /// `FCGI_REQUEST_COMPLETE` (0): normal end of request.
+    RequestComplete,
+    /// `FCGI_OVERLOADED` (2): the application ran out of a resource.
+    Overloaded,
+    /// `FCGI_UNKNOWN_ROLE` (3): the application does not play the requested role.
+    UnknownRole,
+}
+
+impl ProtocolStatus {
+    /// §5.5: the body of `FCGI_END_REQUEST` with this status and an `appStatus` of 0.
+    fn end_request_body(self) -> &'static [u8; 8] {
+        match self {
+            ProtocolStatus::RequestComplete => &[0, 0, 0, 0, 0, 0, 0, 0],
+            ProtocolStatus::Overloaded => &[0, 0, 0, 0, 2, 0, 0, 0],
+            ProtocolStatus::UnknownRole => &[0, 0, 0, 0, 3, 0, 0, 0],
+        }
+    }
 }
 
 /// §4.1: the variables `FCGI_GET_VALUES` may ask for.
@@ -172,6 +184,12 @@ impl<'a> Frames<'a> {
         self.record(kind, request_id, &[])
     }
 
+    /// §5.5: adds the `FCGI_END_REQUEST` record that ends request `request_id` with `status`;
+    /// the web server may reuse the id from then on.
+    pub fn end_request(&mut self, request_id: u16, status: ProtocolStatus) -> &mut Self {
+        self.record(kind::END_REQUEST, request_id, status.end_request_body())
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.headers.is_empty()
@@ -211,12 +229,6 @@ impl BeginRequest {
     pub fn keep_conn(&self) -> bool {
         self.flags & FLAG_KEEP_CONN != 0
     }
-}
-
-/// §5.5: the body of `FCGI_END_REQUEST`.
-pub fn end_request_body(app_status: u32, protocol_status: u8) -> [u8; 8] {
-    let app = app_status.to_be_bytes();
-    [app[0], app[1], app[2], app[3], protocol_status, 0, 0, 0]
 }
 
 /// §4.2: the body of `FCGI_UNKNOWN_TYPE`.
@@ -354,7 +366,9 @@ mod tests {
         assert_eq!(begin.role, ROLE_RESPONDER);
         assert!(begin.keep_conn());
         assert!(BeginRequest::parse(&[0, 1]).is_err());
-        assert_eq!(end_request_body(1, status::UNKNOWN_ROLE), [0, 0, 0, 1, 3, 0, 0, 0]);
+        let mut frames = Frames::new();
+        frames.end_request(9, ProtocolStatus::UnknownRole);
+        assert_eq!(bytes_of(&frames), [1, kind::END_REQUEST, 0, 9, 0, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(unknown_type_body(99)[0], 99);
     }
 

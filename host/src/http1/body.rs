@@ -217,8 +217,8 @@ mod tests {
         assert!(decode_all(Decoder::chunked(), body(&over).as_bytes(), 4096).is_err());
         let split = line(MAX_TRAILERS - 100) + &line(100);
         assert!(decode_all(Decoder::chunked(), body(&split).as_bytes(), 4096).is_err());
-        // A first line past the limit by one byte used to leave a limit below zero (a panic, or
-        // no limit at all in a release build).
+        // A first line past the limit by one byte must not leave a limit below zero (a panic,
+        // or no limit at all in a release build).
         let past = line(MAX_TRAILERS + 1);
         assert!(decode_all(Decoder::chunked(), body(&past).as_bytes(), 4096).is_err());
     }

@@ -6,8 +6,8 @@
 //! wasted work: the connection task is parked waiting for the client's next request anyway,
 //! whose bytes wake it, and it takes the write half then. Each wake-up from another thread is a
 //! futex or eventfd write, a context switch and, on a virtual machine, an inter-processor
-//! interrupt; skipping it saved about a third of a hello request's CPU (BENCHMARKS.md, log
-//! entry 27). So the taker says, each time it waits, whether it must be woken (it watches
+//! interrupt; skipping it saves about a third of a hello request's CPU. So the taker says, each
+//! time it waits, whether it must be woken (it watches
 //! nothing that would wake it, it holds pipelined bytes, the server is shutting down...), and
 //! the giver wakes it only then, or when the connection must close. A giver dropped without
 //! giving always wakes the taker.
@@ -15,9 +15,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-/// The shared slot.
+/// What the two ends share.
 #[derive(Debug)]
-struct Slot<T> {
+struct Shared<T> {
     /// `Some(Some(value))` once given, `Some(None)` once the giver was dropped without giving.
     value: Option<Option<T>>,
     /// The waiting taker's waker.
@@ -29,27 +29,27 @@ struct Slot<T> {
 /// The sink's end.
 #[derive(Debug)]
 pub struct Giver<T> {
-    slot: Option<Arc<Mutex<Slot<T>>>>,
+    shared: Option<Arc<Mutex<Shared<T>>>>,
 }
 
 /// The connection task's end.
 #[derive(Debug)]
 pub struct Taker<T> {
-    slot: Arc<Mutex<Slot<T>>>,
+    shared: Arc<Mutex<Shared<T>>>,
 }
 
 /// A new hand-back.
 pub fn handback<T>() -> (Giver<T>, Taker<T>) {
-    let slot = Arc::new(Mutex::new(Slot { value: None, waker: None, wake_wanted: false }));
-    (Giver { slot: Some(slot.clone()) }, Taker { slot })
+    let shared = Arc::new(Mutex::new(Shared { value: None, waker: None, wake_wanted: false }));
+    (Giver { shared: Some(shared.clone()) }, Taker { shared })
 }
 
 /// Stores `value` and wakes the taker if it asked for it or `wake` says so.
-fn put<T>(slot: &Mutex<Slot<T>>, value: Option<T>, wake: bool) {
-    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-    slot.value = Some(value);
-    let waker = if wake || slot.wake_wanted { slot.waker.take() } else { None };
-    drop(slot);
+fn put<T>(shared: &Mutex<Shared<T>>, value: Option<T>, wake: bool) {
+    let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    shared.value = Some(value);
+    let waker = if wake || shared.wake_wanted { shared.waker.take() } else { None };
+    drop(shared);
     if let Some(waker) = waker {
         waker.wake();
     }
@@ -58,16 +58,16 @@ fn put<T>(slot: &Mutex<Slot<T>>, value: Option<T>, wake: bool) {
 impl<T> Giver<T> {
     /// Hands `value` back. `wake`: wake the taker even if it did not ask for it.
     pub fn give(mut self, value: T, wake: bool) {
-        if let Some(slot) = self.slot.take() {
-            put(&slot, Some(value), wake);
+        if let Some(shared) = self.shared.take() {
+            put(&shared, Some(value), wake);
         }
     }
 }
 
 impl<T> Drop for Giver<T> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            put(&slot, None, true);
+        if let Some(shared) = self.shared.take() {
+            put(&shared, None, true);
         }
     }
 }
@@ -76,21 +76,21 @@ impl<T> Taker<T> {
     /// Ready with the value (`None` if the giver was dropped without giving). While pending,
     /// the hand-back wakes this task only if `wake_wanted`.
     pub fn poll_take(&self, cx: &mut Context<'_>, wake_wanted: bool) -> Poll<Option<T>> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(value) = slot.value.take() {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(value) = shared.value.take() {
             return Poll::Ready(value);
         }
-        match &mut slot.waker {
+        match &mut shared.waker {
             Some(waker) => waker.clone_from(cx.waker()),
             none => *none = Some(cx.waker().clone()),
         }
-        slot.wake_wanted = wake_wanted;
+        shared.wake_wanted = wake_wanted;
         Poll::Pending
     }
 
     /// The value, if it was handed back meanwhile (`Some(None)`: the giver was dropped).
     pub fn try_take(&self) -> Option<Option<T>> {
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner).value.take()
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).value.take()
     }
 }
 

@@ -1,11 +1,13 @@
-//! The request body as a bounded stream of chunks from the front end (which decodes HTTP framing
-//! or FastCGI STDIN records) to the guest (which reads it on demand).
+//! The request body as a stream of chunks from the front end (which decodes HTTP framing or
+//! FastCGI STDIN records) to the guest (which reads it on demand), held to the route's
+//! `max_body_size` on the way.
 //!
 //! A [`channel`] holds at most [`BODY_CHANNEL_CHUNKS`] chunks, so a guest that does not read its
 //! body exerts TCP backpressure on the client instead of making the host buffer it. An
 //! [`unbounded`] one is for front ends whose peer must not be held up (FastCGI: the web server
 //! writes the whole body before it reads the response, so holding it up can deadlock); there
-//! the route's `max_body_size` bounds what is buffered.
+//! the route's `max_body_size` bounds what is buffered. Either way the front end feeds it
+//! through a [`BodyFeed`], which counts the bytes against that limit.
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -33,7 +35,7 @@ pub enum BodyError {
 
 /// One message from the front end: a chunk, the clean end, or why the body stopped.
 #[derive(Debug)]
-pub enum BodyMsg {
+enum BodyMsg {
     /// The next bytes of the body (never empty).
     Data(Bytes),
     /// The body is complete.
@@ -42,16 +44,17 @@ pub enum BodyMsg {
     Error(BodyError),
 }
 
-/// Creates the two ends of a bounded body stream.
-pub fn channel() -> (BodySender, BodyReceiver) {
+/// Creates the two ends of a bounded body stream for a body of at most `limit` bytes.
+pub fn channel(limit: u64) -> (BodyFeed, BodyReceiver) {
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
-    (BodySender(Tx::Bounded(tx)), BodyReceiver::new(Rx::Bounded(rx)))
+    (BodyFeed::new(Tx::Bounded(tx), limit), BodyReceiver::new(Rx::Bounded(rx)))
 }
 
-/// Creates the two ends of an unbounded body stream (see the module docs).
-pub fn unbounded() -> (BodySender, BodyReceiver) {
+/// Creates the two ends of an unbounded body stream for a body of at most `limit` bytes (see
+/// the module docs).
+pub fn unbounded(limit: u64) -> (BodyFeed, BodyReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (BodySender(Tx::Unbounded(tx)), BodyReceiver::new(Rx::Unbounded(rx)))
+    (BodyFeed::new(Tx::Unbounded(tx), limit), BodyReceiver::new(Rx::Unbounded(rx)))
 }
 
 #[derive(Debug)]
@@ -66,34 +69,127 @@ enum Rx {
     Unbounded(mpsc::UnboundedReceiver<BodyMsg>),
 }
 
-/// The front end's end of the body stream.
+/// The front end's end of the body stream: passes chunks on while the body stays within its
+/// limit, and holds back a message a full bounded channel cannot take yet.
 #[derive(Debug)]
-pub struct BodySender(Tx);
+pub struct BodyFeed {
+    /// The channel; `None` once the body ended for the guest (completely, or with an error).
+    tx: Option<Tx>,
+    /// A message that did not fit in a full bounded channel yet.
+    pending: Option<BodyMsg>,
+    /// Body bytes passed on so far.
+    received: u64,
+    /// The route's `max_body_size`.
+    limit: u64,
+    /// Whether the body ended with an error: the stream it came in is not to be trusted.
+    failed: bool,
+}
 
-impl BodySender {
-    /// Sends without waiting; gives the message back if a bounded channel is full.
-    /// A receiver that went away (the guest finished) silently swallows the message.
-    pub fn try_send(&self, msg: BodyMsg) -> Result<(), BodyMsg> {
-        match &self.0 {
-            Tx::Bounded(tx) => match tx.try_send(msg) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
-            },
-            Tx::Unbounded(tx) => {
-                let _ = tx.send(msg);
-                Ok(())
-            }
+impl BodyFeed {
+    fn new(tx: Tx, limit: u64) -> Self {
+        Self { tx: Some(tx), pending: None, received: 0, limit, failed: false }
+    }
+
+    /// A feed for a request without a body: ended before it began.
+    pub fn ended() -> Self {
+        Self { tx: None, pending: None, received: 0, limit: 0, failed: false }
+    }
+
+    /// Passes on the next bytes of the body, or [`BodyError::TooLarge`] instead once they take
+    /// it past the limit.
+    pub fn data(&mut self, bytes: Bytes) {
+        self.received += bytes.len() as u64;
+        if self.received > self.limit { self.fail(BodyError::TooLarge) } else { self.offer(BodyMsg::Data(bytes)) }
+    }
+
+    /// The body is complete.
+    pub fn end(&mut self) {
+        self.offer(BodyMsg::End);
+    }
+
+    /// The body stops early; the guest's next read fails with `error`.
+    pub fn fail(&mut self, error: BodyError) {
+        if self.tx.is_some() {
+            self.failed = true;
+            // Ahead of anything still pending: the body is over.
+            self.pending = None;
+            self.offer(BodyMsg::Error(error));
         }
     }
 
-    /// Waits until the channel has room (or the receiver is gone).
-    pub async fn ready(&self) {
-        match &self.0 {
-            // A reserved permit is dropped at once: only the wake-up matters, and this sender
-            // is the only one, so the room stays.
-            Tx::Bounded(tx) => drop(tx.reserve().await),
-            Tx::Unbounded(_) => {}
+    /// Sends `msg`, or keeps it pending while a bounded channel is full. A receiver that went
+    /// away (the guest finished) swallows it.
+    fn offer(&mut self, msg: BodyMsg) {
+        let Some(tx) = &self.tx else { return };
+        let last = !matches!(msg, BodyMsg::Data(_));
+        let sent = match tx {
+            Tx::Bounded(tx) => match tx.try_send(msg) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    self.pending = Some(msg);
+                    false
+                }
+            },
+            Tx::Unbounded(tx) => {
+                let _ = tx.send(msg);
+                true
+            }
+        };
+        if sent && last {
+            self.tx = None;
         }
+    }
+
+    /// Sends the held-back message if the channel has room now; returns whether nothing is
+    /// held back any more.
+    pub fn retry(&mut self) -> bool {
+        if let Some(msg) = self.pending.take() {
+            self.offer(msg);
+        }
+        self.pending.is_none()
+    }
+
+    /// Whether the body is still open for the guest (not ended, not failed).
+    pub fn is_open(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether the feed takes more bytes now: open, with nothing held back.
+    pub fn wants_input(&self) -> bool {
+        self.tx.is_some() && self.pending.is_none()
+    }
+
+    /// Whether a message waits for room in the channel.
+    pub fn is_held_up(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the body ended with an error (too large, malformed, aborted).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Body bytes passed on so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Waits until the channel has room for the held-back message (or the receiver is gone);
+    /// never resolves while nothing is held back.
+    pub async fn room(&self) {
+        match (&self.tx, &self.pending) {
+            // A reserved permit is dropped at once: only the wake-up matters, and this feed is
+            // the only sender, so the room stays.
+            (Some(Tx::Bounded(tx)), Some(_)) => drop(tx.reserve().await),
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Closes the feed without a word to the guest: its next read finds the body
+    /// [`BodyError::Unavailable`] unless the body had ended.
+    pub fn close(&mut self) {
+        self.tx = None;
+        self.pending = None;
     }
 }
 
@@ -154,9 +250,10 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_are_split_to_the_readers_size_and_end_cleanly() {
-        let (tx, mut rx) = channel();
-        tx.try_send(BodyMsg::Data(Bytes::from_static(b"hello"))).unwrap();
-        tx.try_send(BodyMsg::End).unwrap();
+        let (mut feed, mut rx) = channel(100);
+        feed.data(Bytes::from_static(b"hello"));
+        feed.end();
+        assert!(!feed.is_open() && !feed.failed());
         assert_eq!(&rx.read(3).await.unwrap()[..], b"hel");
         assert_eq!(&rx.read(10).await.unwrap()[..], b"lo");
         assert!(rx.read(10).await.unwrap().is_empty());
@@ -164,33 +261,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn errors_stick_and_a_vanished_sender_is_unavailable() {
-        let (tx, mut rx) = channel();
-        tx.try_send(BodyMsg::Error(BodyError::Aborted)).unwrap();
+    async fn errors_stick_and_a_vanished_feed_is_unavailable() {
+        let (mut feed, mut rx) = channel(100);
+        feed.fail(BodyError::Aborted);
         assert_eq!(rx.read(1).await, Err(BodyError::Aborted));
         assert_eq!(rx.read(1).await, Err(BodyError::Aborted));
 
-        let (tx, mut rx) = channel();
-        drop(tx);
+        let (feed, mut rx) = channel(100);
+        drop(feed);
         assert_eq!(rx.read(1).await, Err(BodyError::Unavailable));
     }
 
     #[tokio::test]
-    async fn an_unbounded_channel_takes_everything() {
-        let (tx, mut rx) = unbounded();
-        for _ in 0..10 * BODY_CHANNEL_CHUNKS {
-            tx.try_send(BodyMsg::Data(Bytes::from_static(b"x"))).unwrap();
+    async fn a_body_past_its_limit_ends_too_large() {
+        for (mut feed, mut rx) in [channel(4), unbounded(4)] {
+            feed.data(Bytes::from_static(b"abc"));
+            feed.data(Bytes::from_static(b"de"));
+            assert!(feed.failed() && !feed.is_open());
+            assert_eq!(feed.received(), 5);
+            assert_eq!(&rx.read(10).await.unwrap()[..], b"abc");
+            assert_eq!(rx.read(10).await, Err(BodyError::TooLarge));
         }
-        tx.try_send(BodyMsg::End).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_channel_takes_everything() {
+        let (mut feed, mut rx) = unbounded(u64::MAX);
+        for _ in 0..10 * BODY_CHANNEL_CHUNKS {
+            feed.data(Bytes::from_static(b"x"));
+            assert!(feed.wants_input());
+        }
+        feed.end();
         assert_eq!(rx.read(1000).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
-    async fn full_channel_gives_the_message_back() {
-        let (tx, _rx) = channel();
+    async fn a_full_channel_holds_the_message_back_until_there_is_room() {
+        let (mut feed, mut rx) = channel(u64::MAX);
         for _ in 0..BODY_CHANNEL_CHUNKS {
-            tx.try_send(BodyMsg::Data(Bytes::from_static(b"x"))).unwrap();
+            feed.data(Bytes::from_static(b"x"));
         }
-        assert!(tx.try_send(BodyMsg::End).is_err());
+        feed.end();
+        assert!(feed.is_held_up() && !feed.wants_input());
+        assert!(!feed.retry(), "still no room");
+        assert_eq!(&rx.read(1).await.unwrap()[..], b"x");
+        feed.room().await;
+        assert!(feed.retry());
+        assert!(!feed.is_open(), "the end went through");
     }
 }

@@ -1,5 +1,6 @@
 //! How each request ended, and its access-log line.
 
+use super::Protocol;
 use std::time::{Duration, Instant};
 
 /// How a request ended. Every request that reached a guest ends as exactly one of the first
@@ -53,8 +54,8 @@ pub struct AccessRecord<'a> {
     pub id: u64,
     /// Connection id: requests with the same one shared a connection.
     pub conn: u64,
-    /// The front end: `http` or `fastcgi`.
-    pub protocol: &'static str,
+    /// The front end.
+    pub protocol: Protocol,
     /// The matched route, or empty.
     pub route: &'a str,
     /// The request method.
@@ -75,6 +76,9 @@ pub struct AccessRecord<'a> {
     pub stopped_mono_ns: Option<u64>,
     /// Why the guest failed, if it did.
     pub detail: Option<&'a str>,
+    /// The thread that last ran the guest (`tether-guest`, or `tether-io` for a request that
+    /// ran to its end where it was read), for requests that reached one.
+    pub guest_thread: Option<&'a str>,
 }
 
 impl AccessRecord<'_> {
@@ -84,7 +88,7 @@ impl AccessRecord<'_> {
             target: "tether::access",
             req = self.id,
             conn = self.conn,
-            protocol = self.protocol,
+            protocol = self.protocol.as_str(),
             route = self.route,
             method = self.method,
             uri = self.target,
@@ -95,6 +99,7 @@ impl AccessRecord<'_> {
             abort_latency_us = self.abort_latency.map(micros),
             stopped_mono_ns = self.stopped_mono_ns,
             detail = self.detail,
+            guest_thread = self.guest_thread,
             "{} {} {} {}",
             self.method,
             self.target,

@@ -5,9 +5,9 @@
 //! (the only signal in `write` mode), and every output call first checks whether the client is
 //! gone, trapping the guest unless it ignores user aborts and discarding the output if it does.
 
-use super::conn_state::ConnState;
 use super::head::{HeadError, ResponseHead};
 use super::sink::{Failure, ResponseSink};
+use super::state::RequestState;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -49,8 +49,8 @@ pub type OutputResult = Result<(), OutputError>;
 pub struct Output {
     /// The front end's writer.
     sink: Box<dyn ResponseSink>,
-    /// The request's connection state (abort bits, ignore-user-abort).
-    conn: Arc<ConnState>,
+    /// The request's state (abort bits, ignore-user-abort).
+    conn: Arc<RequestState>,
     /// The head the guest is building; frozen once sent.
     head: ResponseHead,
     /// Whether the head is on the wire.
@@ -83,7 +83,7 @@ impl std::fmt::Debug for Output {
 
 impl Output {
     /// Output for a request whose response goes to `sink`.
-    pub fn new(sink: Box<dyn ResponseSink>, conn: Arc<ConnState>, buffer_size: usize) -> Self {
+    pub fn new(sink: Box<dyn ResponseSink>, conn: Arc<RequestState>, buffer_size: usize) -> Self {
         Self {
             sink,
             conn,

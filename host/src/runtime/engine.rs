@@ -10,12 +10,12 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the engine's epoch advances while guests run. A guest running Wasm checks its
-/// connection state and time budget once per tick, and one that computes (runs Wasm at two
-/// ticks in a row) yields the CPU and the scheduler; it is also the resolution of
+/// request state and time budget once per tick, and one that computes (runs Wasm at two ticks
+/// in a row) yields the CPU and the scheduler; it is also the resolution of
 /// `max_execution_time`. Aborts do not wait for a tick (they bump the epoch themselves), but a
 /// thread that must run to *see* an abort (Tether's I/O thread, or nginx's worker) can wait up
-/// to a tick behind a computing guest (measured: abort p99 through nginx 4 ms before the
-/// per-tick CPU yield, 1 ms with a 1 ms tick, 0.44 ms with 100 µs).
+/// to a tick behind a computing guest (measured through nginx: abort p99 1 ms with a 1 ms tick,
+/// 0.44 ms with this one).
 pub const EPOCH_TICK: Duration = Duration::from_micros(100);
 
 /// Core Wasm instances one component may create. A Rust guest built for wasm32-wasip2 has a
@@ -139,24 +139,24 @@ struct Ticker {
 impl Ticker {
     /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
     /// any guest runs.
-    fn running(&self) -> Running {
+    fn running(&self) -> RunningGuest {
         if self.state.running.fetch_add(1, Ordering::AcqRel) == 0 {
             self.thread.unpark();
         }
-        Running { state: self.state.clone(), last_tick: u64::MAX }
+        RunningGuest { state: self.state.clone(), last_tick: u64::MAX }
     }
 }
 
 /// Counts a running guest for the epoch ticker while alive.
 #[derive(Debug)]
-pub struct Running {
+pub struct RunningGuest {
     /// The ticker's state.
     state: Arc<TickerState>,
     /// The tick at which this guest last ran Wasm.
     last_tick: u64,
 }
 
-impl Running {
+impl RunningGuest {
     /// Called from the guest's epoch callback, which runs when the epoch advanced while the guest
     /// was running Wasm. Whether the guest computes: it also ran Wasm at the previous tick. A
     /// guest that answers in microseconds (most requests) is caught by a tick now and then, never
@@ -169,7 +169,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for RunningGuest {
     fn drop(&mut self) {
         self.state.running.fetch_sub(1, Ordering::AcqRel);
     }
@@ -252,7 +252,7 @@ impl TetherEngine {
 
     /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
     /// any guest runs.
-    pub fn running(&self) -> Running {
+    pub fn running(&self) -> RunningGuest {
         self.ticker.running()
     }
 }
@@ -316,7 +316,7 @@ mod tests {
         let state = Arc::new(TickerState::default());
         let ticker = Ticker { state: state.clone(), thread: std::thread::current() };
         let mut guest = ticker.running();
-        let at = |tick: u64, guest: &mut Running| {
+        let at = |tick: u64, guest: &mut RunningGuest| {
             state.ticks.store(tick, Ordering::Relaxed);
             guest.computing_at_tick()
         };

@@ -1,32 +1,34 @@
-//! The sandbox: compiles and caches components, links the Tether world and WASI, and runs one
+//! The sandbox: compiles and caches components, links each guest world and WASI, and runs one
 //! request in one fresh `Store` and instance.
 //!
 //! **The runtime knows nothing of HTTP or FastCGI.** It sees a [`RequestHead`], a body stream,
-//! an [`Output`] and a [`ConnState`], all from [`crate::request`], and reports how the guest
-//! ended. Everything wasmtime stays inside this module.
+//! an [`Output`] and a [`RequestState`], all from [`crate::request`], and reports how the guest
+//! ended. Everything wasmtime stays inside this module: the engine and its pool ([`engine`]),
+//! the compile cache ([`cache`]), the store every world shares ([`store`], with [`limits`] and
+//! [`stdio`]), and the worlds themselves ([`worlds`]).
 
-mod bindings;
 mod cache;
 mod engine;
-mod host;
 mod limits;
 mod stdio;
+mod store;
+mod worlds;
 
 pub use cache::CompileCache;
 pub use engine::EngineLimits;
 
-use crate::request::{BodyReceiver, ConnState, InterruptHook, Output, RequestHead, StderrSink};
+use crate::request::{BodyReceiver, InterruptHook, Output, RequestHead, RequestState, StderrSink};
 use anyhow::Context as _;
-use bindings::HandlerPre;
 use cache::Provenance;
 use engine::TetherEngine;
-use host::HostState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::HostState;
 use thiserror::Error;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
+use wasmtime::component::Component;
+use worlds::{Failed, Linkers, WorldPre};
 
 /// A directory a route's guest may use, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +67,8 @@ pub struct Invocation {
     /// Where the response goes; shared with the dispatcher, which ends the response when the
     /// guest is gone.
     pub output: Arc<tokio::sync::Mutex<Output>>,
-    /// The connection state.
-    pub conn: Arc<ConnState>,
+    /// PHP's status bits and the kill switch.
+    pub state: Arc<RequestState>,
     /// Where the guest's stderr lines go besides the log, if anywhere.
     pub stderr: Option<StderrSink>,
 }
@@ -80,7 +82,7 @@ pub enum GuestFailure {
     /// The guest ran out of memory under its `max_memory`.
     #[error("guest exceeded its memory limit")]
     MemoryLimit,
-    /// The host stopped the guest (an abort or a time limit; see the connection state).
+    /// The host stopped the guest (an abort or a time limit; see the request state).
     #[error("guest was stopped by the host")]
     Killed,
     /// The instance could not be created.
@@ -130,12 +132,12 @@ pub enum LoadError {
     World(String),
 }
 
-/// The engine, the linker and the compile cache.
+/// The engine, the linkers and the compile cache.
 pub struct Runtime {
     /// The engine and its epoch ticker; the guests loaded here hold it too.
     engine: Arc<TetherEngine>,
-    /// The Tether world plus WASI.
-    linker: Linker<HostState>,
+    /// Each world's imports, WASI included.
+    linkers: Linkers,
     /// Where compiled components are kept, if anywhere.
     cache: Option<CompileCache>,
 }
@@ -150,12 +152,8 @@ impl Runtime {
     /// Builds the engine and linker.
     pub fn new(limits: &EngineLimits, cache: Option<CompileCache>) -> anyhow::Result<Self> {
         let engine = Arc::new(TetherEngine::new(limits)?);
-        let mut linker = Linker::new(&engine.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)
-            .context("linking the tether world")?;
-        Ok(Self { engine, linker, cache })
+        let linkers = Linkers::new(&engine.engine)?;
+        Ok(Self { engine, linkers, cache })
     }
 
     /// Whether the pooling allocator is in use.
@@ -197,14 +195,10 @@ impl Runtime {
         Ok(self.prepare(&component, guest.settings.clone(), Some(entry.clone()))?)
     }
 
-    /// Links a compiled component and type-checks it against the Tether world.
+    /// Links a compiled component and type-checks it against its world.
     fn prepare(&self, component: &Component, settings: Arc<GuestSettings>, cache_entry: Option<PathBuf>) -> Result<Guest, LoadError> {
-        let pre = self.linker.instantiate_pre(component).map_err(|error| LoadError::World(format!("{error:#}")))?;
-        let pre = HandlerPre::new(pre).map_err(|error| LoadError::World(format!("{error:#}")))?;
-        let interrupt: InterruptHook = {
-            let engine = self.engine.engine.clone();
-            Arc::new(move || engine.increment_epoch())
-        };
+        let pre = WorldPre::new(&self.linkers, component)?;
+        let interrupt = store::interrupt_hook(&self.engine.engine);
         Ok(Guest { pre, settings, interrupt, cache_entry, engine: self.engine.clone() })
     }
 }
@@ -236,10 +230,10 @@ fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
 #[derive(Clone)]
 pub struct Guest {
     /// The linked, type-checked component.
-    pre: HandlerPre<HostState>,
+    pre: WorldPre,
     /// What the guest may use.
     settings: Arc<GuestSettings>,
-    /// Makes this guest's running instances look at their connection state now.
+    /// Makes this guest's running instances look at their kill switches now.
     interrupt: InterruptHook,
     /// Where the compile cache holds the component, if it does.
     cache_entry: Option<PathBuf>,
@@ -259,68 +253,22 @@ impl Guest {
     /// at any await point: that cancels the guest and frees its instance (see the crate docs on
     /// cancel safety).
     pub async fn handle(&self, invocation: Invocation) -> (Result<(), GuestFailure>, Option<Spent>) {
-        let engine = self.pre.engine();
         let state = match HostState::new(invocation, &self.settings) {
             Ok(state) => state,
             Err(error) => return (Err(GuestFailure::instantiation(&error)), None),
         };
-        let mut store = Store::new(engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.call_hook(|mut cx, hook| {
-            let now = Instant::now();
-            let budget = &mut cx.data_mut().budget;
-            if hook.entering_host() {
-                budget.leave(now)
-            } else {
-                budget.enter(now)
-            }
-            Ok(())
-        });
-        store.set_epoch_deadline(1);
-        // The store holds the guest's place in the ticker's count until it is dropped.
-        let mut running = self.engine.running();
-        store.epoch_deadline_callback(move |mut cx| {
-            let state = cx.data_mut();
-            if state.conn.kill_reason().is_some() {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            if state.budget.exhausted(Instant::now()) {
-                state.conn.time_out(crate::request::KillReason::ExecutionTime);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            // Whether it ran Wasm at the previous tick too (counted wherever it runs).
-            let computing = running.computing_at_tick();
-            // On an I/O thread a guest runs only until a tick finds it in Wasm: it yields to its
-            // executor there, and its task moves to the guest threads.
-            if crate::sched::on_io_thread() {
-                crate::sched::leave_io_thread();
-                return Ok(UpdateDeadline::Yield(1));
-            }
-            // A guest that computes gives up the CPU for a moment at each tick: the kernel only
-            // preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or nginx)
-            // that would see its client leave. It then gives the executor a turn, so it cannot
-            // starve the other tasks on its worker (including its own request timeout). A guest
-            // merely caught by a tick carries on: yielding it too cost hello 2K kernel
-            // instructions and 0.2 context switches per request.
-            if computing {
-                crate::sched::yield_cpu();
-                Ok(UpdateDeadline::Yield(1))
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
-        });
-        let handler = match self.pre.instantiate_async(&mut store).await {
-            Ok(handler) => handler,
-            Err(error) => return (Err(GuestFailure::instantiation(&error.into())), Some(Spent { _store: store })),
-        };
-        let result = handler.call_handle(&mut store).await.map_err(|error| {
-            let state = store.data();
-            if state.conn.kill_reason().is_some() {
-                GuestFailure::Killed
-            } else if state.limiter.hit {
-                GuestFailure::MemoryLimit
-            } else {
-                GuestFailure::Trap(format!("{error:#}"))
+        let mut store = store::new_store(self.pre.engine(), &self.engine, state);
+        let result = self.pre.run(&mut store).await.map_err(|failed| match failed {
+            Failed::Instantiating(error) => GuestFailure::instantiation(&error.into()),
+            Failed::Running(error) => {
+                let state = store.data();
+                if state.state.kill_reason().is_some() {
+                    GuestFailure::Killed
+                } else if state.limiter.hit {
+                    GuestFailure::MemoryLimit
+                } else {
+                    GuestFailure::Trap(format!("{error:#}"))
+                }
             }
         });
         (result, Some(Spent { _store: store }))
@@ -331,7 +279,7 @@ impl Guest {
         &self.settings
     }
 
-    /// A hook that makes this guest's running instances look at their connection state now.
+    /// A hook that makes this guest's running instances look at their kill switches now.
     pub fn interrupt_hook(&self) -> InterruptHook {
         self.interrupt.clone()
     }

@@ -16,18 +16,18 @@ const WRITE_PERMIT: usize = 64 * 1024;
 
 /// Which guest stream a line came from.
 #[derive(Clone, Copy, Debug)]
-pub enum Stream {
+pub enum Stdio {
     /// `stdout`.
     Stdout,
     /// `stderr`.
     Stderr,
 }
 
-impl Stream {
+impl Stdio {
     fn name(self) -> &'static str {
         match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
+            Stdio::Stdout => "stdout",
+            Stdio::Stderr => "stderr",
         }
     }
 }
@@ -37,7 +37,7 @@ pub struct GuestLog {
     /// The request the lines belong to.
     request: u64,
     /// Which stream this is.
-    stream: Stream,
+    stream: Stdio,
     /// The route, for the log.
     route: std::sync::Arc<str>,
     /// The unterminated rest of the output.
@@ -48,7 +48,7 @@ pub struct GuestLog {
 
 impl GuestLog {
     /// A logger for `stream` of request `request` on `route`, forwarding lines to `forward`.
-    pub fn new(request: u64, route: std::sync::Arc<str>, stream: Stream, forward: Option<StderrSink>) -> Self {
+    pub fn new(request: u64, route: std::sync::Arc<str>, stream: Stdio, forward: Option<StderrSink>) -> Self {
         Self { request, stream, route, partial: Vec::new(), forward }
     }
 

@@ -1,18 +1,19 @@
-//! The connection state of one request, shared by the front end that watches the socket and the
-//! guest's store: PHP's status bits (ABORTED, TIMEOUT), the ignore-user-abort flag, when the
-//! abort was seen, and the kill switch that stops the guest.
+//! The state of one request, shared by the front end that watches its client (a FastCGI
+//! connection carries several requests, each with its own) and the guest's store: PHP's
+//! connection-status bits (ABORTED, TIMEOUT), the ignore-user-abort flag, when the abort was
+//! seen, and the kill switch that stops the guest.
 //!
 //! Killing is two-pronged because a guest can be in one of two places:
 //! - parked: not yet started, or waiting in a host call (sleeping, reading the body, blocked in
-//!   a write). The dispatcher polls the guest only through a gate ([`ConnState::enter_guest`],
-//!   [`ConnState::leave_guest`]); [`ConnState::kill`] closes the gate on a parked guest, which
+//!   a write). The dispatcher polls the guest only through a gate ([`RequestState::enter_guest`],
+//!   [`RequestState::leave_guest`]); [`RequestState::kill`] closes the gate on a parked guest, which
 //!   is then stopped on the spot, on the killing thread: it never runs again, and the
-//!   dispatcher, woken by [`ConnState::killed`], drops its future (cancelling the call) when its
+//!   dispatcher, woken by [`RequestState::killed`], drops its future (cancelling the call) when its
 //!   thread gets to it.
 //! - being polled (on a guest thread, or with `guests_start_on = "io-threads"` on the I/O thread
-//!   it started on), usually running Wasm: [`ConnState::kill`] calls the runtime's interrupt
+//!   it started on), usually running Wasm: [`RequestState::kill`] calls the runtime's interrupt
 //!   hook, which bumps the engine's epoch so the guest reaches its epoch check within
-//!   nanoseconds, where the runtime sees [`ConnState::kill_reason`] and traps it.
+//!   nanoseconds, where the runtime sees [`RequestState::kill_reason`] and traps it.
 
 use super::outcome::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -68,12 +69,12 @@ pub enum KillReason {
     ShutdownGrace,
 }
 
-/// A hook that makes running Wasm check its connection state promptly (the runtime bumps the
+/// A hook that makes running Wasm check its request state promptly (the runtime bumps the
 /// engine epoch). The front ends and this module never see what it does.
 pub type InterruptHook = Arc<dyn Fn() + Send + Sync>;
 
 /// Shared state of one request's connection. See the module docs.
-pub struct ConnState {
+pub struct RequestState {
     /// How aborts are detected on this request's route.
     detection: AbortDetection,
     /// Whether a client half-close (FIN) counts as an abort on this route.
@@ -99,9 +100,9 @@ pub struct ConnState {
     interrupt: InterruptHook,
 }
 
-impl std::fmt::Debug for ConnState {
+impl std::fmt::Debug for RequestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnState")
+        f.debug_struct("RequestState")
             .field("detection", &self.detection)
             .field("bits", &self.status())
             .field("ignore_user_abort", &self.ignores_user_abort())
@@ -110,7 +111,7 @@ impl std::fmt::Debug for ConnState {
     }
 }
 
-impl ConnState {
+impl RequestState {
     /// State for a new request on a route with the given abort settings.
     pub fn new(detection: AbortDetection, half_close_aborts: bool, interrupt: InterruptHook) -> Self {
         Self {
@@ -266,13 +267,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    fn state(detection: AbortDetection, half_close_aborts: bool) -> (ConnState, Arc<AtomicUsize>) {
+    fn state(detection: AbortDetection, half_close_aborts: bool) -> (RequestState, Arc<AtomicUsize>) {
         let interrupts = Arc::new(AtomicUsize::new(0));
         let counter = interrupts.clone();
         let hook: InterruptHook = Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        (ConnState::new(detection, half_close_aborts, hook), interrupts)
+        (RequestState::new(detection, half_close_aborts, hook), interrupts)
     }
 
     #[test]

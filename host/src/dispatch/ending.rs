@@ -1,0 +1,145 @@
+//! How a request ends once its guest will not run again: its outcome, the end of its response
+//! (completed, or failed with the status its outcome calls for), its access line, and the
+//! teardown of its instance after all of that.
+
+use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE};
+use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, abort_latency};
+use crate::routes::Route;
+use crate::runtime::{GuestFailure, Spent};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The states of the requests whose task has not finished, by request id, so that a shutdown
+/// whose grace ran out can stop them.
+#[derive(Debug, Default)]
+pub(super) struct LiveRequests(Mutex<HashMap<u64, Arc<RequestState>>>);
+
+impl LiveRequests {
+    pub(super) fn insert(&self, id: u64, state: Arc<RequestState>) {
+        self.0.lock().expect("live requests").insert(id, state);
+    }
+
+    fn remove(&self, id: u64) {
+        self.0.lock().expect("live requests").remove(&id);
+    }
+
+    /// Times out every request still registered, for `reason`.
+    pub(super) fn stop_all(&self, reason: KillReason) {
+        let states: Vec<_> = self.0.lock().expect("live requests").values().cloned().collect();
+        for state in states {
+            state.time_out(reason);
+        }
+    }
+}
+
+/// A request whose guest will not run again: what finishing it needs.
+pub(super) struct Ending {
+    /// Request id, for the log.
+    pub id: u64,
+    /// Where and when the request came from, for the log.
+    pub arrival: Arrival,
+    /// The route it ran on.
+    pub route: Arc<Route>,
+    /// The request method, for the log.
+    pub method: String,
+    /// The request target, for the log.
+    pub target: String,
+    /// Why the guest was stopped, if it was.
+    pub state: Arc<RequestState>,
+    /// The response, to end.
+    pub output: Arc<tokio::sync::Mutex<Output>>,
+    /// How the guest ended.
+    pub result: Result<(), GuestFailure>,
+    /// When it was stopped, for the abort latency.
+    pub stopped: Instant,
+    /// The same on CLOCK_MONOTONIC, for the log (benchmarks compare it with clients' clocks).
+    pub stopped_mono_ns: u64,
+    /// The thread that last ran the guest, for the log.
+    pub guest_thread: std::thread::Thread,
+    /// The instance, when the guest returned or trapped on its own.
+    pub spent: Option<Spent>,
+    /// Where the request is registered as not finished.
+    pub live: Arc<LiveRequests>,
+    /// Held until the instance is gone, which frees the slot.
+    pub _slot: InstanceSlot,
+}
+
+impl Ending {
+    /// Whether the guest was stopped inside a host call: its future, which still holds the
+    /// instance, is torn down with the request, off the guest threads.
+    pub fn stopped_in_host_call(&self) -> bool {
+        self.spent.is_none()
+    }
+
+    /// Ends the response according to how the guest ended, writes the access-log line, then
+    /// tears the instance down.
+    pub async fn finish(self) {
+        let Ending { state, route, result, .. } = &self;
+        let mut output = self.output.lock().await;
+        let (outcome, detail) = match result {
+            Ok(()) => {
+                output.end().await;
+                let outcome = if output.finished_early() {
+                    Outcome::FinishedEarly
+                } else if state.is_aborted() {
+                    Outcome::AbortedIgnored
+                } else {
+                    Outcome::Completed
+                };
+                (outcome, None)
+            }
+            Err(failure) => {
+                let (outcome, failure_response, detail) = classify(state.kill_reason(), failure, route);
+                output.fail(failure_response).await;
+                (outcome, Some(detail))
+            }
+        };
+        let killed = result.is_err() && state.kill_reason() == Some(KillReason::Aborted);
+        AccessRecord {
+            id: self.id,
+            conn: self.arrival.conn_id,
+            protocol: self.arrival.protocol,
+            route: &route.path,
+            method: &self.method,
+            target: &self.target,
+            status: output.status(),
+            outcome,
+            bytes: output.bytes_sent(),
+            duration: self.arrival.at.elapsed(),
+            abort_latency: if killed { abort_latency(state.abort_seen_at(), self.stopped) } else { None },
+            stopped_mono_ns: result.is_err().then_some(self.stopped_mono_ns),
+            detail: detail.as_deref(),
+            guest_thread: self.guest_thread.name(),
+        }
+        .log();
+        drop(output);
+        self.live.remove(self.id);
+        // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.
+    }
+}
+
+/// The outcome, the response and the log detail for a guest that did not return normally.
+fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> (Outcome, Failure, String) {
+    let error = |status: u16, message: &str| Failure::Error { status, message: message.to_owned() };
+    match kill {
+        Some(KillReason::Aborted) => (Outcome::AbortedTrapped, Failure::ClientGone, "client aborted".to_owned()),
+        Some(KillReason::ExecutionTime) => {
+            (Outcome::Timeout, error(500, "maximum execution time exceeded\n"), "max_execution_time exceeded".to_owned())
+        }
+        Some(KillReason::ShutdownGrace) => (Outcome::Timeout, error(503, "server shutting down\n"), "shutdown_grace exceeded".to_owned()),
+        Some(KillReason::RequestTimeout) => (
+            Outcome::Timeout,
+            error(504, "request timed out\n"),
+            format!("request_timeout ({:?}) exceeded", route.request_timeout.unwrap_or_default()),
+        ),
+        None if matches!(failure, GuestFailure::OutOfResources(_)) => {
+            tracing::warn!(route = &*route.path, error = %failure, "no resources for a new instance; answering 503");
+            (Outcome::Rejected, error(503, OVERLOADED_MESSAGE), failure.to_string())
+        }
+        None => {
+            tracing::warn!(route = &*route.path, error = %failure, "guest failed");
+            (Outcome::Trapped, error(500, "internal server error\n"), failure.to_string())
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Where a request leaves its front end: admission (routing, the body limit, an instance slot)
+//! and the request's task, which runs the guest against its kill switch and wall-clock limit.
+//!
+//! A front end calls [`Dispatcher::admit`] with the request's path and declared body length and
+//! gets either an [`Admitted`] request or a [`Refusal`] it only has to encode. It then
+//! [`Dispatcher::start`]s the admitted request, which spawns its task and returns at once: the
+//! front end keeps watching its socket while the guest runs. How the request ends (its
+//! outcome, the end of its response, its access line) is [`ending`]'s.
+
+mod ending;
+
+use crate::heap::{Busy, IdleTrim};
+use crate::manifest::{GuestStart, Manifest, ServerSettings};
+use crate::request::{
+    AccessRecord, BodyReceiver, KillReason, Outcome, Output, Protocol, RequestHead, RequestState, ResponseSink, monotonic_ns,
+};
+use crate::routes::{CacheChoice, Route, Routes};
+use crate::runtime::{GuestFailure, Invocation};
+use ending::{Ending, LiveRequests};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// The body of a 503 for want of an instance: every one is busy, or the machine has no room for
+/// another.
+pub const OVERLOADED_MESSAGE: &str = "server overloaded, retry later\n";
+/// How long a request waits for a free instance before it is refused with 503. An instance
+/// holds its slot until it is torn down, after its response: a keep-alive client's next request
+/// can arrive microseconds before that, and must not be refused for it. Short, so that a
+/// server that is really full still answers at once.
+const ADMISSION_WAIT: Duration = Duration::from_millis(100);
+
+/// Everything needed to run requests. Shared by all connections.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// The routes, with the runtime they are loaded into.
+    routes: Arc<Routes>,
+    /// One permit per guest instance alive (`max_instances`).
+    instances: Arc<Semaphore>,
+    /// Counts requests in flight, to give memory back once the server is idle.
+    idle_trim: Arc<IdleTrim>,
+    /// Request ids.
+    next_id: AtomicU64,
+    /// Connection ids.
+    next_conn: AtomicU64,
+    /// Server settings, for the front ends.
+    settings: ServerSettings,
+    /// Request tasks, so that shutdown can wait for them.
+    tasks: TaskTracker,
+    /// The requests not finished yet, so that shutdown can stop them when its grace runs out.
+    live: Arc<LiveRequests>,
+    /// Where request tasks run.
+    executors: Executors,
+}
+
+/// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
+/// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave), or, with
+/// `guests_start_on = "io-threads"`, by no more than an epoch tick.
+#[derive(Clone, Debug)]
+pub struct Executors {
+    /// Runs guests (with `guests_start_on = "io-threads"`, those an epoch tick found computing
+    /// on an I/O thread).
+    pub guests: tokio::runtime::Handle,
+    /// Finishes requests whose guest was stopped while it waited in a host call: tears the
+    /// guest down, ends the response and logs it. Apart from the guest threads, and below
+    /// them in priority, so that when many clients leave at once every guest is stopped
+    /// before any is cleaned up after (BENCHMARKS.md, "A mass abort still waited behind
+    /// teardowns").
+    pub reaper: tokio::runtime::Handle,
+}
+
+/// Where a request came from and when, for its access line.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    /// The front end.
+    pub protocol: Protocol,
+    /// The connection's id: requests with the same one shared a connection.
+    pub conn_id: u64,
+    /// When the request head was complete.
+    pub at: Instant,
+}
+
+/// Why the host answers a request itself, with what, and what the access line says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status: 400, 404, 413, 431, 503...
+    pub status: u16,
+    /// A short plain-text body for the client.
+    pub message: Cow<'static, str>,
+    /// Why, for the access line.
+    pub detail: Cow<'static, str>,
+}
+
+impl Refusal {
+    /// A request its front end could not accept (malformed, oversized head, unsupported
+    /// version...), answered with `status` and `error` as text.
+    pub fn malformed(status: u16, error: impl std::fmt::Display) -> Self {
+        let detail = error.to_string();
+        Self { status, message: format!("{detail}\n").into(), detail: detail.into() }
+    }
+
+    /// No route serves the path.
+    fn no_route() -> Self {
+        Self { status: 404, message: "no route for this path\n".into(), detail: "no route".into() }
+    }
+
+    /// The declared body is larger than the route's `max_body_size`.
+    fn too_large() -> Self {
+        Self { status: 413, message: "request body too large\n".into(), detail: "body larger than max_body_size".into() }
+    }
+
+    /// Every instance stayed busy for [`ADMISSION_WAIT`].
+    fn overloaded() -> Self {
+        Self { status: 503, message: OVERLOADED_MESSAGE.into(), detail: "max_instances reached".into() }
+    }
+}
+
+/// An instance slot, held by an admitted request until its instance is torn down.
+#[derive(Debug)]
+struct InstanceSlot {
+    /// Held for its drop, which frees the slot.
+    _permit: OwnedSemaphorePermit,
+    /// Held for its drop, which may leave the server idle.
+    _busy: Busy,
+}
+
+/// A request that may run: its route, its instance slot, and the state its front end keeps up
+/// to date from the socket while the guest runs.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Where and when it came from.
+    arrival: Arrival,
+    /// Its route.
+    route: Arc<Route>,
+    /// Its instance slot.
+    slot: InstanceSlot,
+    /// PHP's status bits and the kill switch, shared with the front end.
+    state: Arc<RequestState>,
+}
+
+impl Admitted {
+    /// The state the front end keeps up to date (a client leaving, `FCGI_ABORT_REQUEST`).
+    pub fn state(&self) -> &Arc<RequestState> {
+        &self.state
+    }
+
+    /// The route's `max_body_size`, for the body feed.
+    pub fn max_body_size(&self) -> u64 {
+        self.route.max_body_size
+    }
+}
+
+/// An admitted request with everything its guest needs, ready to start.
+pub struct Start {
+    /// The admission.
+    pub admitted: Admitted,
+    /// The request line and headers.
+    pub head: RequestHead,
+    /// The request body.
+    pub body: BodyReceiver,
+    /// Where the response goes.
+    pub sink: Box<dyn ResponseSink>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `routes`. Requests will run on `executors`.
+    pub fn new(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> anyhow::Result<Self> {
+        let settings = manifest.server.clone();
+        let routes = Arc::new(Routes::load(manifest, cache)?);
+        let idle_trim = Arc::new(IdleTrim::default());
+        let releaser = routes.clone();
+        executors.reaper.spawn(idle_trim.clone().run(move || releaser.release_pool()));
+        Ok(Self {
+            routes,
+            instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            idle_trim,
+            next_id: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            settings,
+            tasks: TaskTracker::new(),
+            live: Arc::default(),
+            executors,
+        })
+    }
+
+    /// Server settings.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
+    }
+
+    /// How many routes there are.
+    pub fn route_count(&self) -> usize {
+        self.routes.count()
+    }
+
+    /// A new connection id, for telling in the log which requests shared a connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Admits a request for `path` whose body declares `declared_body` bytes (`None`: unknown
+    /// yet, as for a chunked body): finds its route, holds the declared length to the route's
+    /// `max_body_size`, and takes an instance slot, waiting up to [`ADMISSION_WAIT`] for one.
+    pub async fn admit(&self, arrival: Arrival, path: &str, declared_body: Option<u64>) -> Result<Admitted, Refusal> {
+        let route = self.routes.route(path).ok_or_else(Refusal::no_route)?;
+        if declared_body.is_some_and(|length| length > route.max_body_size) {
+            return Err(Refusal::too_large());
+        }
+        let permit = match self.instances.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout(ADMISSION_WAIT, self.instances.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    tracing::warn!("all guest instances are busy; answering 503");
+                    return Err(Refusal::overloaded());
+                }
+            },
+        };
+        let state = route.request_state();
+        Ok(Admitted { arrival, route, slot: InstanceSlot { _permit: permit, _busy: self.idle_trim.busy() }, state })
+    }
+
+    /// Logs a request the front end answered with `refusal`, after `bytes` went out.
+    pub fn log_refused(&self, arrival: &Arrival, head: Option<&RequestHead>, refusal: &Refusal, bytes: u64) {
+        AccessRecord {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            conn: arrival.conn_id,
+            protocol: arrival.protocol,
+            route: "",
+            method: head.map_or("", |h| h.method.as_str()),
+            target: head.map_or("", |h| h.target.as_str()),
+            status: refusal.status,
+            outcome: Outcome::Rejected,
+            bytes,
+            duration: arrival.at.elapsed(),
+            abort_latency: None,
+            stopped_mono_ns: None,
+            detail: Some(&refusal.detail),
+            guest_thread: None,
+        }
+        .log();
+    }
+
+    /// Spawns the request's task and returns at once. The task runs on the guest runtime, or,
+    /// with `guests_start_on = "io-threads"`, starts on the calling thread's runtime (the front
+    /// end's I/O thread) and moves to the guest runtime if its guest computes there (see
+    /// [`crate::sched`]).
+    pub fn start(self: &Arc<Self>, start: Start) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        let task = async move { this.run(id, start).await };
+        match self.settings.guests_start_on {
+            GuestStart::GuestThreads => {
+                self.tasks.spawn_on(task, &self.executors.guests);
+            }
+            GuestStart::IoThreads => {
+                let tasks = self.tasks.clone();
+                let guests = self.executors.guests.clone();
+                self.tasks.spawn(async move {
+                    // Boxed, so that the task can move to another runtime once it was polled.
+                    if let Some(rest) = crate::sched::until_leaving(Box::pin(task)).await {
+                        tasks.spawn_on(rest, &guests);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Stops every request still running, when the shutdown's grace ran out: each ends as a
+    /// timeout, with a 503 if its head was not sent yet, and its access line.
+    pub fn stop_running(&self) {
+        self.live.stop_all(KillReason::ShutdownGrace);
+    }
+
+    /// Waits for every request task (after the listeners stopped).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// The request's task: runs the guest against the kill switch and the wall-clock limit,
+    /// then finishes the request (here, or on the reaper).
+    async fn run(&self, id: u64, start: Start) {
+        let Start { admitted: Admitted { arrival, route, slot, state }, head, body, sink } = start;
+        let method = head.method.clone();
+        let target = head.target.clone();
+        let stderr = sink.stderr();
+        let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, state.clone(), route.output_buffer)));
+        let invocation = Invocation { id, head, body, output: output.clone(), state: state.clone(), stderr };
+        self.live.insert(id, state.clone());
+        let deadline = async {
+            match route.request_timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        // The future owns its (cheap, shared) guest handle, so that it can be torn down elsewhere.
+        let component = route.guest.clone();
+        let mut guest = Box::pin(async move { component.handle(invocation).await });
+        // Polled only through the gate, so that a kill that finds it parked stops it at once.
+        let gated = std::future::poll_fn(|cx| {
+            if !state.enter_guest() {
+                return Poll::Pending;
+            }
+            let polled = guest.as_mut().poll(cx);
+            if polled.is_pending() {
+                state.leave_guest();
+            }
+            polled
+        });
+        let (result, spent) = tokio::select! {
+            biased;
+            () = state.killed() => (Err(GuestFailure::Killed), None),
+            () = deadline => {
+                state.time_out(KillReason::RequestTimeout);
+                (Err(GuestFailure::Killed), None)
+            }
+            finished = gated => finished,
+        };
+        // From here the guest never runs again: its future is not polled any more. If the kill
+        // found it parked, it stopped then.
+        let (stopped, stopped_mono_ns) = state.stopped_at().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
+        let ending = Ending {
+            id,
+            arrival,
+            route,
+            method,
+            target,
+            state,
+            output,
+            result,
+            stopped,
+            stopped_mono_ns,
+            guest_thread: std::thread::current(),
+            spent,
+            live: self.live.clone(),
+            _slot: slot,
+        };
+        let stopped_in_host_call = ending.stopped_in_host_call();
+        // A guest stopped inside a host call is torn down with its future, which must go before
+        // the output is touched (the call may hold it).
+        let finish = async move {
+            drop(guest);
+            ending.finish().await;
+        };
+        if stopped_in_host_call {
+            self.tasks.spawn_on(finish, &self.executors.reaper);
+        } else {
+            finish.await;
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! One request's store, whatever the guest's world: the state it holds (the request, its
+//! output, its state, WASI with only what the route grants, the memory limiter and the
+//! execution-time budget) and its set-up, which every world shares: the memory limiter, the
+//! call hooks that count time in Wasm, the epoch callback that stops a killed guest and keeps a
+//! computing one from holding its thread, and the interrupt hook that makes a running guest
+//! look at its kill switch now.
+
+use super::engine::TetherEngine;
+use super::limits::{CpuBudget, MemoryLimiter};
+use super::stdio::{GuestLog, Stdio};
+use super::{GuestSettings, Invocation};
+use crate::request::{BodyReceiver, InterruptHook, KillReason, MustTrap, Output, RequestHead, RequestState, StderrSink};
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Everything one request's store holds.
+pub struct HostState {
+    /// WASI, with only what the route grants.
+    wasi: Wasi,
+    /// WASI's resources.
+    table: ResourceTable,
+    /// Caps linear memory.
+    pub limiter: MemoryLimiter,
+    /// `max_execution_time` accounting.
+    pub budget: CpuBudget,
+    /// The request line and headers.
+    pub head: RequestHead,
+    /// The request body.
+    pub body: BodyReceiver,
+    /// The response.
+    pub output: Arc<tokio::sync::Mutex<Output>>,
+    /// PHP's status bits and the kill switch.
+    pub state: Arc<RequestState>,
+}
+
+/// A request's WASI context, built when the guest first calls into WASI. Most requests never do
+/// (a guest written with the SDK answers through the Tether interfaces alone), and building one
+/// costs about half a microsecond. A route that grants directories builds it before the guest
+/// runs, because opening them can fail and that must fail the request.
+enum Wasi {
+    /// Not built yet: what building it needs.
+    Deferred {
+        /// Request id, for the guest's log lines.
+        id: u64,
+        /// The route's settings (environment, directories, name).
+        settings: Arc<GuestSettings>,
+        /// Where the guest's stderr lines go besides the log, if anywhere.
+        stderr: Option<StderrSink>,
+    },
+    /// Built (boxed: a context is large, and most requests never build one).
+    Built(Box<WasiCtx>),
+}
+
+impl Wasi {
+    /// The context for request `id` under `settings`: built now if the route grants directories.
+    fn new(id: u64, settings: &Arc<GuestSettings>, stderr: Option<StderrSink>) -> anyhow::Result<Self> {
+        if settings.preopens.is_empty() {
+            Ok(Self::Deferred { id, settings: settings.clone(), stderr })
+        } else {
+            Ok(Self::Built(Self::build(id, settings, stderr)?))
+        }
+    }
+
+    /// Builds the context: stdout and stderr to the log, the route's environment and directories.
+    fn build(id: u64, settings: &GuestSettings, stderr: Option<StderrSink>) -> anyhow::Result<Box<WasiCtx>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestLog::new(id, settings.route.clone(), Stdio::Stdout, None));
+        wasi.stderr(GuestLog::new(id, settings.route.clone(), Stdio::Stderr, stderr));
+        wasi.envs(&settings.env);
+        for preopen in &settings.preopens {
+            let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("opening the granted directory {}", preopen.host.display()))?;
+        }
+        Ok(Box::new(wasi.build()))
+    }
+
+    /// The context, built if it was deferred.
+    fn get(&mut self) -> &mut WasiCtx {
+        if let Self::Deferred { id, settings, stderr } = self {
+            let built = Self::build(*id, settings, stderr.take()).expect("a route without directories builds its WASI context infallibly");
+            *self = Self::Built(built);
+        }
+        match self {
+            Self::Built(ctx) => ctx,
+            Self::Deferred { .. } => unreachable!("built above"),
+        }
+    }
+}
+
+impl HostState {
+    /// The state for `invocation` under `settings`.
+    pub fn new(invocation: Invocation, settings: &Arc<GuestSettings>) -> anyhow::Result<Self> {
+        Ok(Self {
+            wasi: Wasi::new(invocation.id, settings, invocation.stderr)?,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(settings.max_memory),
+            budget: CpuBudget::new(settings.max_execution_time),
+            head: invocation.head,
+            body: invocation.body,
+            output: invocation.output,
+            state: invocation.state,
+        })
+    }
+
+    /// Traps if the request was killed while the guest was on its way into a host call.
+    pub fn alive(&self) -> wasmtime::Result<()> {
+        match self.state.kill_reason() {
+            Some(_) => Err(trap(MustTrap)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: self.wasi.get(), table: &mut self.table }
+    }
+}
+
+/// The trap that stops a guest inside a host call.
+pub fn trap(error: MustTrap) -> wasmtime::Error {
+    wasmtime::Error::new(error)
+}
+
+/// A store for one request, set up as every world's guest runs: its memory capped, its time in
+/// Wasm counted, and an epoch callback that traps it once it was killed or its budget ran out,
+/// moves it off an I/O thread, and makes it yield while it computes. It holds the guest's place
+/// in `engine`'s ticker count until dropped.
+pub fn new_store(engine: &Engine, ticker: &TetherEngine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.call_hook(|mut cx, hook| {
+        let now = Instant::now();
+        let budget = &mut cx.data_mut().budget;
+        if hook.entering_host() {
+            budget.leave(now)
+        } else {
+            budget.enter(now)
+        }
+        Ok(())
+    });
+    store.set_epoch_deadline(1);
+    let mut running = ticker.running();
+    store.epoch_deadline_callback(move |mut cx| {
+        let state = cx.data_mut();
+        if state.state.kill_reason().is_some() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if state.budget.exhausted(Instant::now()) {
+            state.state.time_out(KillReason::ExecutionTime);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Whether it ran Wasm at the previous tick too (counted wherever it runs).
+        let computing = running.computing_at_tick();
+        // On an I/O thread a guest runs only until a tick finds it in Wasm: it yields to its
+        // executor there, and its task moves to the guest threads.
+        if crate::sched::on_io_thread() {
+            crate::sched::leave_io_thread();
+            return Ok(UpdateDeadline::Yield(1));
+        }
+        // A guest that computes gives up the CPU for a moment at each tick: the kernel only
+        // preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or nginx)
+        // that would see its client leave. It then gives the executor a turn, so it cannot
+        // starve the other tasks on its worker (including its own request timeout). A guest
+        // merely caught by a tick carries on: yielding it too costs hello 2K kernel
+        // instructions and 0.2 context switches per request.
+        if computing {
+            crate::sched::yield_cpu();
+            Ok(UpdateDeadline::Yield(1))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store
+}
+
+/// The hook that makes the running guests of `engine` look at their kill switches now: it
+/// bumps the engine's epoch, so each reaches its epoch callback within nanoseconds.
+pub fn interrupt_hook(engine: &Engine) -> InterruptHook {
+    let engine = engine.clone();
+    Arc::new(move || engine.increment_epoch())
+}
