@@ -119,10 +119,10 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for addr in &server.listen {
-            listeners.push((Protocol::Http, Listener::bind(addr, server.fastcgi_socket_mode).await?));
+            listeners.push((Protocol::Http, Listener::bind(addr, server.socket_mode).await?));
         }
         for addr in &server.fastcgi {
-            listeners.push((Protocol::FastCgi, Listener::bind(addr, server.fastcgi_socket_mode).await?));
+            listeners.push((Protocol::FastCgi, Listener::bind(addr, server.socket_mode).await?));
         }
         Ok(Server { dispatcher, listeners })
     }

@@ -134,7 +134,7 @@ impl Server {
         let socket = std::env::temp_dir().join(format!("tether-test-{}-{n}.sock", std::process::id()));
         let unix = format!("unix:{}", socket.display());
         // nginx's workers run as another user: the socket must be open to them.
-        let manifest = format!("[server]\nfastcgi_socket_mode = 0o666\n\n{manifest}");
+        let manifest = format!("[server]\nsocket_mode = 0o666\n\n{manifest}");
         Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix], None)
     }
 
