@@ -88,7 +88,7 @@ impl<R: ReadHalf> Connection<R> {
             Err(error) => {
                 tracing::info!(%error, status = error.status(), "rejected a malformed request");
                 let refusal = Refusal::malformed(error.status(), &error);
-                self.refuse(&mut wr, dispatcher, &arrival, None, &refusal, Version::Http11, false, settings.send_timeout).await;
+                Self::refuse(&mut wr, dispatcher, &arrival, None, &refusal, Version::Http11, false).await;
                 self.linger(wr, false).await;
                 return None;
             }
@@ -106,7 +106,7 @@ impl<R: ReadHalf> Connection<R> {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 let keeps = keep_alive.after_refusal(framing);
-                self.refuse(&mut wr, dispatcher, &arrival, Some(&head), &refusal, version, keeps, settings.send_timeout).await;
+                Self::refuse(&mut wr, dispatcher, &arrival, Some(&head), &refusal, version, keeps).await;
                 if keeps {
                     self.idle_since = tokio::time::Instant::now();
                     return Some(wr);
@@ -144,9 +144,7 @@ impl<R: ReadHalf> Connection<R> {
     }
 
     /// Answers a request the host refuses (only its head for a HEAD request) and logs it.
-    #[allow(clippy::too_many_arguments)]
     async fn refuse<W: AsyncWrite + Unpin>(
-        &self,
         wr: &mut W,
         dispatcher: &Dispatcher,
         arrival: &Arrival,
@@ -154,11 +152,11 @@ impl<R: ReadHalf> Connection<R> {
         refusal: &Refusal,
         version: Version,
         keep_alive: bool,
-        send_timeout: Duration,
     ) {
         let is_head = head.is_some_and(RequestHead::is_head);
         let response = encode::error_response(version, refusal.status, &refusal.message, keep_alive, is_head);
         let mut written = 0;
+        let send_timeout = dispatcher.settings().send_timeout;
         let _ = write_all_vectored(wr, &mut [IoSlice::new(&response)], send_timeout, &mut written).await;
         dispatcher.log_refused(arrival, head, refusal, written);
     }
