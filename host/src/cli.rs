@@ -1,10 +1,10 @@
-//! The command line: `tether serve`, `tether check` and `tether probe`, with environment
-//! variable fallbacks, logging set-up and exit codes. It parses arguments and calls the server
-//! ([`crate::server`]) or the probe; everything else is theirs.
+//! The command line: `tether serve`, `tether check`, `tether build` and `tether probe`, with
+//! environment variable fallbacks, logging set-up and exit codes. It parses arguments and calls
+//! the server ([`crate::server`]), the builder or the probe; everything else is theirs.
 
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::routes::CacheChoice;
-use crate::{examples, probe, server};
+use crate::{build, examples, probe, server};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -43,6 +43,8 @@ enum Command {
     Serve(ServeArgs),
     /// Validate a manifest and compile its components, without serving.
     Check(CheckArgs),
+    /// Run the build commands of a manifest's routes (`[route.build]`).
+    Build(BuildArgs),
     /// Send one request and disconnect on a script, printing a timeline of what happened.
     Probe(probe::ProbeArgs),
 }
@@ -68,6 +70,13 @@ struct CheckArgs {
     manifest: PathBuf,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The manifest whose routes to build.
+    #[arg(default_value = "tether.toml", env = "TETHER_MANIFEST")]
+    manifest: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +108,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
+        Command::Build(args) => {
+            Manifest::load_for_build(&args.manifest, examples::builtin).map_err(Into::into).and_then(|m| build::run(&m))
+        }
         Command::Probe(args) => probe::run(args),
     };
     match result {

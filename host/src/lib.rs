@@ -16,7 +16,7 @@
 //!   its instance pool back.
 //! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
-//! - [`server`], [`cli`], [`probe`]: the process around it.
+//! - [`server`], [`cli`], [`build`], [`probe`]: the process around it.
 //!
 //! # Cancel safety
 //! What happens when a future is dropped:
@@ -33,6 +33,7 @@
 
 #[cfg(test)]
 mod arbitrary;
+pub mod build;
 pub mod cli;
 pub mod dispatch;
 pub mod examples;

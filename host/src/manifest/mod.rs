@@ -269,6 +269,16 @@ pub struct PreopenSpec {
     pub writable: bool,
 }
 
+/// How `tether build` makes a route's component (`[route.build]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// A shell command (`sh -c`).
+    pub command: String,
+    /// The directory it runs in, resolved against the manifest's directory (by default that
+    /// directory itself).
+    pub workdir: PathBuf,
+}
+
 /// One route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -298,6 +308,17 @@ pub struct RouteSpec {
     pub env: Vec<(String, String)>,
     /// The guest's directories.
     pub preopens: Vec<PreopenSpec>,
+    /// How `tether build` makes the component, if the manifest says.
+    pub build: Option<BuildSpec>,
+}
+
+/// Whether parsing requires every component file to exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Components {
+    /// Serving or checking: every file must be there.
+    MustExist,
+    /// Building: a route with a build command may still lack its file.
+    MayBeUnbuilt,
 }
 
 /// A validated manifest.
@@ -323,11 +344,33 @@ impl Manifest {
         Manifest::parse(&source, Origin::File(path.to_owned()), builtin)
     }
 
+    /// Reads and validates the manifest at `path` for `tether build`: as [`Manifest::load`],
+    /// except that a route's component file need not exist yet when the route says how to build
+    /// it.
+    pub fn load_for_build(path: &Path, builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>) -> Result<Manifest, ManifestError> {
+        let source = std::fs::read_to_string(path).map_err(|error| ManifestError {
+            file: path.display().to_string(),
+            location: None,
+            field: None,
+            message: format!("cannot read the manifest: {error}"),
+        })?;
+        Manifest::parse_with(&source, Origin::File(path.to_owned()), builtin, Components::MayBeUnbuilt)
+    }
+
     /// Parses and validates manifest text. `builtin` resolves `builtin:NAME` components.
     pub fn parse(
         source: &str,
         origin: Origin,
         builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>,
+    ) -> Result<Manifest, ManifestError> {
+        Manifest::parse_with(source, origin, builtin, Components::MustExist)
+    }
+
+    fn parse_with(
+        source: &str,
+        origin: Origin,
+        builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>,
+        components: Components,
     ) -> Result<Manifest, ManifestError> {
         let file = origin.name();
         let at = |span: Range<usize>, field: String, message: String| ManifestError {
@@ -423,11 +466,13 @@ impl Manifest {
                 }
                 None => {
                     let file = resolve(spec);
-                    if !file.is_file() {
+                    let unbuilt = components == Components::MayBeUnbuilt && route.build.is_some();
+                    if !file.is_file() && !unbuilt {
+                        let hint = if route.build.is_some() { "; the route's build command makes it: run `tether build`" } else { "" };
                         return Err(at(
                             component_field.span(),
                             field("component"),
-                            format!("component file not found: {}", file.display()),
+                            format!("component file not found: {}{hint}", file.display()),
                         ));
                     }
                     ComponentSource::File(file)
@@ -452,6 +497,20 @@ impl Manifest {
                 }
                 preopens.push(PreopenSpec { host, guest: preopen.guest, writable: preopen.writable });
             }
+            let build = match route.build {
+                Some(build) => {
+                    let workdir = match &build.workdir {
+                        Some(dir) if !resolve(dir.get_ref()).is_dir() => {
+                            let message = format!("not a directory: {}", resolve(dir.get_ref()).display());
+                            return Err(at(dir.span(), field("build.workdir"), message));
+                        }
+                        Some(dir) => resolve(dir.get_ref()),
+                        None => base.clone(),
+                    };
+                    Some(BuildSpec { command: build.command, workdir })
+                }
+                None => None,
+            };
             routes.push(RouteSpec {
                 path,
                 component,
@@ -466,6 +525,7 @@ impl Manifest {
                 max_body_size: route.max_body_size,
                 env,
                 preopens,
+                build,
             });
         }
         if routes.is_empty() {

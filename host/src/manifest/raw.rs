@@ -129,6 +129,7 @@ pub(super) struct RawRoute {
     pub(super) max_body_size: u64,
     pub(super) env: BTreeMap<Spanned<String>, String>,
     pub(super) preopen: Vec<RawPreopen>,
+    pub(super) build: Option<RawBuild>,
 }
 
 impl Default for RawRoute {
@@ -149,6 +150,7 @@ impl Default for RawRoute {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             env: BTreeMap::new(),
             preopen: Vec::new(),
+            build: None,
         }
     }
 }
@@ -161,6 +163,14 @@ pub(super) struct RawPreopen {
     pub(super) guest: String,
     #[serde(default)]
     pub(super) writable: bool,
+}
+
+/// `[route.build]`: how `tether build` makes the route's component (Spin's `[component.build]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuild {
+    pub(super) command: String,
+    pub(super) workdir: Option<Spanned<String>>,
 }
 
 /// A count that must not be zero (threads, connections, instances).
