@@ -6,6 +6,7 @@
 //! always for an event (a log line, a byte, a closed socket), never a sleep.
 
 pub mod fcgi;
+pub mod matrix;
 pub mod nginx;
 
 use serde_json::Value;
@@ -108,33 +109,33 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server with `manifest` (TOML text). Unless the manifest has listeners, it
-    /// listens for HTTP on an ephemeral port.
-    pub fn start(manifest: &str) -> Server {
+    /// Starts a server with `manifest`. Unless the manifest has listeners, it listens for HTTP
+    /// on an ephemeral port.
+    pub fn start(manifest: &Manifest) -> Server {
         Self::start_with(manifest, &["--listen", "127.0.0.1:0"])
     }
 
     /// Starts a server with `manifest` and extra `serve` arguments.
-    pub fn start_with(manifest: &str, args: &[&str]) -> Server {
+    pub fn start_with(manifest: &Manifest, args: &[&str]) -> Server {
         Self::launch(Some(manifest), args, None)
     }
 
     /// Starts a server with `manifest` in a process whose address space the kernel caps at
     /// `kib` KiB (`ulimit -v`), so that reserving memory fails as on an exhausted machine.
-    pub fn start_with_address_space(manifest: &str, kib: u64) -> Server {
+    pub fn start_with_address_space(manifest: &Manifest, kib: u64) -> Server {
         Self::launch(Some(manifest), &["--listen", "127.0.0.1:0"], Some(kib))
     }
 
     /// Starts a server with `manifest` that listens for FastCGI on an ephemeral TCP port and on
     /// a Unix socket, and for HTTP on an ephemeral port.
-    pub fn start_fastcgi(manifest: &str) -> Server {
+    pub fn start_fastcgi(manifest: &Manifest) -> Server {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Unix socket paths are short (108 bytes): keep them in the system's temp directory.
         let socket = std::env::temp_dir().join(format!("tether-test-{}-{n}.sock", std::process::id()));
         let unix = format!("unix:{}", socket.display());
         // nginx's workers run as another user: the socket must be open to them.
-        let manifest = format!("[server]\nsocket_mode = 0o666\n\n{manifest}");
+        let manifest = manifest.clone().server("socket_mode = 0o666");
         Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix], None)
     }
 
@@ -153,7 +154,7 @@ impl Server {
         Self::launch(None, &["--listen", "127.0.0.1:0"], None)
     }
 
-    fn launch(manifest: Option<&str>, args: &[&str], address_space_kib: Option<u64>) -> Server {
+    fn launch(manifest: Option<&Manifest>, args: &[&str], address_space_kib: Option<u64>) -> Server {
         let dir = fresh_dir("server");
         let mut command = match address_space_kib {
             // The shell sets the limit and then becomes the server, with the arguments below.
@@ -167,7 +168,7 @@ impl Server {
         command.args(["--log-format", "json", "serve"]);
         if let Some(manifest) = manifest {
             let manifest_path = dir.join("tether.toml");
-            std::fs::write(&manifest_path, manifest).expect("writing the manifest");
+            std::fs::write(&manifest_path, manifest.to_string()).expect("writing the manifest");
             command.arg(&manifest_path);
         }
         command
@@ -326,14 +327,18 @@ impl Server {
         })
     }
 
-    /// Waits for the first guest line of request `after + 1` or later on `route`.
-    pub fn started_after(&self, route: &str, after: u64) -> u64 {
-        self.wait_for(&format!("a request on {route} after {after} to start"), |events| {
+    /// Waits for the first guest line, from log position `mark` on, of a request on `route` newer
+    /// than every request logged before `mark`, and returns that request's id. Request ids grow
+    /// in the order requests arrive, so this is a request sent after `mark` was taken.
+    pub fn started_since(&self, mark: usize, route: &str) -> u64 {
+        let events = self.events();
+        let older = events[..mark.min(events.len())].iter().filter_map(|e| e["req"].as_u64()).max();
+        self.wait_for_since(mark, &format!("a request on {route} sent after log event {mark} to start"), |events| {
             events
                 .iter()
                 .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
                 .filter_map(|e| e["req"].as_u64())
-                .find(|&req| req > after)
+                .find(|&req| older.is_none_or(|older| req > older))
         })
     }
 
@@ -575,6 +580,19 @@ impl Client {
     pub fn half_close(&self) {
         self.stream.shutdown(Shutdown::Write).expect("shutdown");
     }
+
+    /// Leaves `how`; after a half-close the client is returned, still open for reading.
+    pub fn close(self, how: Close) -> Option<Client> {
+        match how {
+            Close::Fin => self.close_fin(),
+            Close::Rst => self.close_rst(),
+            Close::Half => {
+                self.half_close();
+                return Some(self);
+            }
+        }
+        None
+    }
 }
 
 /// A one-shot `GET path` on a new connection.
@@ -584,21 +602,114 @@ pub fn get(addr: &str, path: &str) -> Response {
     client.read_response()
 }
 
-/// The manifest text of one route with `extra` settings.
-pub fn route(path: &str, guest_name: &str, extra: &str) -> String {
-    format!("[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n{extra}\n", guest(guest_name))
+/// A manifest for a test server: `[server]` settings and routes. Every test file builds its
+/// manifest with it, so that settings a server constructor adds (the FastCGI socket's mode)
+/// land in the same `[server]` table as the test's own.
+#[derive(Clone, Debug, Default)]
+pub struct Manifest {
+    /// The `key = value` lines of the `[server]` table.
+    server: String,
+    /// The `[[route]]` tables.
+    routes: String,
 }
 
-/// Routes for each `(path, guest, extra settings)` in both abort detection modes: `/p<path>` with
-/// `prompt`, `/w<path>` with `write`.
-pub fn in_both_modes(fixtures: &[(&str, &str, &str)]) -> String {
-    let mut manifest = String::new();
-    for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
-        for (path, guest_name, extra) in fixtures {
-            manifest += &route(&format!("{prefix}{path}"), guest_name, &format!("abort_detection = \"{mode}\"\n{extra}"));
+impl Manifest {
+    /// An empty manifest: no settings, no routes.
+    pub fn new() -> Manifest {
+        Manifest::default()
+    }
+
+    /// Adds a `[server]` setting, one `key = value` line.
+    pub fn server(mut self, setting: &str) -> Manifest {
+        self.server += setting;
+        self.server.push('\n');
+        self
+    }
+
+    /// Adds a route on `path` to the built guest `guest_name` (see [`guest`]), with `extra`:
+    /// lines of the route's table, then any sub-tables of it (`[route.env]`, `[[route.preopen]]`).
+    pub fn route(self, path: &str, guest_name: &str, extra: &str) -> Manifest {
+        self.route_to(path, &guest(guest_name), extra)
+    }
+
+    /// Adds a route on `path` to the component file `component`, with `extra` as for
+    /// [`Manifest::route`].
+    pub fn route_to(mut self, path: &str, component: &str, extra: &str) -> Manifest {
+        self.routes += &format!("[[route]]\npath = \"{path}\"\ncomponent = \"{component}\"\n{extra}\n");
+        self
+    }
+
+    /// Adds a route for each `(path, guest, extra settings)`, as [`Manifest::route`] does.
+    pub fn routes(self, routes: &[(&str, &str, &str)]) -> Manifest {
+        routes.iter().fold(self, |manifest, (path, guest_name, extra)| manifest.route(path, guest_name, extra))
+    }
+
+    /// Adds routes for each `(path, guest, extra settings)` in both abort detection modes:
+    /// `/p<path>` with `prompt`, `/w<path>` with `write`.
+    pub fn in_both_modes(mut self, fixtures: &[(&str, &str, &str)]) -> Manifest {
+        for (prefix, mode) in [("/p", "prompt"), ("/w", "write")] {
+            for (path, guest_name, extra) in fixtures {
+                self = self.route(&format!("{prefix}{path}"), guest_name, &format!("abort_detection = \"{mode}\"\n{extra}"));
+            }
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Manifest {
+    /// The manifest's TOML text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.server.is_empty() {
+            writeln!(f, "[server]\n{}", self.server)?;
+        }
+        f.write_str(&self.routes)
+    }
+}
+
+/// How a client leaves a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// `close()` with nothing unread: the kernel sends FIN.
+    Fin,
+    /// `close()` with `SO_LINGER {1, 0}`: the kernel sends RST.
+    Rst,
+    /// `shutdown(SHUT_WR)`: FIN, and the client can still read.
+    Half,
+}
+
+impl Close {
+    /// Every way of leaving.
+    pub const ALL: [Close; 3] = [Close::Fin, Close::Rst, Close::Half];
+
+    /// Its name, as rows and failures spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Close::Fin => "fin",
+            Close::Rst => "rst",
+            Close::Half => "half-close",
         }
     }
-    manifest
+}
+
+/// A client that left while the guest of its request ran ([`leave_after_line`]).
+pub struct Left {
+    /// The request's id.
+    pub req: u64,
+    /// After a half-close, the client, still open for reading; dropping it closes it.
+    pub client: Option<Client>,
+}
+
+/// Sends `GET uri` on a new connection to `addr` (Tether's HTTP listener or an nginx in front
+/// of it), waits until the guest of that request, on `route`, logs a line starting with `line`,
+/// and leaves `how` right then. The guest's sleep after that line is the window the close must
+/// land in. Requests on `route` that logged before this one was sent are not taken for it.
+pub fn leave_after_line(server: &Server, addr: &str, uri: &str, route: &str, line: &str, how: Close) -> Left {
+    let mark = server.log_len();
+    let mut client = Client::connect(addr);
+    client.get(uri);
+    let req = server.started_since(mark, route);
+    server.guest_line(req, line);
+    Left { req, client: client.close(how) }
 }
 
 /// Whether some guest line starts with `prefix`.

@@ -29,6 +29,18 @@ pub const FASTCGI_PARAMS: &str = "
     fastcgi_param HTTPS $https if_not_empty;
 ";
 
+/// An nginx `server` body passing everything to the FastCGI `upstream` (`HOST:PORT` or
+/// `unix:/path`) with the reference's two abort-related settings: `fastcgi_ignore_client_abort`
+/// and `fastcgi_buffering` (`pass(upstream, false, true)` is nginx's default).
+pub fn pass(upstream: &str, ignore_client_abort: bool, buffering: bool) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    format!(
+        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_param APP_ENV tested;\n            fastcgi_ignore_client_abort {};\n            fastcgi_buffering {};\n            fastcgi_pass {upstream};\n        }}",
+        on(ignore_client_abort),
+        on(buffering)
+    )
+}
+
 /// The nginx binary.
 fn nginx_bin() -> PathBuf {
     ["/usr/sbin/nginx", "/usr/bin/nginx"]

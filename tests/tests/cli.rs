@@ -2,7 +2,7 @@
 //! graceful shutdown.
 
 use std::process::Command;
-use tests::{fresh_dir, guest, scratch_dir, tether_bin};
+use tests::{Manifest, fresh_dir, guest, scratch_dir, tether_bin};
 
 /// Runs `tether <args>` and returns (exit code, stdout + stderr).
 fn tether(args: &[&str]) -> (i32, String) {
@@ -21,7 +21,7 @@ fn manifest(text: &str) -> String {
 
 #[test]
 fn check_accepts_a_good_manifest() {
-    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello")));
+    let path = manifest(&Manifest::new().route("/", "hello", "").to_string());
     let (code, out) = tether(&["check", &path]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok, 1 route(s)"), "{out}");
@@ -96,13 +96,13 @@ fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
     let stale = dir.join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     assert!(stale.exists());
-    let text = format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello"));
-    let server = tests::Server::start_with(&text, &["--fastcgi", &format!("unix:{}", stale.display())]);
+    let hello = Manifest::new().route("/", "hello", "");
+    let server = tests::Server::start_with(&hello, &["--fastcgi", &format!("unix:{}", stale.display())]);
     let mut client = tests::fcgi::FcgiClient::connect(&format!("unix:{}", stale.display()));
     client.request(1, "GET", "/", b"");
     assert_eq!(client.reply(1).body(), "hello\n");
     // A live socket is not taken over, and a regular file is not removed.
-    let path = manifest(&text);
+    let path = manifest(&hello.to_string());
     let (code, out) = tether(&["serve", &path, "--fastcgi", &format!("unix:{}", stale.display())]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("is in use by another server"), "{out}");
@@ -117,7 +117,7 @@ fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
 
 #[test]
 fn sigterm_lets_running_requests_finish_and_refuses_new_connections() {
-    let mut server = tests::Server::start(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a")));
+    let mut server = tests::Server::start(&Manifest::new().route("/", "seed_a", ""));
     let addr = server.addr().to_owned();
     let mut client = tests::Client::connect(&addr);
     client.get("/?ms=1000");
@@ -138,7 +138,7 @@ fn sigterm_lets_running_requests_finish_and_refuses_new_connections() {
 
 #[test]
 fn probe_scripts_a_disconnect_and_shows_what_the_guest_saw() {
-    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a")));
+    let path = manifest(&Manifest::new().route("/", "seed_a", "").to_string());
     let probe = |args: &[&str]| {
         let output = Command::new(tether_bin())
             .args(["probe", "--serve", &path])
@@ -165,7 +165,7 @@ fn probe_scripts_a_disconnect_and_shows_what_the_guest_saw() {
 
 #[test]
 fn the_compile_cache_serves_a_restart_and_replaces_a_corrupt_entry() {
-    let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("hello")));
+    let path = manifest(&Manifest::new().route("/", "hello", "").to_string());
     let cache = fresh_dir("cache");
     // How `tether check` got the route's component: "Compiled" or "Cached".
     let provenance = || {
@@ -193,8 +193,7 @@ fn the_compile_cache_serves_a_restart_and_replaces_a_corrupt_entry() {
 
 #[test]
 fn requests_still_running_when_shutdown_grace_ends_are_stopped_and_logged() {
-    let route = format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\n", guest("seed_a"));
-    let mut server = tests::Server::start(&format!("[server]\nshutdown_grace = \"300ms\"\n\n{route}"));
+    let mut server = tests::Server::start(&Manifest::new().server("shutdown_grace = \"300ms\"").route("/", "seed_a", ""));
     let mut client = tests::Client::connect(server.addr());
     client.get("/?ms=60000");
     server.started("/");

@@ -1,33 +1,23 @@
 //! FastCGI: Tether behind a real nginx (TCP and Unix upstreams, the reference's
 //! `fastcgi_ignore_client_abort` / `fastcgi_buffering` combinations, upstream keep-alive), a
 //! direct FastCGI client for what nginx never sends, `cgi-fcgi` as a second real client, and
-//! several hosts behind one nginx upstream.
+//! several hosts behind one nginx upstream. The seeds behind nginx's default settings are rows
+//! of the abort table (`tests/tests/abort_matrix.rs`).
 
 use std::process::Command;
 use tests::fcgi::{FcgiClient, kind};
-use tests::nginx::{FASTCGI_PARAMS, Nginx};
-use tests::{Client, Server, cs, get, has, in_both_modes, line, route};
+use tests::nginx::{FASTCGI_PARAMS, Nginx, pass};
+use tests::{Client, Close, Manifest, Server, cs, get, has, leave_after_line, line};
 
 /// The seeds in both modes (`/p/...` prompt, `/w/...` write), and the other fixtures.
-fn manifest() -> String {
-    let mut manifest =
-        in_both_modes(&[("/seed-a", "seed_a", ""), ("/seed-a2", "seed_a2", ""), ("/seed-b", "seed_b", "output_buffer = \"64KiB\"")]);
-    manifest += &route("/hello", "hello", "");
-    manifest += &route("/echo", "echo", "max_body_size = \"4MiB\"");
-    manifest += &route("/headers", "headers", "");
-    manifest += &route("/trap", "trap", "");
-    manifest += &route("/finish", "finish", "");
-    manifest
-}
-
-/// An nginx `server` body passing everything to `upstream` with the given settings.
-fn pass(upstream: &str, ignore_client_abort: bool, buffering: bool) -> String {
-    let on = |b: bool| if b { "on" } else { "off" };
-    format!(
-        "        location / {{\n{FASTCGI_PARAMS}\n            fastcgi_param APP_ENV tested;\n            fastcgi_ignore_client_abort {};\n            fastcgi_buffering {};\n            fastcgi_pass {upstream};\n        }}",
-        on(ignore_client_abort),
-        on(buffering)
-    )
+fn manifest() -> Manifest {
+    Manifest::new()
+        .in_both_modes(&[("/seed-a", "seed_a", ""), ("/seed-a2", "seed_a2", "")])
+        .route("/hello", "hello", "")
+        .route("/echo", "echo", "max_body_size = \"4MiB\"")
+        .route("/headers", "headers", "")
+        .route("/trap", "trap", "")
+        .route("/finish", "finish", "")
 }
 
 /// nginx server blocks, by index.
@@ -61,20 +51,6 @@ fn stack() -> (Server, Nginx) {
         ],
     );
     (server, nginx)
-}
-
-/// Requests `uri` through nginx block `block`, waits for the guest line `after`, then closes
-/// the client connection with FIN (or RST). The guest's sleep after that line (`first_ms`) is
-/// the window the close must land in.
-fn abort_after(server: &Server, nginx: &Nginx, block: usize, uri: &str, route: &str, after: &str, rst: bool) {
-    let mark = server.log_len();
-    let mut client = Client::connect(&nginx.addr(block));
-    client.get(uri);
-    let req = server.wait_for_since(mark, &format!("{uri} to start"), |events| {
-        events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
-    });
-    server.guest_line(req, after);
-    if rst { client.close_rst() } else { client.close_fin() }
 }
 
 #[test]
@@ -148,7 +124,7 @@ fn request_headers_and_errors_map_like_http() {
 fn routing_by_script_name_serves_a_front_controller() {
     // nginx sends every URI under /blog/ to one "script", as PHP sites do with index.php; the
     // guest still sees the URI the client asked for.
-    let server = Server::start_fastcgi(&format!("fastcgi_route_by = \"script-name\"\n\n{}", route("/headers", "headers", "")));
+    let server = Server::start_fastcgi(&Manifest::new().server("fastcgi_route_by = \"script-name\"").route("/headers", "headers", ""));
     let front_controller = FASTCGI_PARAMS.replace("$fastcgi_script_name", "/headers");
     let nginx = Nginx::start(
         "",
@@ -188,55 +164,13 @@ fn a_flush_reaches_the_browser_through_unbuffered_nginx_while_the_guest_sleeps()
 }
 
 #[test]
-fn prompt_mode_traps_the_guest_when_the_client_leaves_nginx() {
-    let (server, nginx) = stack();
-    for (block, rst) in [(TCP, false), (TCP, true), (UNIX, false), (UNIX, true)] {
-        let uri = format!("/p/seed-a?ms=20000&block={block}&rst={rst}");
-        abort_after(&server, &nginx, block, &uri, "/p/seed-a", "start", rst);
-        let (access, lines) = server.finished(&uri);
-        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {access}");
-        assert_eq!(access["protocol"], "fastcgi");
-        assert!(!has(&lines, "end"), "{uri}: {lines:?}");
-    }
-}
-
-#[test]
-fn write_mode_matches_php_fpm_behind_nginx_over_tcp_and_unix() {
-    let (server, nginx) = stack();
-    // Seed A2 (write, flush, sleep), client gone half way between its first and second
-    // write. TCP: the first write after nginx closed still succeeds; the second fails. Unix:
-    // the first fails.
-    for (block, dies_at) in [(TCP, 3), (UNIX, 2)] {
-        let uri = format!("/w/seed-a2?first_ms=1500&ms=200&block={block}");
-        abort_after(&server, &nginx, block, &uri, "/w/seed-a2", "w 1", false);
-        let (access, lines) = server.finished(&uri);
-        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
-        assert!(has(&lines, &format!("iter {}", dies_at - 1)), "{uri}: {lines:?}");
-        assert!(!has(&lines, &format!("w {dies_at}")), "{uri}: died inside write {dies_at}: {lines:?}");
-        if dies_at == 3 {
-            assert_eq!(cs(line(&lines, "w 2")), Some(0), "{lines:?}");
-        }
-    }
-    // Seed B, abort during the first sleep. TCP: two iterations logged, then it died.
-    // Unix: one iteration, one write earlier.
-    for (block, iterations) in [(TCP, 2), (UNIX, 1)] {
-        let uri = format!("/w/seed-b?first_ms=1500&ms=150&block={block}");
-        abort_after(&server, &nginx, block, &uri, "/w/seed-b", "start", false);
-        let (access, lines) = server.finished(&uri);
-        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {lines:?}");
-        assert!(has(&lines, &format!("iter {}", iterations - 1)), "{uri}: {lines:?}");
-        assert!(!has(&lines, &format!("iter {iterations}")), "{uri}: {lines:?}");
-    }
-}
-
-#[test]
 fn with_ignore_client_abort_and_buffering_nginx_hides_the_abort() {
     let (server, nginx) = stack();
     // nginx keeps the upstream link and only writes to the client when its buffer fills: the
     // guest never learns, in either mode (as php-fpm's seed A2 under ign=on buf=on).
     for mode in ["p", "w"] {
         let uri = format!("/{mode}/seed-a2?first_ms=1500&ms=50&n=4&iua=1");
-        abort_after(&server, &nginx, TCP_IGNORE, &uri, &format!("/{mode}/seed-a2"), "w 1", false);
+        leave_after_line(&server, &nginx.addr(TCP_IGNORE), &uri, &format!("/{mode}/seed-a2"), "w 1", Close::Fin);
         let (access, lines) = server.finished(&uri);
         assert_eq!(access["outcome"], "completed", "{uri}: {lines:?}");
         assert_eq!(cs(line(&lines, "end")), Some(0), "{lines:?}");
@@ -249,14 +183,14 @@ fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
     // nginx closes upstream only when its own write to the client fails; Tether then sees the
     // close, as php-fpm does, one or two writes later than with the default settings.
     let uri = "/w/seed-a2?first_ms=1500&ms=150&n=8&iua=1";
-    abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/w/seed-a2", "w 1", false);
+    leave_after_line(&server, &nginx.addr(TCP_IGNORE_UNBUFFERED), uri, "/w/seed-a2", "w 1", Close::Fin);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored", "{lines:?}");
     let first_aborted = (1..=8).find(|i| cs(line(&lines, &format!("w {i} "))) == Some(1)).expect("the abort was seen");
     assert!(first_aborted >= 4, "seen at write {first_aborted}, later than the default's write 3: {lines:?}");
     // In prompt mode the close of the upstream link is seen without a write.
     let uri = "/p/seed-a2?first_ms=1500&ms=150&n=8&iua=1";
-    abort_after(&server, &nginx, TCP_IGNORE_UNBUFFERED, uri, "/p/seed-a2", "w 1", false);
+    leave_after_line(&server, &nginx.addr(TCP_IGNORE_UNBUFFERED), uri, "/p/seed-a2", "w 1", Close::Fin);
     let (access, lines) = server.finished(uri);
     assert_eq!(access["outcome"], "aborted-ignored");
     // nginx closes the link when its own write fails, after one of the guest's flushes; in
@@ -278,7 +212,7 @@ fn keep_conn_serves_several_requests_on_one_fastcgi_connection() {
     // A client abort on the pooled connection: nginx closes it, the guest is trapped, and the
     // pool goes on with a new connection.
     let uri = "/p/seed-a?ms=20000";
-    abort_after(&server, &nginx, TCP_KEEPALIVE, uri, "/p/seed-a", "start", false);
+    leave_after_line(&server, &nginx.addr(TCP_KEEPALIVE), uri, "/p/seed-a", "start", Close::Fin);
     assert_eq!(server.access(uri)["outcome"], "aborted-trapped");
     assert_eq!(get(&nginx.addr(TCP_KEEPALIVE), "/hello?after=1").text(), "hello\n");
     assert_ne!(server.access("/hello?after=1")["conn"], conns[0]);
@@ -512,7 +446,7 @@ fn cgi_fcgi_from_libfcgi_is_a_second_real_client() {
 
 #[test]
 fn several_hosts_behind_one_upstream_survive_losing_one() {
-    let manifest = route("/hello", "hello", "");
+    let manifest = Manifest::new().route("/hello", "hello", "");
     let mut first = Server::start_fastcgi(&manifest);
     let second = Server::start_fastcgi(&manifest);
     let http =

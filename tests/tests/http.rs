@@ -1,18 +1,18 @@
 //! HTTP/1.1 behaviour of the real server: framing, keep-alive, streaming flushes, errors.
 
 use std::time::{Duration, Instant};
-use tests::{Client, Server, get, route};
+use tests::{Client, Manifest, Server, get};
 
 fn examples() -> Server {
-    Server::start(&format!(
-        "{}{}{}{}{}{}",
-        route("/hello", "hello", ""),
-        route("/echo", "echo", "max_body_size = \"4MiB\""),
-        route("/headers", "headers", ""),
-        route("/seed-a2", "seed_a2", ""),
-        route("/trap", "trap", ""),
-        route("/count", "body_reader", "max_body_size = \"4MiB\""),
-    ))
+    Server::start(
+        &Manifest::new()
+            .route("/hello", "hello", "")
+            .route("/echo", "echo", "max_body_size = \"4MiB\"")
+            .route("/headers", "headers", "")
+            .route("/seed-a2", "seed_a2", "")
+            .route("/trap", "trap", "")
+            .route("/count", "body_reader", "max_body_size = \"4MiB\""),
+    )
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn mebibyte() -> Vec<u8> {
 #[test]
 fn a_hand_written_component_is_served() {
     // Assembled from guest/fixtures/hand_written.wat by host/build.rs.
-    let server = Server::start(&route("/wat", "hand_written", ""));
+    let server = Server::start(&Manifest::new().route("/wat", "hand_written", ""));
     let response = get(server.addr(), "/wat/x?y=1");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "hello GET /wat/x?y=1 status=0\n");
@@ -372,7 +372,7 @@ fn routes_match_the_normalised_path() {
 #[test]
 fn the_response_head_follows_the_wit_rules() {
     // Unbuffered: every non-empty write goes out at once.
-    let server = Server::start(&route("/rules", "head_rules", "output_buffer = 0"));
+    let server = Server::start(&Manifest::new().route("/rules", "head_rules", "output_buffer = 0"));
     let mut client = Client::connect(server.addr());
     // A body that has not arrived when the guest calls finish-request: unavailable after it.
     client.send("POST /rules HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
@@ -405,12 +405,11 @@ fn the_response_head_follows_the_wit_rules() {
 
 #[test]
 fn the_output_buffer_decides_the_framing() {
-    let server = Server::start(&format!(
-        "{}{}{}",
-        route("/hello", "hello", ""),
-        route("/unbuffered", "hello", "output_buffer = 0"),
-        route("/small", "hello", "output_buffer = 4"),
-    ));
+    let server = Server::start(&Manifest::new().routes(&[
+        ("/hello", "hello", ""),
+        ("/unbuffered", "hello", "output_buffer = 0"),
+        ("/small", "hello", "output_buffer = 4"),
+    ]));
     // hello writes 6 bytes and returns: within the default 4 KiB buffer, one response with a
     // length; with no buffer, or one smaller than the write, the write itself flushes.
     assert_eq!(get(server.addr(), "/hello").header("content-length"), Some("6"));
@@ -423,8 +422,9 @@ fn the_output_buffer_decides_the_framing() {
 
 #[test]
 fn slow_heads_and_idle_connections_are_closed() {
-    let server =
-        Server::start(&format!("[server]\nheader_timeout = \"200ms\"\nkeep_alive_timeout = \"200ms\"\n\n{}", route("/hello", "hello", "")));
+    let server = Server::start(
+        &Manifest::new().server("header_timeout = \"200ms\"").server("keep_alive_timeout = \"200ms\"").route("/hello", "hello", ""),
+    );
     // The defaults are 30 s and 75 s: a close well before those is these settings at work.
     let settings_at_work = Duration::from_secs(10);
     // Half a head, then nothing: closed after header_timeout.
@@ -447,11 +447,8 @@ fn slow_heads_and_idle_connections_are_closed() {
 /// request, and then closes once idle for that long.
 #[test]
 fn a_long_request_keeps_its_connection_and_the_idle_time_starts_after_it() {
-    let server = Server::start(&format!(
-        "[server]\nkeep_alive_timeout = \"200ms\"\n\n{}{}",
-        route("/sleep", "seed_a", ""),
-        route("/hello", "hello", "")
-    ));
+    let server =
+        Server::start(&Manifest::new().server("keep_alive_timeout = \"200ms\"").route("/sleep", "seed_a", "").route("/hello", "hello", ""));
     let mut client = Client::connect(server.addr());
     client.get("/sleep?ms=700");
     assert_eq!(client.read_response().status, 200);
@@ -469,7 +466,7 @@ fn a_long_request_keeps_its_connection_and_the_idle_time_starts_after_it() {
 /// the third request, and 500 ms separate each side from the timeout.
 #[test]
 fn a_refused_request_restarts_the_idle_time() {
-    let server = Server::start(&format!("[server]\nkeep_alive_timeout = \"1s\"\n\n{}", route("/hello", "hello", "")));
+    let server = Server::start(&Manifest::new().server("keep_alive_timeout = \"1s\"").route("/hello", "hello", ""));
     let mut client = Client::connect(server.addr());
     client.get("/hello");
     assert_eq!(client.read_response().status, 200);

@@ -2,18 +2,18 @@
 //! `set-time-limit`), `request_timeout` (wall clock), `body_timeout` and `send_timeout` (a
 //! client that stalls), `max_memory`, and what a guest can reach.
 
-use tests::{Client, IDLE_TRIMMED, POOL_RELEASED, Server, fresh_dir, get, route};
+use tests::{Client, IDLE_TRIMMED, Manifest, POOL_RELEASED, Server, fresh_dir, get};
 
 fn server() -> Server {
-    Server::start(&format!(
-        "{}{}{}{}{}{}",
-        route("/met/spin", "spin", "max_execution_time = \"300ms\""),
-        route("/met/sleep", "seed_a", "max_execution_time = \"300ms\""),
-        route("/rt/sleep", "seed_a", "request_timeout = \"2s\""),
-        route("/rt/stream", "seed_a2", "request_timeout = \"2s\""),
-        route("/rt/flood", "flood", "request_timeout = \"2s\""),
-        route("/mem/hog", "hog", "max_memory = \"32MiB\""),
-    ))
+    Server::start(
+        &Manifest::new()
+            .route("/met/spin", "spin", "max_execution_time = \"300ms\"")
+            .route("/met/sleep", "seed_a", "max_execution_time = \"300ms\"")
+            .route("/rt/sleep", "seed_a", "request_timeout = \"2s\"")
+            .route("/rt/stream", "seed_a2", "request_timeout = \"2s\"")
+            .route("/rt/flood", "flood", "request_timeout = \"2s\"")
+            .route("/mem/hog", "hog", "max_memory = \"32MiB\""),
+    )
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn set_time_limit_restarts_the_budget() {
 /// add up to at least 900 ms on that thread, so the last one ends no sooner than that.
 #[test]
 fn max_execution_time_does_not_count_other_guests_turns() {
-    let server = Server::start(&format!("[server]\nguest_threads = 1\n{}", route("/met/spin", "spin", "max_execution_time = \"300ms\"")));
+    let server = Server::start(&Manifest::new().server("guest_threads = 1").route("/met/spin", "spin", "max_execution_time = \"300ms\""));
     let targets: Vec<String> = (0..3).map(|n| format!("/met/spin?ms=20000&n={n}")).collect();
     let mut clients: Vec<Client> = targets
         .iter()
@@ -162,7 +162,7 @@ fn burst(server: &Server, route: &str, query: &str, clients: usize) -> usize {
 #[test]
 fn an_idle_server_gives_its_instance_pool_back_after_a_burst_and_serves_on() {
     const CLIENTS: usize = 100;
-    let server = Server::start(&format!("[server]\nidle_pool_resident = \"256KiB\"\n{}", route("/sleep", "seed_a", "")));
+    let server = Server::start(&Manifest::new().server("idle_pool_resident = \"256KiB\"").route("/sleep", "seed_a", ""));
     for round in 0..2 {
         let events = idle_after(&server, burst(&server, "/sleep", "", CLIENTS));
         let released =
@@ -192,7 +192,7 @@ fn the_idle_server_counts_what_deep_guests_leave_on_their_pool_slots_fiber_stack
     // heap's own growth), below what 40 guests 3,000 calls deep leave on their fiber stacks
     // (about 14 MiB), which wasmtime does not report.
     const CLIENTS: usize = 40;
-    let server = Server::start(&format!("[server]\nidle_pool_resident = \"6MiB\"\n{}", route("/deep", "deep", "")));
+    let server = Server::start(&Manifest::new().server("idle_pool_resident = \"6MiB\"").route("/deep", "deep", ""));
     let shallow = idle_after(&server, burst(&server, "/deep", "depth=0", CLIENTS));
     assert!(!shallow.iter().any(|e| e["message"] == POOL_RELEASED), "shallow guests leave little: {shallow:#?}");
     let deep = idle_after(&server, burst(&server, "/deep", "depth=3000", CLIENTS));
@@ -203,7 +203,7 @@ fn the_idle_server_counts_what_deep_guests_leave_on_their_pool_slots_fiber_stack
 
 #[test]
 fn without_a_compile_cache_the_idle_server_keeps_its_pool_and_says_why() {
-    let manifest = format!("[server]\nidle_pool_resident = \"256KiB\"\n{}", route("/sleep", "seed_a", ""));
+    let manifest = Manifest::new().server("idle_pool_resident = \"256KiB\"").route("/sleep", "seed_a", "");
     let server = Server::start_with(&manifest, &["--listen", "127.0.0.1:0", "--no-cache"]);
     let mark = burst(&server, "/sleep", "", 100);
     let kept = server.wait_for_since(mark, "the idle server to say why it keeps its pool", |events| {
@@ -219,12 +219,13 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
     std::fs::create_dir_all(dir.join("data")).expect("data dir");
     std::fs::write(dir.join("data/in.txt"), "inside").expect("in.txt");
     std::fs::write(dir.join("secret"), "outside").expect("secret");
-    let manifest = format!(
-        "{}[route.env]\nGREETING = \"hi\"\n[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n{}[route.env]\nGREETING = \"no dirs\"\n",
-        route("/escape", "escape", ""),
-        dir.join("data").display(),
-        route("/no-dirs", "escape", ""),
-    );
+    let manifest = Manifest::new()
+        .route(
+            "/escape",
+            "escape",
+            &format!("[route.env]\nGREETING = \"hi\"\n[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"", dir.join("data").display()),
+        )
+        .route("/no-dirs", "escape", "[route.env]\nGREETING = \"no dirs\"");
     let server = Server::start(&manifest);
     // The escape guest's report, one line per attempt: `line(name)` is the one starting with it.
     let report = |target: &str| {
@@ -250,12 +251,9 @@ fn a_guest_reaches_only_its_preopens_and_environment() {
 #[test]
 fn a_granted_directory_that_vanished_fails_the_request_before_the_guest_runs() {
     let dir = fresh_dir("vanishing");
-    let manifest = format!(
-        "{}[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\n{}",
-        route("/escape", "escape", ""),
-        dir.display(),
-        route("/hello", "hello", "")
-    );
+    let manifest = Manifest::new()
+        .route("/escape", "escape", &format!("[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"", dir.display()))
+        .route("/hello", "hello", "");
     let server = Server::start(&manifest);
     assert_eq!(get(server.addr(), "/escape?before").status, 200);
     std::fs::remove_dir_all(&dir).expect("removing the granted directory");
@@ -270,8 +268,7 @@ fn a_granted_directory_that_vanished_fails_the_request_before_the_guest_runs() {
 
 #[test]
 fn a_full_instance_pool_answers_503_until_a_slot_frees() {
-    let server =
-        Server::start(&format!("[server]\nmax_instances = 1\n\n{}{}", route("/sleep", "seed_a", ""), route("/hello", "hello", "")));
+    let server = Server::start(&Manifest::new().server("max_instances = 1").route("/sleep", "seed_a", "").route("/hello", "hello", ""));
     let mut sleeper = Client::connect(server.addr());
     sleeper.get("/sleep?ms=60000");
     server.started("/sleep");
@@ -293,7 +290,7 @@ fn a_machine_out_of_memory_for_instances_gets_503_and_the_server_lives_on() {
     // Below the 4 GiB an instance's linear memory reserves (and far below the pooling
     // allocator's reservation), above what the server itself needs.
     const ADDRESS_SPACE_KIB: u64 = 3 << 20;
-    let server = Server::start_with_address_space(&route("/hello", "hello", ""), ADDRESS_SPACE_KIB);
+    let server = Server::start_with_address_space(&Manifest::new().route("/hello", "hello", ""), ADDRESS_SPACE_KIB);
     server.wait_for("the fallback to on-demand allocation", |events| {
         events.iter().any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("the pooling allocator is unavailable"))).then_some(())
     });
@@ -311,7 +308,7 @@ fn a_machine_out_of_memory_for_instances_gets_503_and_the_server_lives_on() {
 fn an_instance_still_being_torn_down_does_not_refuse_the_next_request() {
     // One slot, one keep-alive client: each answer frees the connection a few microseconds
     // before the instance behind it is torn down, and the next request must wait for that.
-    let server = Server::start(&format!("[server]\nmax_instances = 1\n\n{}", route("/hello", "hello", "")));
+    let server = Server::start(&Manifest::new().server("max_instances = 1").route("/hello", "hello", ""));
     let mut client = Client::connect(server.addr());
     for i in 0..500 {
         client.get("/hello");
@@ -321,11 +318,13 @@ fn an_instance_still_being_torn_down_does_not_refuse_the_next_request() {
 
 #[test]
 fn a_client_that_stalls_its_body_or_stops_reading_is_taken_for_gone() {
-    let server = Server::start(&format!(
-        "[server]\nbody_timeout = \"200ms\"\nsend_timeout = \"200ms\"\n\n{}{}",
-        route("/count", "body_reader", ""),
-        route("/flood", "flood", ""),
-    ));
+    let server = Server::start(
+        &Manifest::new()
+            .server("body_timeout = \"200ms\"")
+            .server("send_timeout = \"200ms\"")
+            .route("/count", "body_reader", "")
+            .route("/flood", "flood", ""),
+    );
     // Three of ten promised bytes, then silence: the guest waiting for the rest is stopped.
     let mut client = Client::connect(server.addr());
     client.send("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");

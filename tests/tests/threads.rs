@@ -4,7 +4,7 @@
 //! it in Wasm. Read from the CPU time the kernel accounts to the server's threads.
 
 use std::collections::HashMap;
-use tests::{Client, Server, get, route};
+use tests::{Client, Manifest, Server, get};
 
 /// Name of the threads that serve sockets and start guests.
 const IO_THREADS: &str = "tether-io";
@@ -36,9 +36,9 @@ fn cpu_during(server: &Server, work: impl FnOnce()) -> (u64, u64) {
     (spent(IO_THREADS), spent(GUEST_THREADS))
 }
 
-/// A server whose guests start on the I/O threads, with `routes`.
-fn starting_on_io_threads(routes: &str) -> Server {
-    Server::start(&format!("[server]\nguests_start_on = \"io-threads\"\n\n{routes}"))
+/// A server whose guests start on the I/O threads, with `manifest`'s routes.
+fn starting_on_io_threads(manifest: Manifest) -> Server {
+    Server::start(&manifest.server("guests_start_on = \"io-threads\""))
 }
 
 /// CPU ticks of the I/O and the guest threads while `client` makes 5,000 hello requests.
@@ -54,14 +54,14 @@ fn cpu_for_hellos(server: &Server) -> (u64, u64) {
 
 #[test]
 fn by_default_guests_run_on_the_guest_threads() {
-    let server = Server::start(&route("/hello", "hello", ""));
+    let server = Server::start(&Manifest::new().route("/hello", "hello", ""));
     let (io, guest) = cpu_for_hellos(&server);
     assert!(guest >= 10 && guest > io, "hello guests ran on the guest threads: io {io} ticks, guest {guest}");
 }
 
 #[test]
 fn a_computing_guest_leaves_the_io_threads() {
-    let server = starting_on_io_threads(&route("/spin", "spin", ""));
+    let server = starting_on_io_threads(Manifest::new().route("/spin", "spin", ""));
     let (io, guest) = cpu_during(&server, || assert_eq!(get(server.addr(), "/spin?ms=1500").status, 200));
     assert!(guest >= 10, "the spinning guest ran on the guest threads: io {io} ticks, guest {guest}");
     assert!(io * 4 <= guest, "only the guest's first tick may run on an I/O thread: io {io} ticks, guest {guest}");
@@ -69,14 +69,14 @@ fn a_computing_guest_leaves_the_io_threads() {
 
 #[test]
 fn short_requests_run_to_their_end_on_the_io_threads() {
-    let server = starting_on_io_threads(&route("/hello", "hello", ""));
+    let server = starting_on_io_threads(Manifest::new().route("/hello", "hello", ""));
     let (io, guest) = cpu_for_hellos(&server);
     assert!(io >= 10 && io >= guest * 2, "hello requests stayed on the I/O threads: io {io} ticks, guest {guest}");
 }
 
 #[test]
 fn a_client_leaving_is_seen_when_its_guest_started_on_an_io_thread() {
-    let server = starting_on_io_threads(&format!("{}{}", route("/spin", "spin", "max_execution_time = 0"), route("/sleep", "seed_a", "")));
+    let server = starting_on_io_threads(Manifest::new().route("/spin", "spin", "max_execution_time = 0").route("/sleep", "seed_a", ""));
     // A computing guest (moved to a guest thread at its first tick) and a sleeping one (parked
     // where it started): both are stopped when the client leaves.
     for (uri, route) in [("/spin?ms=20000", "/spin"), ("/sleep?ms=20000", "/sleep")] {

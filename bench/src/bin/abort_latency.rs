@@ -10,7 +10,7 @@
 use bench::{quick, report, summarize};
 use std::time::Duration;
 use tests::nginx::{FASTCGI_PARAMS, Nginx};
-use tests::{Client, Server, route};
+use tests::{Client, Manifest, Server};
 
 fn monotonic_ns() -> u64 {
     host::request::monotonic_ns()
@@ -18,11 +18,10 @@ fn monotonic_ns() -> u64 {
 
 fn main() {
     let trials = if quick() { 200 } else { 1_000 };
-    let manifest = format!(
-        "{}{}",
-        route("/sleep", "seed_a", "abort_detection = \"prompt\""),
-        route("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
-    );
+    let manifest = Manifest::new().routes(&[
+        ("/sleep", "seed_a", "abort_detection = \"prompt\""),
+        ("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
+    ]);
     let server = Server::start_fastcgi(&manifest);
     measure(&server, server.addr(), "http", trials);
     let nginx = Nginx::start(

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tests::{IDLE_TRIMMED, POOL_RELEASED, Server, route};
+use tests::{IDLE_TRIMMED, Manifest, POOL_RELEASED, Server};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -146,15 +146,14 @@ fn main() {
     let aborts = clients / 10;
     // KEEP_RESIDENT (bytes) overrides the server's keep_resident, to compare RSS after load.
     let keep_resident = std::env::var("KEEP_RESIDENT").ok();
-    let keep_resident_line = keep_resident.as_deref().map_or(String::new(), |v| format!("keep_resident = {v}\n"));
+    let mut manifest =
+        Manifest::new().server(&format!("max_instances = {}", clients + 100)).server(&format!("max_connections = {}", clients + 1_000));
+    if let Some(value) = &keep_resident {
+        manifest = manifest.server(&format!("keep_resident = {value}"));
+    }
     let keep_resident = keep_resident.unwrap_or_else(|| "default".to_owned());
-    let manifest = format!(
-        "[server]\nmax_instances = {}\nmax_connections = {}\n{keep_resident_line}{}",
-        clients + 100,
-        clients + 1_000,
-        // A sleeping guest needs little memory; a smaller limit makes each pool slot smaller.
-        route("/sleep", "seed_a", "max_memory = \"16MiB\""),
-    );
+    // A sleeping guest needs little memory; a smaller limit makes each pool slot smaller.
+    let manifest = manifest.route("/sleep", "seed_a", "max_memory = \"16MiB\"");
     let server = Server::start(&manifest);
     let pid = server.pid();
     let addr = server.addr().to_owned();
