@@ -2,6 +2,7 @@
 //! `set-time-limit`), `request_timeout` (wall clock), `body_timeout` and `send_timeout` (a
 //! client that stalls), `max_memory`, and what a guest can reach.
 
+use std::time::{Duration, Instant};
 use tests::{Client, IDLE_TRIMMED, Manifest, POOL_RELEASED, Server, fresh_dir, get};
 
 fn server() -> Server {
@@ -50,11 +51,16 @@ fn set_time_limit_restarts_the_budget() {
 
 /// Three computing guests share one guest thread, taking turns at each epoch tick. Each is
 /// charged only for its own turns, as PHP's CPU-time limit would: the three budgets of 300 ms
-/// add up to at least 900 ms on that thread, so the last one ends no sooner than that.
+/// are spent one turn at a time on that one thread, so the client, whose clock starts before
+/// any of them and stops after all, waits at least 900 ms. Only that bound below is asserted,
+/// which a slow machine cannot break; charged for each other's turns, all three would end
+/// after about 300 ms.
 #[test]
 fn max_execution_time_does_not_count_other_guests_turns() {
+    const BUDGET: Duration = Duration::from_millis(300);
     let server = Server::start(&Manifest::new().server("guest_threads = 1").route("/met/spin", "spin", "max_execution_time = \"300ms\""));
     let targets: Vec<String> = (0..3).map(|n| format!("/met/spin?ms=20000&n={n}")).collect();
+    let started = Instant::now();
     let mut clients: Vec<Client> = targets
         .iter()
         .map(|target| {
@@ -66,16 +72,11 @@ fn max_execution_time_does_not_count_other_guests_turns() {
     for client in &mut clients {
         assert_eq!(client.read_response().status, 500);
     }
-    let longest = targets
-        .iter()
-        .map(|target| {
-            let access = server.access(target);
-            assert_eq!(access["outcome"], "timeout");
-            access["duration_us"].as_u64().expect("duration_us")
-        })
-        .max()
-        .expect("three requests");
-    assert!(longest >= 750_000, "the last guest ended after {longest} µs: it was charged for the others' turns");
+    let all_ended = started.elapsed();
+    for target in &targets {
+        assert_eq!(server.access(target)["outcome"], "timeout", "{target}");
+    }
+    assert!(all_ended >= BUDGET * 3, "all three guests ended within {all_ended:?}: they were charged for each other's turns");
 }
 
 #[test]
@@ -103,14 +104,21 @@ fn request_timeout_after_the_head_was_sent_ends_the_body_incomplete() {
 fn request_timeout_inside_a_blocked_write_logs_what_the_client_got() {
     let server = server();
     let mut client = Client::connect(server.addr());
-    // The client takes the head and then reads nothing: the guest's 32 MiB write blocks
-    // until request_timeout stops it there.
+    // The client takes the head and the first 64 KiB of the body, then reads nothing: the
+    // guest's 32 MiB write (more than any socket buffers hold) blocks until request_timeout
+    // stops it there.
     client.get("/rt/flood?mb=32");
-    assert_eq!(client.read_head().0, 200);
+    let head = client.read_until(b"\r\n\r\n");
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&head));
+    let chunk_size_line = client.read_until(b"\r\n");
+    let body = client.read_exact(64 << 10);
+    let received = (head.len() + chunk_size_line.len() + body.len()) as u64;
     let access = server.access("/rt/flood?mb=32");
     assert_eq!(access["outcome"], "timeout");
     assert_eq!(access["status"], 200, "the client got a 200 head: {access}");
-    assert!(access["bytes"].as_u64().unwrap_or(0) > 64 * 1024, "the bytes that reached the socket count: {access}");
+    // What the client received had reached the socket; what the kernel buffers hold beyond it
+    // depends on the machine.
+    assert!(access["bytes"].as_u64().unwrap_or(0) >= received, "the {received} bytes the client got count: {access}");
 }
 
 #[test]
@@ -125,19 +133,47 @@ fn a_guest_over_its_memory_limit_traps_and_the_server_lives_on() {
     assert_eq!(get(server.addr(), "/mem/hog?mb=8").text(), "allocated 8 MiB\n");
 }
 
+/// The heap trim comes once the last request ended, after its access record, and once per
+/// idle period: an idle server is trimmed once, not periodically. What it gives back is logged
+/// (`rss_before_kib`, `rss_after_kib`), but not asserted: the resident set can grow by a page
+/// during the trim itself. How long the server stays quiet here, three times the second it
+/// waits before trimming, is the subject, not synchronisation; the next request's access
+/// record then marks the end of that period in the log.
 #[test]
-fn an_idle_server_gives_freed_memory_back_once_the_last_request_ended() {
+fn an_idle_server_gives_freed_memory_back_once_per_idle_period() {
+    /// The host's `heap::IDLE_TRIM_DELAY`.
+    const IDLE_TRIM_DELAY: Duration = Duration::from_secs(1);
     let server = server();
     assert_eq!(get(server.addr(), "/mem/hog?mb=8").text(), "allocated 8 MiB\n");
-    let trimmed = server.wait_for("the idle server to trim its heap", |events| {
-        let ended = events.iter().position(|e| e["target"] == "tether::access")?;
-        events[ended..].iter().find(|e| e["message"] == IDLE_TRIMMED).cloned()
+    let trimmed = server.wait_for("the idle server to trim its heap", |events| events.iter().find(|e| is_trim(e)).cloned());
+    for field in ["rss_before_kib", "rss_after_kib"] {
+        assert!(trimmed[field].as_u64().is_some_and(|kib| kib > 0), "{field}: {trimmed}");
+    }
+    std::thread::sleep(IDLE_TRIM_DELAY * 3);
+    assert_eq!(get(server.addr(), "/mem/hog?mb=1").text(), "allocated 1 MiB\n");
+    server.wait_for("the second idle period's trim", |events| {
+        let second = events.iter().position(|e| is_access(e, "/mem/hog?mb=1"))?;
+        events[second..].iter().any(is_trim).then_some(())
     });
-    let (before, after) =
-        (trimmed["rss_before_kib"].as_u64().expect("rss_before_kib"), trimmed["rss_after_kib"].as_u64().expect("rss_after_kib"));
-    assert!(after > 0 && after <= before, "{trimmed}");
+    let events = server.events();
+    let first = events.iter().position(|e| is_access(e, "/mem/hog?mb=8")).expect("the first access record");
+    let second = events.iter().position(|e| is_access(e, "/mem/hog?mb=1")).expect("the second access record");
+    let trims = |range: &[serde_json::Value]| range.iter().filter(|e| is_trim(e)).count();
+    assert_eq!(trims(&events[..first]), 0, "trimmed before the first request ended: {events:#?}");
+    assert_eq!(trims(&events[first..second]), 1, "one trim for the first idle period, of three seconds: {events:#?}");
+    assert_eq!(trims(&events[second..]), 1, "one trim for the second: {events:#?}");
     // One request leaves a few pool slots warm, far below the default `idle_pool_resident`.
-    assert!(!server.events().iter().any(|e| e["message"] == POOL_RELEASED), "no reload for one request");
+    assert!(!events.iter().any(|e| e["message"] == POOL_RELEASED), "no reload for one request");
+}
+
+/// Whether `event` is the idle server's heap trim.
+fn is_trim(event: &serde_json::Value) -> bool {
+    event["message"] == IDLE_TRIMMED
+}
+
+/// Whether `event` is the access record of `uri`.
+fn is_access(event: &serde_json::Value, uri: &str) -> bool {
+    event["target"] == "tether::access" && event["uri"] == uri
 }
 
 /// Puts `clients` requests on `route` in flight at once (each guest logs a line, then sleeps
