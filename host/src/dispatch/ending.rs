@@ -79,10 +79,13 @@ impl Ending {
         let mut output = self.output.lock().await;
         let (outcome, detail) = match result {
             Ok(()) => {
+                // An abort the guest ran past; one that only the host's last write meets
+                // leaves the guest's run complete (PHP's script that never wrote completes).
+                let aborted_while_running = state.is_aborted();
                 output.end().await;
                 let outcome = if output.finished_early() {
                     Outcome::FinishedEarly
-                } else if state.is_aborted() {
+                } else if aborted_while_running {
                     Outcome::AbortedIgnored
                 } else {
                     Outcome::Completed

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 /// six; requests the host answered itself (400, 404, 413, 503...) are `Rejected`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The guest returned and the response was delivered.
+    /// The guest returned, and either the response was delivered or the client left unseen
+    /// until the host's last write (the guest ran to its end without being told, as a PHP
+    /// script that never writes does; the access record then says 499 and what was sent).
     Completed,
     /// The guest called `finish-request` and later returned.
     FinishedEarly,

@@ -226,9 +226,12 @@ impl Output {
     }
 
     /// The status that reached the client, or 499 (nginx's "client closed request") if the
-    /// client went away before any status was sent.
+    /// client went away before any of the response reached the socket.
     pub fn status(&self) -> u16 {
-        self.sent_status.unwrap_or(CLIENT_CLOSED_REQUEST)
+        match self.sent_status {
+            Some(status) if self.sink.bytes_sent() > 0 => status,
+            _ => CLIENT_CLOSED_REQUEST,
+        }
     }
 
     /// Bytes put on the wire so far.
