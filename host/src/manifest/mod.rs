@@ -335,26 +335,28 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates the manifest at `path`. `builtin` resolves `builtin:NAME` components.
     pub fn load(path: &Path, builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>) -> Result<Manifest, ManifestError> {
-        let source = std::fs::read_to_string(path).map_err(|error| ManifestError {
-            file: path.display().to_string(),
-            location: None,
-            field: None,
-            message: format!("cannot read the manifest: {error}"),
-        })?;
-        Manifest::parse(&source, Origin::File(path.to_owned()), builtin)
+        Manifest::load_with(path, builtin, Components::MustExist)
     }
 
     /// Reads and validates the manifest at `path` for `tether build`: as [`Manifest::load`],
     /// except that a route's component file need not exist yet when the route says how to build
     /// it.
     pub fn load_for_build(path: &Path, builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>) -> Result<Manifest, ManifestError> {
+        Manifest::load_with(path, builtin, Components::MayBeUnbuilt)
+    }
+
+    fn load_with(
+        path: &Path,
+        builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>,
+        components: Components,
+    ) -> Result<Manifest, ManifestError> {
         let source = std::fs::read_to_string(path).map_err(|error| ManifestError {
             file: path.display().to_string(),
             location: None,
             field: None,
             message: format!("cannot read the manifest: {error}"),
         })?;
-        Manifest::parse_with(&source, Origin::File(path.to_owned()), builtin, Components::MayBeUnbuilt)
+        Manifest::parse_with(&source, Origin::File(path.to_owned()), builtin, components)
     }
 
     /// Parses and validates manifest text. `builtin` resolves `builtin:NAME` components.
