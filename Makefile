@@ -12,6 +12,7 @@ run:
 test:
 	@scripts/setup --test
 	cargo fmt --check
+	cargo check --quiet -p bench --all-targets
 	cargo test
 
 # Runs every benchmark and rewrites BENCHMARKS.md (how: the top of BENCHMARKS.md and bench/run).

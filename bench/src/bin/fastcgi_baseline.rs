@@ -6,7 +6,7 @@
 //! (`host::fastcgi::record`), which is pure and cheap.
 
 use bytes::BytesMut;
-use host::fastcgi::record::{self, BeginRequest, Frames, kind, status};
+use host::fastcgi::record::{self, BeginRequest, Frames, ProtocolStatus, kind};
 use host::manifest::DEFAULT_SEND_TIMEOUT;
 use host::net::write_all_vectored;
 use tokio::io::AsyncReadExt as _;
@@ -45,9 +45,9 @@ async fn serve(mut stream: UnixStream) -> anyhow::Result<()> {
             match rec.kind {
                 kind::BEGIN_REQUEST => keep_conn = BeginRequest::parse(&rec.content)?.keep_conn(),
                 kind::STDIN if rec.content.is_empty() => {
-                    let (id, end) = (rec.request_id, record::end_request_body(0, status::REQUEST_COMPLETE));
+                    let id = rec.request_id;
                     let mut frames = Frames::new();
-                    frames.stream(kind::STDOUT, id, RESPONSE).end_stream(kind::STDOUT, id).record(kind::END_REQUEST, id, &end);
+                    frames.stream(kind::STDOUT, id, RESPONSE).end_stream(kind::STDOUT, id).end_request(id, ProtocolStatus::RequestComplete);
                     write_all_vectored(&mut stream, &mut frames.slices(), DEFAULT_SEND_TIMEOUT, &mut 0).await?;
                     if !keep_conn {
                         return Ok(());

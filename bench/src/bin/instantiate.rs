@@ -6,7 +6,7 @@
 //! is both. No sockets. Pooling allocator on and off.
 
 use bench::{micros, quick, report, summarize};
-use host::request::{AbortDetection, BodyReceiver, ConnState, Output, RequestHead, ResponseHead, ResponseSink};
+use host::request::{AbortDetection, BodyReceiver, Output, RequestHead, RequestState, ResponseHead, ResponseSink};
 use host::runtime::{EngineLimits, GuestSettings, Invocation, Runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,8 +57,8 @@ fn main() -> anyhow::Result<()> {
         let mut samples = [(); 3].map(|()| Vec::with_capacity(iterations));
         tokio.block_on(async {
             for i in 0..warmup + iterations {
-                let conn = Arc::new(ConnState::new(AbortDetection::Prompt, true, guest.interrupt_hook()));
-                let output = Arc::new(tokio::sync::Mutex::new(Output::new(Box::new(NullSink), conn.clone(), 4096)));
+                let state = Arc::new(RequestState::new(AbortDetection::Prompt, true, guest.interrupt_hook()));
+                let output = Arc::new(tokio::sync::Mutex::new(Output::new(Box::new(NullSink), state.clone(), 4096)));
                 let head = RequestHead {
                     method: "GET".into(),
                     target: "/hello".into(),
@@ -69,7 +69,8 @@ fn main() -> anyhow::Result<()> {
                     https: false,
                     headers: vec![("host".into(), b"bench".to_vec())],
                 };
-                let invocation = Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), conn, stderr: None };
+                let invocation =
+                    Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), state, stderr: None };
                 let start = Instant::now();
                 let (result, spent) = guest.handle(invocation).await;
                 result.expect("the hello guest runs");
