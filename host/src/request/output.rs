@@ -158,7 +158,7 @@ impl Output {
         }
     }
 
-    /// PHP's `fastcgi_finish_request()`: completes the response and releases the connection.
+    /// PHP's `fastcgi_finish_request()`: completes the response and hands the connection back.
     /// Returns whether it did; false if it was already finished or the client is gone.
     pub async fn finish_request(&mut self) -> Result<bool, MustTrap> {
         if self.check()?.is_err() {

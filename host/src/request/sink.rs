@@ -35,11 +35,11 @@ pub trait ResponseSink: Send {
     /// fails once the peer closed, on TCP it never does.
     async fn send(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()>;
 
-    /// Completes the response and releases the connection to the front end. `head` is `Some`
+    /// Completes the response and hands the connection back to the front end. `head` is `Some`
     /// when nothing was sent yet, in which case `body` is the entire body.
     async fn complete(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()>;
 
-    /// Ends the response unsuccessfully (see [`Failure`]) and releases the connection.
+    /// Ends the response unsuccessfully (see [`Failure`]) and hands the connection back.
     async fn fail(&mut self, failure: Failure);
 
     /// Called once, before the guest first reads the request body (HTTP sends `100 Continue` if
