@@ -14,7 +14,7 @@ macro_rules! guest {
 
 /// The guests compiled into the binary, by name (`builtin:NAME` in a manifest).
 pub const BUILTIN_GUESTS: &[(&str, &[u8])] =
-    &[guest!("hello"), guest!("echo"), guest!("headers"), guest!("seed_a"), guest!("seed_a2"), guest!("seed_b")];
+    &[guest!("index"), guest!("hello"), guest!("echo"), guest!("headers"), guest!("seed_a"), guest!("seed_a2"), guest!("seed_b")];
 
 /// Resolves `builtin:NAME`.
 pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {
@@ -32,6 +32,6 @@ mod tests {
     fn the_example_manifest_is_valid() {
         let manifest = super::example_manifest().unwrap();
         let paths: Vec<_> = manifest.routes.iter().map(|r| r.path.as_str()).collect();
-        assert_eq!(paths, ["/hello", "/echo", "/headers", "/seed-a", "/seed-a2", "/seed-b"]);
+        assert_eq!(paths, ["/", "/hello", "/echo", "/headers", "/seed-a", "/seed-a2", "/seed-b"]);
     }
 }

@@ -85,6 +85,19 @@ fn serve_without_a_manifest_serves_the_examples() {
     let server = tests::Server::start_with_builtin();
     assert_eq!(tests::get(server.addr(), "/hello").text(), "hello\n");
     assert_eq!(tests::get(server.addr(), "/seed-a?ms=1").status, 200);
+    // The index at `/` lists every route of the built-in manifest; a path no route serves gets
+    // it with a 404.
+    let manifest = include_str!("../../host/src/example.toml");
+    let routes: Vec<&str> =
+        manifest.lines().filter_map(|line| line.strip_prefix("path = \"")?.strip_suffix('"')).filter(|path| *path != "/").collect();
+    let index = tests::get(server.addr(), "/");
+    assert_eq!(index.status, 200);
+    for route in &routes {
+        assert!(index.text().contains(&format!("\n{route} ")), "{route} is not in the index: {}", index.text());
+    }
+    let missing = tests::get(server.addr(), "/nowhere");
+    assert_eq!(missing.status, 404);
+    assert!(missing.text().starts_with("no route for /nowhere\n"), "{}", missing.text());
 }
 
 #[test]
