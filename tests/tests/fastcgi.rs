@@ -200,22 +200,24 @@ fn with_ignore_client_abort_unbuffered_the_abort_shows_one_write_later() {
 }
 
 #[test]
-fn keep_conn_serves_several_requests_on_one_fastcgi_connection() {
+fn nginx_upstream_keepalive_serves_requests_and_drops_a_connection_whose_client_left() {
+    // Whether nginx reuses an upstream connection depends on whether END_REQUEST arrives in the
+    // same read as the end of the body (nginx's timing, not Tether's); that one connection
+    // serves several requests is shown by the direct client below.
     let (server, nginx) = stack();
     let mut client = Client::connect(&nginx.addr(TCP_KEEPALIVE));
     for i in 0..3 {
         client.get(&format!("/hello?i={i}"));
         assert_eq!(client.read_response().text(), "hello\n");
     }
-    let conns: Vec<_> = (0..3).map(|i| server.access(&format!("/hello?i={i}"))["conn"].clone()).collect();
-    assert!(conns.iter().all(|c| *c == conns[0]), "one upstream connection for all: {conns:?}");
-    // A client abort on the pooled connection: nginx closes it, the guest is trapped, and the
-    // pool goes on with a new connection.
+    // A client abort on a pooled connection: nginx closes it, the guest is trapped, and the
+    // pool goes on without that connection.
     let uri = "/p/seed-a?ms=20000";
     leave_after_line(&server, &nginx.addr(TCP_KEEPALIVE), uri, "/p/seed-a", "start", Close::Fin);
-    assert_eq!(server.access(uri)["outcome"], "aborted-trapped");
+    let aborted = server.access(uri);
+    assert_eq!(aborted["outcome"], "aborted-trapped");
     assert_eq!(get(&nginx.addr(TCP_KEEPALIVE), "/hello?after=1").text(), "hello\n");
-    assert_ne!(server.access("/hello?after=1")["conn"], conns[0]);
+    assert_ne!(server.access("/hello?after=1")["conn"], aborted["conn"], "the closed connection is not reused");
 }
 
 // --- A direct FastCGI client: what nginx never sends ----------------------------------------
