@@ -356,6 +356,12 @@ char *tether_request_server_var(const char *name) {
 }
 
 bool tether_request_read_body(void *buf, uint32_t max, size_t *len, tether_body_error_t *err) {
+    /* The host reads at least one byte even for a `max` of 0, which `buf` has no room for: a
+     * programming error, as PHP's fread($h, 0) is. */
+    if (max == 0) {
+        fputs("tether_request_read_body: max must be at least 1\n", stderr);
+        abort();
+    }
     handler_list_u8_t chunk;
     tether_body_error_t e;
     if (!tether_guest_request_read_body(max, &chunk, &e)) {
@@ -363,10 +369,9 @@ bool tether_request_read_body(void *buf, uint32_t max, size_t *len, tether_body_
         if (err) *err = e;
         return false;
     }
-    /* The host returns at most `max` bytes (a `max` of 0 counts as 1: keep to the buffer). */
-    size_t n = chunk.len <= max ? chunk.len : max;
-    if (n) memcpy(buf, chunk.ptr, n);
-    *len = n;
+    if (chunk.len > max) abort(); /* the host returns at most `max` bytes */
+    if (chunk.len) memcpy(buf, chunk.ptr, chunk.len);
+    *len = chunk.len;
     handler_list_u8_free(&chunk);
     return true;
 }

@@ -151,8 +151,8 @@ char *tether_request_header(const char *name);
 void tether_request_server_vars(tether_fields_t *out);
 /* The CGI variable `name` (PHP: $_SERVER[name]); NULL if absent or not UTF-8. */
 char *tether_request_server_var(const char *name);
-/* Reads the next body chunk of at most `max` bytes into `buf`; `*len` 0 means the end
- * (PHP: php://input). */
+/* Reads the next body chunk of at most `max` bytes (at least 1: the size of `buf`) into `buf`;
+ * `*len` 0 means the end (PHP: php://input). */
 bool tether_request_read_body(void *buf, uint32_t max, size_t *len, tether_body_error_t *err);
 
 /* The response head: changes fail with TETHER_HEAD_HEADERS_SENT once it is sent. */
