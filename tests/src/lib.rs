@@ -44,6 +44,15 @@ pub fn guest(name: &str) -> String {
     path.display().to_string()
 }
 
+/// The component of the example guest in `lang` (`js`, `python`, `c`) that serves every seed:
+/// `<target>/lang-guests/<lang>/seeds.wasm`, which `scripts/build-langs` builds (`make test`
+/// runs it).
+pub fn lang_guest(lang: &str) -> String {
+    let path = profile_dir().parent().expect("<target>").join("lang-guests").join(lang).join("seeds.wasm");
+    assert!(path.is_file(), "the {lang} guest was not built: run scripts/setup-langs {lang} && scripts/build-langs {lang}");
+    path.display().to_string()
+}
+
 /// Scratch space for this test run (manifests, sockets, the compile cache).
 pub fn scratch_dir() -> PathBuf {
     let dir = profile_dir().parent().expect("<target>").join("tmp").join("tether-tests");

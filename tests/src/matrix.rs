@@ -13,23 +13,34 @@
 //! components log the same lines.
 
 use crate::nginx::{self, Nginx};
-use crate::{Close, Manifest, Server, guest, leave_after_line};
+use crate::{Close, Manifest, Server, guest, lang_guest, leave_after_line};
 
 /// The language a guest is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
-    /// `guest/examples/*.rs` and `guest/fixtures/*.rs`, built by `host/build.rs`.
+    /// `guest/examples/*.rs` and `guest/fixtures/*.rs`, built by `host/build.rs`: one
+    /// component per seed.
     Rust,
+    /// `guest/examples/js/seeds.js` with the JavaScript SDK, built by `scripts/build-langs`:
+    /// one component serving every seed, picked by the last path segment.
+    Js,
+    /// `guest/examples/python/seeds.py` with the Python SDK, likewise.
+    Python,
+    /// `guest/examples/c/seeds.c` with the C SDK, likewise.
+    C,
 }
 
 impl Lang {
     /// Every language the seeds are written in.
-    pub const ALL: [Lang; 1] = [Lang::Rust];
+    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::Js, Lang::Python, Lang::C];
 
-    /// Its name, as rows and routes spell it.
+    /// Its name, as rows and routes spell it (and `scripts/build-langs` names its output).
     pub fn name(self) -> &'static str {
         match self {
             Lang::Rust => "rust",
+            Lang::Js => "js",
+            Lang::Python => "python",
+            Lang::C => "c",
         }
     }
 
@@ -42,6 +53,7 @@ impl Lang {
                 Seed::B => "seed_b",
                 Seed::Finish => "finish",
             }),
+            Lang::Js | Lang::Python | Lang::C => lang_guest(self.name()),
         }
     }
 }
@@ -85,6 +97,17 @@ impl Seed {
             Seed::A => "a",
             Seed::A2 => "a2",
             Seed::B => "b",
+            Seed::Finish => "finish",
+        }
+    }
+
+    /// Its name among the examples: the last path segment that picks it in a component serving
+    /// every seed.
+    fn example(self) -> &'static str {
+        match self {
+            Seed::A => "seed-a",
+            Seed::A2 => "seed-a2",
+            Seed::B => "seed-b",
             Seed::Finish => "finish",
         }
     }
@@ -333,14 +356,16 @@ impl Row {
     }
 
     /// The row's own route (each front end has its own server, so the transport is not in it).
+    /// It ends with the seed's name as the examples spell it, which picks the behaviour of a
+    /// component that serves every seed.
     fn route(&self) -> String {
         format!(
-            "/{}/{}/{}/{}/iua{}",
+            "/{}/{}/{}/iua{}/{}",
             self.guest.lang.name(),
-            self.guest.seed.name(),
             self.mode.name(),
             self.close.name(),
-            u8::from(self.iua)
+            u8::from(self.iua),
+            self.guest.seed.example()
         )
     }
 
@@ -430,6 +455,12 @@ pub fn table() -> Vec<Row> {
 /// Runs every row of `transport` at once, each its own request on one server (behind one
 /// nginx for FastCGI), and panics listing every row that failed.
 pub fn run(transport: Transport) {
+    // One front end's table at a time: each puts every one of its rows in flight at once, and
+    // three such loads together on two cores would stretch the windows the rows' closes must
+    // land in.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    compile_once();
     let rows: Vec<Row> = table().into_iter().filter(|row| row.transport == transport).collect();
     let manifest = rows.iter().fold(Manifest::new(), |manifest, row| {
         let settings = format!("abort_detection = \"{}\"\n{}", row.mode.name(), row.guest.seed.settings());
@@ -472,6 +503,28 @@ pub fn run(transport: Transport) {
             .collect()
     });
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
+
+/// Compiles every language's components into the tests' compile cache once per process, so
+/// that the servers of the transports, started at once, load them from it instead of each
+/// compiling the large JavaScript and Python components again.
+fn compile_once() {
+    static COMPILED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let manifest = Lang::ALL
+            .iter()
+            .fold(Manifest::new(), |manifest, lang| manifest.route_to(&format!("/{}", lang.name()), &lang.component(Seed::A), ""));
+        let path = crate::fresh_dir("matrix").join("tether.toml");
+        std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
+        let output = std::process::Command::new(crate::tether_bin())
+            .arg("check")
+            .arg(&path)
+            .arg("--cache-dir")
+            .arg(crate::scratch_dir().join("cache"))
+            .output()
+            .expect("running tether check");
+        assert!(output.status.success(), "compiling the guests failed: {}", String::from_utf8_lossy(&output.stderr));
+    });
 }
 
 /// Runs `row` as one request through `addr` and compares how it ended with its expectation.
