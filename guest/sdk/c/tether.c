@@ -153,33 +153,22 @@ void tether_log(const char *format, ...) {
 
 /* The request. */
 
-char *tether_request_method(void) {
-    handler_string_t s;
-    tether_guest_request_method(&s);
-    return take(&s);
-}
+/* An accessor that returns the host's string as a NUL-terminated copy the caller frees. */
+#define STRING_ACCESSOR(name, binding) \
+    char *name(void) {                 \
+        handler_string_t s;            \
+        binding(&s);                   \
+        return take(&s);               \
+    }
 
-char *tether_request_target(void) {
-    handler_string_t s;
-    tether_guest_request_target(&s);
-    return take(&s);
-}
-
-char *tether_request_protocol(void) {
-    handler_string_t s;
-    tether_guest_request_protocol(&s);
-    return take(&s);
-}
+STRING_ACCESSOR(tether_request_method, tether_guest_request_method)
+STRING_ACCESSOR(tether_request_target, tether_guest_request_target)
+STRING_ACCESSOR(tether_request_protocol, tether_guest_request_protocol)
+STRING_ACCESSOR(tether_request_scheme, tether_guest_request_scheme)
 
 char *tether_request_remote_addr(void) {
     handler_string_t s;
     if (!tether_guest_request_remote_addr(&s)) return NULL;
-    return take(&s);
-}
-
-char *tether_request_scheme(void) {
-    handler_string_t s;
-    tether_guest_request_scheme(&s);
     return take(&s);
 }
 
