@@ -5,11 +5,13 @@
 //! Requests under way keep the set they started with.
 
 use crate::heap;
-use crate::manifest::{Manifest, ManifestError, RouteSpec};
+use crate::manifest::{ComponentSource, Manifest, ManifestError, RouteSpec};
 use crate::request::{AbortDetection, RequestState};
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
 use anyhow::Context as _;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ pub enum CacheChoice {
     /// The manifest's `cache_dir`, else the default location.
     Default,
     /// This directory.
-    Dir(std::path::PathBuf),
+    Dir(PathBuf),
     /// No cache.
     Off,
 }
@@ -98,8 +100,10 @@ impl Routes {
         };
         let runtime = Runtime::new(&limits, cache.clone())?;
         let mut routes = Vec::with_capacity(manifest.routes.len());
+        // Each component is loaded once, however many routes serve it.
+        let mut loaded = HashMap::new();
         for spec in &manifest.routes {
-            routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec)?)));
+            routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec, &mut loaded)?)));
         }
         tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
         let loaded = Loaded { router: Router::new(routes), runtime };
@@ -172,11 +176,22 @@ impl Routes {
         anyhow::ensure!(self.cache.is_some(), "there is no compile cache");
         let runtime = Runtime::new(&self.limits, self.cache.clone())?;
         anyhow::ensure!(runtime.pooling(), "a new instance pool cannot be reserved now");
+        // Each cache entry is loaded once, however many routes serve its component.
+        let mut reloaded: HashMap<PathBuf, Guest> = HashMap::new();
         let routes = old
             .router
             .iter()
             .map(|(prefix, route)| {
-                let guest = runtime.reload(&route.guest).with_context(|| format!("route {prefix}"))?;
+                let guest = match route.guest.cache_entry().and_then(|entry| reloaded.get(entry)) {
+                    Some(done) => done.with_settings_of(&route.guest),
+                    None => {
+                        let guest = runtime.reload(&route.guest).with_context(|| format!("route {prefix}"))?;
+                        if let Some(entry) = guest.cache_entry() {
+                            reloaded.insert(entry.to_owned(), guest.clone());
+                        }
+                        guest
+                    }
+                };
                 Ok((prefix.to_owned(), Arc::new(Route { guest, ..Route::clone(route) })))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -184,8 +199,14 @@ impl Routes {
     }
 }
 
-fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Result<Route, ManifestError> {
-    let wasm = spec.component.read().map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
+/// Loads `spec`'s route; its component comes from `loaded` if an earlier route loaded it, and
+/// goes there otherwise.
+fn load_route(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    spec: &RouteSpec,
+    loaded: &mut HashMap<ComponentSource, Guest>,
+) -> Result<Route, ManifestError> {
     let settings = GuestSettings {
         route: spec.path.as_str().into(),
         max_memory: spec.max_memory,
@@ -193,7 +214,19 @@ fn load_route(runtime: &Runtime, manifest: &Manifest, spec: &RouteSpec) -> Resul
         env: spec.env.clone(),
         preopens: spec.preopens.iter().map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable }).collect(),
     };
-    let guest = runtime.load(&wasm, settings).map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
+    let guest = match loaded.get(&spec.component) {
+        Some(guest) => guest.with_settings(settings),
+        None => {
+            let wasm = spec
+                .component
+                .read()
+                .map_err(|error| manifest.component_error(spec, format!("cannot read {}: {error}", spec.component)))?;
+            let guest =
+                runtime.load(&wasm, settings).map_err(|error| manifest.component_error(spec, format!("{}: {error}", spec.component)))?;
+            loaded.insert(spec.component.clone(), guest.clone());
+            guest
+        }
+    };
     Ok(Route {
         path: spec.path.as_str().into(),
         guest,

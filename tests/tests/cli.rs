@@ -219,3 +219,19 @@ fn requests_still_running_when_shutdown_grace_ends_are_stopped_and_logged() {
     assert_eq!(access["detail"], "shutdown_grace exceeded", "{access}");
     assert_eq!(server.wait_exit(), Some(0));
 }
+
+#[test]
+fn routes_serving_one_component_load_it_once() {
+    let route = |path: &str, name: &str| format!("[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n", guest(name));
+    let path = manifest(&format!("{}{}{}{}", route("/a", "hello"), route("/b", "hello"), route("/c", "echo"), route("/d", "hello")));
+    let output = Command::new(tether_bin())
+        .args(["--log-format", "json", "check", &path, "--cache-dir"])
+        .arg(scratch_dir().join("cache"))
+        .env("TETHER_LOG", "host::runtime=debug")
+        .output()
+        .expect("running tether check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let loaded: Vec<&str> = text.lines().filter(|line| line.contains("component loaded")).collect();
+    assert_eq!(loaded.len(), 2, "hello once for /a, /b and /d, echo once: {loaded:#?}");
+}

@@ -231,7 +231,7 @@ pub enum GuestStart {
 }
 
 /// Where a route's component comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ComponentSource {
     /// A file.
     File(PathBuf),

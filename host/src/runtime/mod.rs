@@ -274,9 +274,20 @@ impl Guest {
         (result, Some(Spent { _store: store }))
     }
 
-    /// The sandbox settings.
-    pub fn settings(&self) -> &GuestSettings {
-        &self.settings
+    /// The same component with the sandbox settings of `route`'s guest: routes that serve one
+    /// component share its compiled code and pre-instance.
+    pub fn with_settings_of(&self, route: &Guest) -> Guest {
+        Guest { settings: route.settings.clone(), ..self.clone() }
+    }
+
+    /// The same component with other sandbox settings.
+    pub fn with_settings(&self, settings: GuestSettings) -> Guest {
+        Guest { settings: Arc::new(settings), ..self.clone() }
+    }
+
+    /// Where the compile cache holds the component, if it does.
+    pub fn cache_entry(&self) -> Option<&std::path::Path> {
+        self.cache_entry.as_deref()
     }
 
     /// A hook that makes this guest's running instances look at their kill switches now.
