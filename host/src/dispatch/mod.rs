@@ -5,7 +5,7 @@
 //! gets either an [`Admitted`] request or a [`Refusal`] it only has to encode. It then
 //! [`Dispatcher::start`]s the admitted request, which spawns its task and returns at once: the
 //! front end keeps watching its socket while the guest runs. How the request ends (its
-//! outcome, the end of its response, its access line) is [`ending`]'s.
+//! outcome, the end of its response, its access line) is `ending`'s.
 
 mod ending;
 
@@ -113,7 +113,7 @@ impl Refusal {
         Self { status: 413, message: "request body too large\n".into(), detail: "body larger than max_body_size".into() }
     }
 
-    /// Every instance stayed busy for [`ADMISSION_WAIT`].
+    /// Every instance stayed busy for `ADMISSION_WAIT`.
     fn overloaded() -> Self {
         Self { status: 503, message: OVERLOADED_MESSAGE.into(), detail: "max_instances reached".into() }
     }
@@ -204,7 +204,7 @@ impl Dispatcher {
 
     /// Admits a request for `path` whose body declares `declared_body` bytes (`None`: unknown
     /// yet, as for a chunked body): finds its route, holds the declared length to the route's
-    /// `max_body_size`, and takes an instance slot, waiting up to [`ADMISSION_WAIT`] for one.
+    /// `max_body_size`, and takes an instance slot, waiting up to `ADMISSION_WAIT` for one.
     pub async fn admit(&self, arrival: Arrival, path: &str, declared_body: Option<u64>) -> Result<Admitted, Refusal> {
         let route = self.routes.route(path).ok_or_else(Refusal::no_route)?;
         if declared_body.is_some_and(|length| length > route.max_body_size) {

@@ -5,8 +5,8 @@
 //! how it sees the web server close the link (nginx's reaction to its client leaving) and
 //! `FCGI_ABORT_REQUEST`, and feeds both to the requests' states. It decodes records, collects
 //! each request's PARAMS, has the request admitted, feeds it STDIN, and writes its guest's
-//! stderr lines. Every request's sink ([`super::sink`]) writes whole records through the shared
-//! [`Writer`]; a flush is a socket write before it returns.
+//! stderr lines. Every request's sink (`super::sink`) writes whole records through the shared
+//! `Writer`; a flush is a socket write before it returns.
 
 use super::mapping;
 use super::record::{self, BeginRequest, Frames, ProtocolStatus, Record, RecordError, kind};

@@ -37,7 +37,7 @@ pub enum Chunked {
     /// Expecting the CRLF after chunk data.
     DataEnd,
     /// After the last chunk, reading trailer lines; counts trailer bytes so far (never more
-    /// than [`MAX_TRAILERS`]).
+    /// than `MAX_TRAILERS`).
     Trailers(usize),
 }
 

@@ -1,8 +1,8 @@
 //! One HTTP/1.1 connection. The connection task owns the socket's read half: it reads request
-//! heads, has each request admitted and started, feeds the guest its body ([`super::feed`]),
+//! heads, has each request admitted and started, feeds the guest its body (`super::feed`),
 //! and, while the guest runs, keeps watching the socket, so that a client's FIN or RST is seen
 //! at once (prompt abort detection) even if the guest never reads its body or the client
-//! pipelined another request first. The response sink ([`super::sink`]) owns the write half
+//! pipelined another request first. The response sink (`super::sink`) owns the write half
 //! while the guest runs and hands it back when the response is over.
 
 use super::encode;

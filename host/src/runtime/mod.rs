@@ -3,9 +3,9 @@
 //!
 //! **The runtime knows nothing of HTTP or FastCGI.** It sees a [`RequestHead`], a body stream,
 //! an [`Output`] and a [`RequestState`], all from [`crate::request`], and reports how the guest
-//! ended. Everything wasmtime stays inside this module: the engine and its pool ([`engine`]),
-//! the compile cache ([`cache`]), the store every world shares ([`store`], with [`limits`] and
-//! [`stdio`]), and the worlds themselves ([`worlds`]).
+//! ended. Everything wasmtime stays inside this module: the engine and its pool (`engine`),
+//! the compile cache (`cache`), the store every world shares (`store`, with `limits` and
+//! `stdio`), and the worlds themselves (`worlds`).
 
 mod cache;
 mod engine;
