@@ -241,7 +241,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                 if record.content.is_empty() {
                     self.admit(id).await;
                 } else if open.params.len() + record.content.len() > MAX_PARAMS_BYTES {
-                    self.refuse(id, None, Refusal::malformed(431, "request parameters too large"), Instant::now()).await;
+                    self.refuse(id, None, Refusal::malformed(431, "request parameters too large"), self.arrival()).await;
                 } else {
                     open.params.extend_from_slice(&record.content);
                 }
@@ -310,7 +310,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
     async fn admit(&mut self, id: u16) {
         let Some(open) = self.requests.get_mut(&id) else { return };
         let params = std::mem::take(&mut open.params);
-        let arrival = Arrival { protocol: Protocol::FastCgi, conn_id: self.id, at: Instant::now() };
+        let arrival = self.arrival();
         let request = match record::parse_pairs(&params, MAX_PARAMS) {
             Ok(pairs) => {
                 mapping::request(pairs, self.dispatcher.settings().fastcgi_route_by).map_err(|error| Refusal::malformed(400, error))
@@ -319,11 +319,11 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         };
         let request = match request {
             Ok(request) => request,
-            Err(refusal) => return self.refuse(id, None, refusal, arrival.at).await,
+            Err(refusal) => return self.refuse(id, None, refusal, arrival).await,
         };
         let admitted = match self.dispatcher.admit(arrival, &request.route_path, request.content_length).await {
             Ok(admitted) => admitted,
-            Err(refusal) => return self.refuse(id, Some(&request.head), refusal, arrival.at).await,
+            Err(refusal) => return self.refuse(id, Some(&request.head), refusal, arrival).await,
         };
         let Some(open) = self.requests.get_mut(&id) else { return };
         let state = admitted.state().clone();
@@ -342,8 +342,13 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         open.admitted = Some(AdmittedRequest { start: Some(start), state, stdin, aborted });
     }
 
+    /// A request of this connection, complete now.
+    fn arrival(&self) -> Arrival {
+        Arrival { protocol: Protocol::FastCgi, conn_id: self.id, at: Instant::now() }
+    }
+
     /// Answers a request the host refuses, and forgets it.
-    async fn refuse(&mut self, id: u16, head: Option<&RequestHead>, refusal: Refusal, arrived: Instant) {
+    async fn refuse(&mut self, id: u16, head: Option<&RequestHead>, refusal: Refusal, arrival: Arrival) {
         let open = self.requests.remove(&id);
         let mut cgi = Vec::new();
         mapping::response_head(&mut cgi, &ResponseHead::host_error(refusal.status), Some(refusal.message.len()));
@@ -352,7 +357,6 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         frames.end_request(id, ProtocolStatus::RequestComplete);
         let bytes = self.writer.write(&frames).await.unwrap_or(0);
         self.closing |= open.is_some_and(|open| !open.begin.keep_conn());
-        let arrival = Arrival { protocol: Protocol::FastCgi, conn_id: self.id, at: arrived };
         self.dispatcher.log_refused(&arrival, head, &refusal, bytes);
     }
 

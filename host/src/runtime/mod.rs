@@ -257,7 +257,7 @@ impl Guest {
             Ok(state) => state,
             Err(error) => return (Err(GuestFailure::instantiation(&error)), None),
         };
-        let mut store = store::new_store(self.pre.engine(), &self.engine, state);
+        let mut store = store::new_store(&self.engine, state);
         let result = self.pre.run(&mut store).await.map_err(|failed| match failed {
             Failed::Instantiating(error) => GuestFailure::instantiation(&error.into()),
             Failed::Running(error) => {

@@ -132,8 +132,8 @@ pub fn trap(error: MustTrap) -> wasmtime::Error {
 /// Wasm counted, and an epoch callback that traps it once it was killed or its budget ran out,
 /// moves it off an I/O thread, and makes it yield while it computes. It holds the guest's place
 /// in `engine`'s ticker count until dropped.
-pub fn new_store(engine: &Engine, ticker: &TetherEngine, state: HostState) -> Store<HostState> {
-    let mut store = Store::new(engine, state);
+pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.limiter);
     store.call_hook(|mut cx, hook| {
         let now = Instant::now();
@@ -146,7 +146,7 @@ pub fn new_store(engine: &Engine, ticker: &TetherEngine, state: HostState) -> St
         Ok(())
     });
     store.set_epoch_deadline(1);
-    let mut running = ticker.running();
+    let mut running = engine.running();
     store.epoch_deadline_callback(move |mut cx| {
         let state = cx.data_mut();
         if state.state.kill_reason().is_some() {

@@ -54,13 +54,6 @@ impl WorldPre {
         Ok(WorldPre::Tether(tether::HandlerPre::new(pre).map_err(world)?))
     }
 
-    /// The engine the component was compiled for.
-    pub fn engine(&self) -> &Engine {
-        match self {
-            WorldPre::Tether(pre) => pre.engine(),
-        }
-    }
-
     /// Runs one request in a fresh instance, in `store`.
     pub async fn run(&self, store: &mut Store<HostState>) -> Result<(), Failed> {
         match self {
