@@ -428,6 +428,12 @@ impl<'a> ModuleWithCode<'a> {
         self.module
     }
 
+    /// Returns the address of `offset` in the text section.
+    #[inline]
+    pub fn text_at(&self, offset: usize) -> core::ptr::NonNull<u8> {
+        core::ptr::NonNull::from(&self.store_code.text()[offset..]).cast()
+    }
+
     /// Returns the slice in the text section of the function that
     /// `key` points to.
     #[inline]

@@ -25,6 +25,21 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// For each defined function that escapes (has a `VMFuncRef`), the text
+    /// offsets of its array-to-wasm trampoline and of its body, looked up in
+    /// `index` once here: every instance builds its funcrefs from these with
+    /// two loads instead of two searches of `index`, which matters for modules
+    /// that take thousands of function references as they start.
+    func_ref_offsets: Box<[Option<FuncRefOffsets>]>,
+}
+
+/// Where a defined function's code for a `VMFuncRef` lies in the text section.
+#[derive(Clone, Copy, Debug)]
+pub struct FuncRefOffsets {
+    /// The array-to-wasm trampoline (`VMFuncRef::array_call`).
+    pub array_call: usize,
+    /// The function's body (`VMFuncRef::wasm_call`).
+    pub wasm_call: usize,
 }
 
 impl CompiledModule {
@@ -58,7 +73,9 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            func_ref_offsets: Box::default(),
         };
+        ret.func_ref_offsets = ret.lookup_func_ref_offsets();
         ret.register_profiling(profiler)?;
 
         Ok(ret)
@@ -163,6 +180,31 @@ impl CompiledModule {
             }
             _ => None,
         }
+    }
+
+    fn lookup_func_ref_offsets(&self) -> Box<[Option<FuncRefOffsets>]> {
+        let module_index = self.module_index();
+        self.module
+            .defined_func_indices()
+            .map(|def| {
+                let func = &self.module.functions[self.module.func_index(def)];
+                if !func.is_escaping() {
+                    return None;
+                }
+                let start = |key| self.index.func_loc(key).map(|loc| loc.start as usize);
+                Some(FuncRefOffsets {
+                    array_call: start(FuncKey::ArrayToWasmTrampoline(module_index, def))?,
+                    wasm_call: start(FuncKey::DefinedWasmFunction(module_index, def))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The text offsets of a defined function's `VMFuncRef` code, if it
+    /// escapes.
+    #[inline]
+    pub fn func_ref_offsets(&self, def: DefinedFuncIndex) -> Option<FuncRefOffsets> {
+        self.func_ref_offsets.get(def.as_u32() as usize).copied().flatten()
     }
 
     /// Gets the function location information for a given function index.

@@ -880,19 +880,19 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
+        let code = match self
+            .runtime_module()
+            .and_then(|m| m.compiled_module().func_ref_offsets(def_index))
+        {
+            Some(offsets) => FuncRefCode::Offsets(offsets),
+            None => FuncRefCode::Keys {
+                array_call: FuncKey::ArrayToWasmTrampoline(module.module_index, def_index),
+                wasm_call: FuncKey::DefinedWasmFunction(module.module_index, def_index),
+            },
+        };
+        // SAFETY: the type/offset/code here are all valid for the defined
         // function at `def_index`.
-        unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
-        }
+        unsafe { self.initialize_and_return_funcref(registry, type_index, vmctx_offset, code) }
     }
 
     fn get_start_func_ref(
@@ -907,19 +907,13 @@ impl Instance {
             }
         };
         let vmctx_offset = self.offsets().vmctx_startup_func_ref();
-        let array_to_wasm_key = FuncKey::ModuleStartup(Abi::Array, module.module_index);
-        let wasm_key = FuncKey::ModuleStartup(Abi::Wasm, module.module_index);
+        let code = FuncRefCode::Keys {
+            array_call: FuncKey::ModuleStartup(Abi::Array, module.module_index),
+            wasm_call: FuncKey::ModuleStartup(Abi::Wasm, module.module_index),
+        };
         // SAFETY: the type/offset/keys here are all valid for the module
         // startup function.
-        unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
-        }
+        unsafe { self.initialize_and_return_funcref(registry, type_index, vmctx_offset, code) }
     }
 
     /// Common implementation of initializing a `VMFuncRef` stored within this
@@ -936,8 +930,7 @@ impl Instance {
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
-        array_to_wasm_key: FuncKey,
-        wasm_key: FuncKey,
+        code: FuncRefCode,
     ) -> Option<NonNull<VMFuncRef>> {
         // For now, we eagerly initialize an funcref struct in-place whenever
         // asked for a reference to it. This is mostly fine, because in practice
@@ -967,19 +960,21 @@ impl Instance {
         )
         .expect("module not in store");
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
-
-        let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
-            )
-            .unwrap(),
-        ));
+        let (array_call, wasm_call) = match code {
+            FuncRefCode::Offsets(offsets) => (
+                module_with_code.text_at(offsets.array_call),
+                module_with_code.text_at(offsets.wasm_call),
+            ),
+            FuncRefCode::Keys {
+                array_call,
+                wasm_call,
+            } => (
+                NonNull::from(module_with_code.function(array_call)).cast(),
+                NonNull::from(module_with_code.function(wasm_call)).cast(),
+            ),
+        };
+        let array_call = VmPtr::from(array_call.cast());
+        let wasm_call = Some(VmPtr::from(wasm_call.cast::<VMWasmCallFunction>()));
 
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
@@ -1902,4 +1897,15 @@ impl PassiveElementSegment {
     pub(crate) fn elements_mut(&mut self) -> &mut [ValRaw] {
         &mut self.elements
     }
+}
+
+/// Where the code of a `VMFuncRef` being initialized is found.
+enum FuncRefCode {
+    /// Text offsets looked up when the module was loaded.
+    Offsets(crate::runtime::instantiate::FuncRefOffsets),
+    /// Keys to look up in the module's function index.
+    Keys {
+        array_call: FuncKey,
+        wasm_call: FuncKey,
+    },
 }
