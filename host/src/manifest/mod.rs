@@ -46,9 +46,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `max_instances`: guests alive at once (the instance pool); beyond it, 503, so that
 /// concurrent requests cannot take more memory than the pool reserves.
 pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
-/// Default `keep_resident`: per used pool slot, this much of its memory, table and stack each
-/// stays resident between requests (see `runtime::EngineLimits::keep_resident`).
-pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
+/// Default `keep_resident`: per used pool slot, up to this much of its memory, table and stack
+/// each stays resident between requests (see `runtime::EngineLimits::keep_resident`). Only
+/// pages a request wrote are kept: a Rust guest's request writes a few pages, a JavaScript
+/// guest's about 1 MiB and a Python guest's 1-4 MiB, and with less kept, their next request in
+/// the slot takes a copy-on-write fault per page again.
+pub const DEFAULT_KEEP_RESIDENT: usize = 4 << 20;
 /// Default `idle_pool_resident`: once the server is idle, the most memory the instance pool may
 /// keep resident in unused slots (what `keep_resident` left behind) before it is given back.
 /// About a thousand slots' worth: a server whose concurrency stays below that never reloads.

@@ -123,6 +123,10 @@ impl WasiView for HostState {
     }
 }
 
+/// How many epoch ticks a computing guest runs between the turns it gives its executor (1 ms
+/// with the 100 µs tick): the other tasks on its worker wait at most this long for it.
+const TICKS_PER_EXECUTOR_TURN: u32 = 10;
+
 /// The trap that stops a guest inside a host call.
 pub fn trap(error: MustTrap) -> wasmtime::Error {
     wasmtime::Error::new(error)
@@ -147,6 +151,7 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
     });
     store.set_epoch_deadline(1);
     let mut running = engine.running();
+    let mut computing_ticks: u32 = 0;
     store.epoch_deadline_callback(move |mut cx| {
         let state = cx.data_mut();
         if state.state.kill_reason().is_some() {
@@ -166,16 +171,20 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         }
         // A guest that computes gives up the CPU for a moment at each tick: the kernel only
         // preempts it at its own (4 ms) tick otherwise, delaying the I/O thread (or nginx)
-        // that would see its client leave. It then gives the executor a turn, so it cannot
-        // starve the other tasks on its worker (including its own request timeout). A guest
-        // merely caught by a tick carries on: yielding it too costs hello 2K kernel
-        // instructions and 0.2 context switches per request.
+        // that would see its client leave. Every few ticks it also gives the executor a turn,
+        // so it cannot starve the other tasks on its worker (including its own request
+        // timeout); at every tick, a guest that needs a millisecond (an interpreter's hello)
+        // would take turns with all the other requests queued on its worker, each resuming
+        // with cold caches. A guest merely caught by a tick carries on: yielding it too costs
+        // hello 2K kernel instructions and 0.2 context switches per request.
         if computing {
             crate::sched::yield_cpu();
-            Ok(UpdateDeadline::Yield(1))
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+            computing_ticks += 1;
+            if computing_ticks % TICKS_PER_EXECUTOR_TURN == 0 {
+                return Ok(UpdateDeadline::Yield(1));
+            }
         }
+        Ok(UpdateDeadline::Continue(1))
     });
     store
 }
