@@ -33,7 +33,16 @@ impl ResponseSink for NullSink {
 
 fn main() -> anyhow::Result<()> {
     let (warmup, iterations) = if quick() { (200, 2_000) } else { (2_000, 20_000) };
-    let wasm = host::examples::builtin("hello").expect("the hello guest is built in").1;
+    // COMPONENT=path measures another component's hello (the language guests answer by the last
+    // path segment); KEEP_RESIDENT=bytes sets the pool's `keep_resident`.
+    let wasm = match std::env::var_os("COMPONENT") {
+        Some(path) => std::fs::read(path)?,
+        None => host::examples::builtin("hello").expect("the hello guest is built in").1.to_vec(),
+    };
+    let keep_resident = match std::env::var("KEEP_RESIDENT") {
+        Ok(bytes) => bytes.parse()?,
+        Err(_) => host::manifest::DEFAULT_KEEP_RESIDENT,
+    };
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // POOLING=on or off measures one configuration only (for profiling).
     let configurations: &[bool] = match std::env::var("POOLING").as_deref() {
@@ -42,9 +51,10 @@ fn main() -> anyhow::Result<()> {
         _ => &[true, false],
     };
     for &pooling in configurations {
-        let limits =
-            EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling, keep_resident: host::manifest::DEFAULT_KEEP_RESIDENT };
-        let runtime = Runtime::new(&limits, None)?;
+        let limits = EngineLimits { max_instances: 64, max_memory: 128 << 20, pooling, keep_resident };
+        // CACHE_DIR=dir loads the component from that compile cache (no compile in a profile).
+        let cache = std::env::var_os("CACHE_DIR").map(host::runtime::CompileCache::new);
+        let runtime = Runtime::new(&limits, cache)?;
         anyhow::ensure!(runtime.pooling() == pooling, "pooling={pooling} is unavailable on this machine");
         let settings = GuestSettings {
             route: "/hello".into(),
@@ -52,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             max_execution_time: Some(Duration::from_secs(30)),
             ..GuestSettings::default()
         };
-        let guest = runtime.load(wasm, settings)?;
+        let guest = runtime.load(&wasm, settings)?;
         // Per part: instantiate + call, teardown, and both.
         let mut samples = [(); 3].map(|()| Vec::with_capacity(iterations));
         tokio.block_on(async {

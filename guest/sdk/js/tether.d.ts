@@ -148,3 +148,28 @@ export const response: {
   /** The headers set so far, or sent, names lowercased (PHP: `headers_list()`). */
   headers(): Array<[string, string]>;
 };
+
+/**
+ * Prepares `handler` while the component is built and returns the `handle` to export
+ * (PHP: opcache preloading):
+ *
+ * ```js
+ * async function main() { ... }
+ * export const handle = warmUp(main, ['/', '/search?q=x']);
+ * ```
+ *
+ * componentize-js evaluates the module once at build time and snapshots the JavaScript heap;
+ * every request's fresh instance starts from that snapshot. JavaScript compiles a function
+ * when it is first called, so without a warm-up every request compiles the code it runs (a
+ * hello spends most of its time there). `warmUp` calls `handler` once for each of `targets`
+ * at build time, against stand-ins for the host: a GET of that target with no headers and no
+ * body, from a client that stays; output, head changes and `log` go nowhere, `sleep` never
+ * ends, and the host calls' bindings are compiled too. The code those requests ran is then
+ * compiled in the snapshot.
+ *
+ * The snapshot also keeps what the warm-up left in module variables, and every request starts
+ * with it: a handler that counts requests in a module variable starts each request at the
+ * warm-up's count. Keep per-request state in the handler. A handler that loops without
+ * sleeping or reading the request never finishes its warm-up, and the build hangs.
+ */
+export function warmUp(handler: () => unknown, targets?: string[]): () => unknown;

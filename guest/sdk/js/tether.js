@@ -11,6 +11,17 @@ import * as rawOutput from 'tether:guest/output@0.1.0';
 import * as rawRequest from 'tether:guest/request@0.1.0';
 import * as rawResponse from 'tether:guest/response@0.1.0';
 
+/// The host's interfaces. Every call goes through `host`, which `warmUp` points at stand-ins
+/// while the component is built.
+const realHost = {
+  conn: rawConn,
+  lifecycle: rawLifecycle,
+  output: rawOutput,
+  request: rawRequest,
+  response: rawResponse,
+};
+let host = realHost;
+
 export const CONNECTION_NORMAL = 0;
 export const CONNECTION_ABORTED = 1;
 export const CONNECTION_TIMEOUT = 2;
@@ -57,7 +68,7 @@ function toBytes(data) {
 
 export function echo(data) {
   try {
-    rawOutput.write(toBytes(data));
+    host.output.write(toBytes(data));
   } catch (error) {
     // Like `echo`, delivery problems are not the writer's concern: an abort traps the guest
     // unless it ignores aborts, and then `connectionStatus` tells.
@@ -66,38 +77,40 @@ export function echo(data) {
 }
 
 export function write(data) {
-  call(OutputError, () => rawOutput.write(toBytes(data)));
+  call(OutputError, () => host.output.write(toBytes(data)));
 }
 
 export function flush() {
-  call(OutputError, () => rawOutput.flush());
+  call(OutputError, () => host.output.flush());
 }
 
 export function connectionStatus() {
-  return rawConn.status();
+  return host.conn.status();
 }
 
 export function connectionAborted() {
-  return rawConn.aborted();
+  return host.conn.aborted();
 }
 
 export function ignoreUserAbort(setting) {
-  return rawConn.ignoreUserAbort(setting === undefined || setting === null ? undefined : Boolean(setting));
+  return host.conn.ignoreUserAbort(setting === undefined || setting === null ? undefined : Boolean(setting));
 }
 
 export function finishRequest() {
-  return rawLifecycle.finishRequest();
+  return host.lifecycle.finishRequest();
 }
 
 export function setTimeLimit(seconds) {
-  rawLifecycle.setTimeLimit(seconds);
+  host.lifecycle.setTimeLimit(seconds);
 }
 
 export function log(line) {
-  console.log(String(line));
+  if (host === realHost) console.log(String(line));
 }
 
 export function sleep(ms) {
+  // While warming up, a sleep never ends and sets no timer: no timer may outlive the build.
+  if (host !== realHost) return new Promise(() => {});
   return new Promise((resolve) => setTimeout(resolve, Number(ms)));
 }
 
@@ -124,18 +137,18 @@ const U64_MAX = 18446744073709551615n;
 const BODY_CHUNK = 64 * 1024; // bytes asked for per read by `request.body`; the host may return fewer
 
 export const request = {
-  method: () => rawRequest.method(),
-  target: () => rawRequest.target(),
-  protocol: () => rawRequest.protocol(),
-  remoteAddr: () => rawRequest.remoteAddr() ?? undefined,
-  scheme: () => rawRequest.scheme(),
+  method: () => host.request.method(),
+  target: () => host.request.target(),
+  protocol: () => host.request.protocol(),
+  remoteAddr: () => host.request.remoteAddr() ?? undefined,
+  scheme: () => host.request.scheme(),
   path() {
-    const target = rawRequest.target();
+    const target = host.request.target();
     const q = target.indexOf('?');
     return q < 0 ? target : target.slice(0, q);
   },
   queryString() {
-    const target = rawRequest.target();
+    const target = host.request.target();
     const q = target.indexOf('?');
     return q < 0 ? undefined : target.slice(q + 1);
   },
@@ -156,10 +169,10 @@ export const request = {
     const number = BigInt(value.replace(/^\+/, ''));
     return number <= U64_MAX ? Number(number) : fallback;
   },
-  headers: () => rawRequest.headers(),
+  headers: () => host.request.headers(),
   header(name) {
     const lower = name.toLowerCase();
-    const values = rawRequest.headers().filter(([n]) => n === lower).map(([, v]) => v);
+    const values = host.request.headers().filter(([n]) => n === lower).map(([, v]) => v);
     if (values.length === 0) return undefined;
     const strict = new TextDecoder('utf-8', { fatal: true });
     try {
@@ -168,9 +181,9 @@ export const request = {
       return undefined;
     }
   },
-  serverVars: () => rawRequest.serverVars(),
+  serverVars: () => host.request.serverVars(),
   serverVar(name) {
-    const found = rawRequest.serverVars().findLast(([n]) => n === name);
+    const found = host.request.serverVars().findLast(([n]) => n === name);
     if (found === undefined) return undefined;
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(found[1]);
@@ -178,7 +191,7 @@ export const request = {
       return undefined;
     }
   },
-  readBody: (max) => call(BodyError, () => rawRequest.readBody(max)),
+  readBody: (max) => call(BodyError, () => host.request.readBody(max)),
   body() {
     const chunks = [];
     let length = 0;
@@ -199,11 +212,87 @@ export const request = {
 };
 
 export const response = {
-  setStatus: (code) => call(HeadError, () => rawResponse.setStatus(code)),
-  setHeader: (name, value) => call(HeadError, () => rawResponse.setHeader(name, value)),
-  appendHeader: (name, value) => call(HeadError, () => rawResponse.appendHeader(name, value)),
-  removeHeader: (name) => call(HeadError, () => rawResponse.removeHeader(name)),
-  headersSent: () => rawResponse.headersSent(),
-  status: () => rawResponse.status(),
-  headers: () => rawResponse.headers(),
+  setStatus: (code) => call(HeadError, () => host.response.setStatus(code)),
+  setHeader: (name, value) => call(HeadError, () => host.response.setHeader(name, value)),
+  appendHeader: (name, value) => call(HeadError, () => host.response.appendHeader(name, value)),
+  removeHeader: (name) => call(HeadError, () => host.response.removeHeader(name)),
+  headersSent: () => host.response.headersSent(),
+  status: () => host.response.status(),
+  headers: () => host.response.headers(),
 };
+
+/// The host's interfaces as a warm-up sees them: a request for `target` with no headers and
+/// no body, from a client that stays; output and head changes go nowhere.
+function standInHost(target) {
+  const nothing = () => undefined;
+  return {
+    conn: { status: () => CONNECTION_NORMAL, aborted: () => false, ignoreUserAbort: () => false },
+    lifecycle: { finishRequest: () => true, setTimeLimit: nothing },
+    output: { write: nothing, flush: nothing },
+    request: {
+      method: () => 'GET',
+      target: () => target,
+      protocol: () => 'HTTP/1.1',
+      remoteAddr: nothing,
+      scheme: () => 'http',
+      headers: () => [],
+      serverVars: () => [],
+      readBody: () => new Uint8Array(0),
+    },
+    response: {
+      setStatus: nothing,
+      setHeader: nothing,
+      appendHeader: nothing,
+      removeHeader: nothing,
+      headersSent: () => false,
+      status: () => 200,
+      headers: () => [],
+    },
+  };
+}
+
+/// Enters the generated binding of each host call that takes an argument with an argument it
+/// cannot convert (a symbol), so that the binding is compiled into the snapshot and throws a
+/// `TypeError` before it reaches the host (which is absent while the component is built: a call
+/// that got through would fail the build, not a request). A binding's first call costs tens of
+/// microseconds otherwise, in every request. Calls without arguments cannot be entered so.
+function warmBindings() {
+  const unconvertible = Symbol('warm-up');
+  const calls = [
+    () => rawOutput.write(unconvertible),
+    () => rawRequest.readBody(unconvertible),
+    () => rawResponse.setStatus(unconvertible),
+    () => rawResponse.setHeader(unconvertible, unconvertible),
+    () => rawResponse.appendHeader(unconvertible, unconvertible),
+    () => rawResponse.removeHeader(unconvertible),
+    () => rawLifecycle.setTimeLimit(unconvertible),
+  ];
+  for (const call of calls) {
+    try {
+      call();
+    } catch (error) {
+      if (error?.name !== 'TypeError') throw error;
+    }
+  }
+}
+
+/// Runs `handler` once for each of `targets` now, against stand-ins for the host, and returns
+/// the `handle` to export. Called at the top level of the module, it runs while componentize-js
+/// builds the component, which snapshots the JavaScript heap after evaluating the module: the
+/// code those requests run is then parsed, compiled and its caches filled in the snapshot
+/// instead of in every request's fresh instance.
+export function warmUp(handler, targets = ['/']) {
+  warmBindings();
+  for (const target of targets) {
+    host = standInHost(target);
+    try {
+      Promise.resolve(handler()).catch(() => {});
+    } catch {
+      // A warm-up request that throws has still compiled what it ran.
+    }
+  }
+  return function handle() {
+    host = realHost;
+    return handler();
+  };
+}
