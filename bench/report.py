@@ -185,6 +185,9 @@ def main():
     if ws:
         wrps = medians(ws, "rps")
         w(f"| hello req/s, tether / `wasmtime serve` | ≥ 5× | {wrps['tether'] / wrps['wasmtime-serve']:.2f}× | {verdict(wrps['tether'] / wrps['wasmtime-serve'] >= 5)} |")
+        if "tether-wasi-http" in wrps:
+            ratio = wrps["tether-wasi-http"] / wrps["wasmtime-serve"]
+            w(f"| the same wasi:http component, req/s, tether / `wasmtime serve` | ≥ 5× | {ratio:.2f}× | {verdict(ratio >= 5)} |")
     cold = r.get("cold_start")
     if cold:
         warm_ms = median(cold["warm_ms"])
@@ -274,10 +277,13 @@ def main():
           f"`wasmtime serve -S cli` (wasmtime-cli {r.get('wasmtime_version', '48.0.8')}, installed by the harness into "
           "target/bench-tools) runs bench/wasi-hello, a wasi:http proxy component sending the same "
           "response as Tether's hello guest; both create a fresh instance per request and both guests "
-          "are built with Rust's std (hence `-S cli`). The reference measured `wasmtime serve` at "
+          "are built with Rust's std (hence `-S cli`). `tether-wasi-http` is Tether serving that same "
+          "component on a `world = \"wasi-http\"` route. The reference measured `wasmtime serve` at "
           "10.9k–11.5k req/s here (../shared/reference/wasmtime-serve/RESULTS.md).\n")
         wrk_table(w, ws)
-        w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×.\n")
+        w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×"
+          + (f"; the same component on Tether / wasmtime serve: {wrps['tether-wasi-http'] / wrps['wasmtime-serve']:.2f}×"
+             if "tether-wasi-http" in wrps else "") + ".\n")
 
     if conc:
         w("## Concurrency: in-flight requests whose guests sleep\n")

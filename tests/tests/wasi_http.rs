@@ -100,6 +100,17 @@ fn a_flush_reaches_the_client_while_the_guest_sleeps() {
 }
 
 #[test]
+fn a_finished_body_completes_the_response_while_the_guest_runs_on() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
+    let uri = "/background?ms=1500";
+    let response = get(server.addr(), uri);
+    assert_eq!((response.status, response.text().as_str(), response.header("content-length")), (200, "done\n", Some("5")));
+    assert!(!server.has_access(uri), "the response came only when the guest ended");
+    let (access, lines) = server.finished(uri);
+    assert_eq!((access["outcome"].as_str(), lines.as_slice()), (Some("completed"), &["end".to_owned()][..]));
+}
+
+#[test]
 fn a_guest_sleeping_spinning_or_awaiting_an_outbound_response_is_trapped_when_its_client_leaves() {
     let (silent, upstream) = upstream(None);
     let server = Server::start(&manifest(&silent));

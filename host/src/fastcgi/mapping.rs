@@ -259,5 +259,11 @@ mod tests {
         out.clear();
         response_head(&mut out, &head, Some(6));
         assert_eq!(out, b"Status: 204 No Content\r\ncontent-type: text/plain\r\n\r\n", "a 204 has no body to measure");
+        // A length the guest declared goes out with a streamed head too.
+        head.set_status(200).unwrap();
+        head.declared_length = Some(10);
+        out.clear();
+        response_head(&mut out, &head, None);
+        assert_eq!(out, b"Status: 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 10\r\n\r\n");
     }
 }

@@ -408,3 +408,26 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(false);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::head;
+
+    #[test]
+    fn the_head_keeps_what_the_sinks_carry_and_takes_content_length_as_the_declared_length() {
+        let parts = |status: u16, headers: &[(&str, &[u8])]| {
+            let mut response = http::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(*name, *value);
+            }
+            response.body(()).expect("a valid response").into_parts().0
+        };
+        let given = head(&parts(201, &[("content-type", b"text/plain"), ("content-length", b"6"), ("trailer", b"x"), ("x-bin", b"\xff")]));
+        let given = given.expect("a head");
+        assert_eq!((given.status, given.declared_length), (201, Some(6)));
+        assert_eq!(given.headers, [("content-type".to_owned(), "text/plain".to_owned())], "framing and non-ASCII values are left out");
+        assert_eq!(head(&parts(200, &[])).expect("a head").declared_length, None);
+        assert!(head(&parts(200, &[("content-length", b"six")])).is_err());
+        assert!(head(&parts(103, &[])).is_err(), "an informational status is no response");
+    }
+}
