@@ -17,6 +17,7 @@ fn manifest(upstream: &str) -> Manifest {
         .route("/allowed", "proxy", &format!("allowed_outbound_hosts = [\"{upstream}\"]"))
         .route("/cpu", "proxy", "max_execution_time = \"300ms\"")
         .route("/wall", "proxy", "request_timeout = \"300ms\"")
+        .route("/small", "proxy", "max_memory = \"16MiB\"")
 }
 
 /// An upstream on 127.0.0.1 that accepts one connection, reads a request head, and answers
@@ -150,14 +151,17 @@ fn outbound_requests_are_denied_unless_the_route_allows_the_host() {
 }
 
 #[test]
-fn time_limits_stop_a_proxy_guest() {
+fn time_and_memory_limits_stop_a_proxy_guest() {
     let server = Server::start(&manifest("127.0.0.1:9"));
-    for (uri, status, detail) in
-        [("/cpu/spin", 500, "max_execution_time exceeded"), ("/wall/sleep?ms=20000", 504, "request_timeout (300ms) exceeded")]
-    {
+    for (uri, status, outcome, detail) in [
+        ("/cpu/spin", 500, "timeout", "max_execution_time exceeded"),
+        ("/wall/sleep?ms=20000", 504, "timeout", "request_timeout (300ms) exceeded"),
+        ("/small/grow?mb=64", 500, "trapped", "guest exceeded its memory limit"),
+    ] {
         let response = get(server.addr(), uri);
         assert_eq!(response.status, status, "{uri}");
         let access = server.access(uri);
-        assert_eq!((access["outcome"].as_str(), access["detail"].as_str()), (Some("timeout"), Some(detail)), "{uri}");
+        assert_eq!((access["outcome"].as_str(), access["detail"].as_str()), (Some(outcome), Some(detail)), "{uri}");
     }
+    assert_eq!(get(server.addr(), "/grow?mb=4").text(), "4194304\n", "within the default max_memory");
 }
