@@ -176,6 +176,9 @@ def main():
             row = lat.get((via, guest, "client-close-to-stopped"))
             if row:
                 w(f"| abort latency, {guest} guest, {via}, p99 (client close → guest stopped) | ≤ {goal} µs | {row['p99_us']:.0f} µs | {verdict(row['p99_us'] <= goal)} |")
+            proxy = lat.get((via, f"wasi-http {guest}", "client-close-to-stopped"))
+            if row and proxy:
+                w(f"| abort latency, wasi:http {guest} guest, {via}, p99 | ≤ the Tether guest's ({row['p99_us']:.0f} µs) | {proxy['p99_us']:.0f} µs | {verdict(proxy['p99_us'] <= row['p99_us'])} |")
     w(f"| cost of the abort watcher on hello req/s | < 5 % | {watcher_cost * 100:.1f} % | {verdict(watcher_cost < 0.05)} |")
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
     if "tether-io-threads" in rps:
@@ -354,7 +357,8 @@ def main():
 
     w("## Abort detection latency\n")
     w("`target/release/abort_latency`: per trial a fresh connection asks for a guest that sleeps "
-      "(`seed_a`) or spins in Wasm (`spin`) for a minute; once the guest logged its start, the client "
+      "(`seed_a`) or spins in Wasm (`spin`) for a minute (the `wasi-http` rows: the wasi:http proxy "
+      "fixture, sleeping in a pollable or spinning); once the guest logged its start, the client "
       "takes a CLOCK_MONOTONIC timestamp and closes (FIN and RST alternating). The server logs the "
       "CLOCK_MONOTONIC time at which it saw the guest stopped. *client close → stopped* is the "
       "difference (the Go reference's method); *seen → stopped* is the server's own part, from "
