@@ -161,7 +161,10 @@ impl Response {
             building.set = true;
             let (parts, body) = match result {
                 Ok(given) => given.into_parts(),
-                Err(code) => return building.refused = Some(code),
+                Err(code) => {
+                    building.refused = Some(code);
+                    return;
+                }
             };
             building.hyper_body = Some(body);
             match head(&parts) {
