@@ -4,9 +4,11 @@
 //! their outbound requests), held to the route's limits, and their outbound requests denied
 //! unless the route allows the host. The abort table's `wasi-http` column covers the seeds.
 
-use std::io::{Read as _, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpListener;
+use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tests::nginx::{self, Nginx};
 use tests::{Client, Close, Manifest, Server, get, has, leave_after_line};
 
@@ -20,14 +22,29 @@ fn manifest(upstream: &str) -> Manifest {
         .route("/small", "proxy", "max_memory = \"16MiB\"")
 }
 
-/// An upstream on 127.0.0.1 that accepts one connection, reads a request head, and answers
-/// `answer` (or nothing, if `None`), then waits for the peer to close; the thread returns what
-/// it read after the head (nothing, for a client that only closes).
-fn upstream(answer: Option<&'static str>) -> (String, JoinHandle<Vec<u8>>) {
+/// An upstream on 127.0.0.1 that accepts one connection, reads a request head, says so on the
+/// returned channel, and answers `answer` (or nothing, if `None`), then waits for the peer to
+/// close; the thread returns what it read after the head (nothing, for a client that only
+/// closes). A guest that never connects fails it after [`tests::TIMEOUT`] instead of hanging.
+fn upstream(answer: Option<&'static str>) -> (String, Receiver<()>, JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
     let addr = listener.local_addr().expect("its address").to_string();
+    let (requested, request) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("the guest's connection");
+        listener.set_nonblocking(true).expect("a non-blocking listener");
+        let given_up = Instant::now() + tests::TIMEOUT;
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(error) if error.kind() == ErrorKind::WouldBlock && Instant::now() < given_up => {
+                    // Polling, as std's listener has no accept timeout; the test fails on the
+                    // deadline, not on this period.
+                    std::thread::sleep(ACCEPT_POLL);
+                }
+                Err(error) => panic!("no connection from the guest: {error}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("a blocking stream");
         stream.set_read_timeout(Some(tests::TIMEOUT)).expect("read timeout");
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
@@ -35,6 +52,7 @@ fn upstream(answer: Option<&'static str>) -> (String, JoinHandle<Vec<u8>>) {
             assert_eq!(stream.read(&mut byte).expect("reading the request"), 1, "the request ended early");
             head.push(byte[0]);
         }
+        let _ = requested.send(());
         if let Some(answer) = answer {
             stream.write_all(answer.as_bytes()).expect("answering");
         }
@@ -42,8 +60,11 @@ fn upstream(answer: Option<&'static str>) -> (String, JoinHandle<Vec<u8>>) {
         let _ = stream.read_to_end(&mut rest);
         rest
     });
-    (addr, thread)
+    (addr, request, thread)
 }
+
+/// How often the upstream looks for the guest's connection.
+const ACCEPT_POLL: Duration = Duration::from_millis(5);
 
 #[test]
 fn hello_echo_and_a_declared_length_over_http_and_behind_nginx() {
@@ -111,29 +132,43 @@ fn a_finished_body_completes_the_response_while_the_guest_runs_on() {
     assert_eq!((access["outcome"].as_str(), lines.as_slice()), (Some("completed"), &["end".to_owned()][..]));
 }
 
+/// Checks that the request for `uri` ended with its guest trapped for its client leaving while
+/// it waited after logging `line` (which, when the test waited for something else, it may not
+/// have reached).
+fn trapped_waiting_after(server: &Server, uri: &str, line: &str) {
+    let (access, lines) = server.finished(uri);
+    assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {access}");
+    assert!(access["abort_latency_us"].is_u64(), "{uri}: {access}");
+    assert!(lines.iter().all(|logged| logged == line), "{uri}: trapped after `{line}` at the latest: {lines:?}");
+}
+
 #[test]
-fn a_guest_sleeping_spinning_or_awaiting_an_outbound_response_is_trapped_when_its_client_leaves() {
-    let (silent, upstream) = upstream(None);
-    let server = Server::start(&manifest(&silent));
-    let outbound = format!("/allowed/outbound?to={silent}");
-    for (uri, route, line, how) in [
-        ("/sleep?ms=20000", "/", "sleeping", Close::Fin),
-        ("/spin", "/", "spinning", Close::Rst),
-        (outbound.as_str(), "/allowed", "outbound sent", Close::Fin),
-    ] {
-        leave_after_line(&server, server.addr(), uri, route, line, how);
-        let (access, lines) = server.finished(uri);
-        assert_eq!(access["outcome"], "aborted-trapped", "{uri}: {access}");
-        assert!(access["abort_latency_us"].is_u64(), "{uri}: {access}");
-        assert_eq!(lines.len(), 1, "{uri}: trapped after its first line: {lines:?}");
+fn a_guest_sleeping_in_a_pollable_or_spinning_is_trapped_when_its_client_leaves() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
+    for (uri, line, how) in [("/sleep?ms=20000", "sleeping", Close::Fin), ("/spin", "spinning", Close::Rst)] {
+        leave_after_line(&server, server.addr(), uri, "/", line, how);
+        trapped_waiting_after(&server, uri, line);
     }
-    // The outbound request was cancelled with its guest: the upstream's connection closed.
+}
+
+#[test]
+fn a_guest_awaiting_an_outbound_response_is_trapped_and_its_request_cancelled_when_its_client_leaves() {
+    let (silent, request, upstream) = upstream(None);
+    let server = Server::start(&manifest(&silent));
+    let uri = format!("/allowed/outbound?to={silent}");
+    let mut client = Client::connect(server.addr());
+    client.get(&uri);
+    // The guest waits on the response's pollable once the upstream has its request.
+    request.recv_timeout(tests::TIMEOUT).expect("the outbound request at the upstream");
+    client.close_fin();
+    trapped_waiting_after(&server, &uri, "outbound sent");
+    // The outbound request went with its guest: the upstream's connection closed.
     assert_eq!(upstream.join().expect("the upstream"), b"");
 }
 
 #[test]
 fn outbound_requests_are_denied_unless_the_route_allows_the_host() {
-    let (allowed, upstream) = upstream(Some("HTTP/1.1 201 Created\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream"));
+    let (allowed, _, upstream) = upstream(Some("HTTP/1.1 201 Created\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream"));
     let server = Server::start(&manifest(&allowed));
     let denied = get(server.addr(), &format!("/outbound?to={allowed}"));
     assert_eq!((denied.status, denied.text().as_str()), (502, "ErrorCode::HttpRequestDenied\n"));
