@@ -152,6 +152,28 @@ fn a_guest_sleeping_in_a_pollable_or_spinning_is_trapped_when_its_client_leaves(
 }
 
 #[test]
+fn a_guest_blocked_reading_its_body_or_writing_its_response_is_trapped_when_its_client_leaves() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
+    let abandoned_body = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nonly the start";
+    for (uri, request, line) in
+        [("/echo", abandoned_body.to_owned(), "reading"), ("/flood", "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(), "writing")]
+    {
+        let mark = server.log_len();
+        let mut client = Client::connect(server.addr());
+        client.send(request);
+        let req = server.started_since(mark, "/");
+        server.guest_line(req, line);
+        if uri == "/flood" {
+            // The head leaves with the first bytes of 32 MiB that nobody reads: the guest is
+            // inside a blocking write from here on.
+            client.read_head();
+        }
+        client.close_rst();
+        trapped_waiting_after(&server, uri, line);
+    }
+}
+
+#[test]
 fn a_guest_awaiting_an_outbound_response_is_trapped_and_its_request_cancelled_when_its_client_leaves() {
     let (silent, request, upstream) = upstream(None);
     let server = Server::start(&manifest(&silent));
