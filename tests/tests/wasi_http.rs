@@ -4,11 +4,10 @@
 //! their outbound requests), held to the route's limits, and their outbound requests denied
 //! unless the route allows the host. The abort table's `wasi-http` column covers the seeds.
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 use tests::nginx::{self, Nginx};
 use tests::{Client, Close, Manifest, Server, get, has, leave_after_line};
 
@@ -25,26 +24,14 @@ fn manifest(upstream: &str) -> Manifest {
 /// An upstream on 127.0.0.1 that accepts one connection, reads a request head, says so on the
 /// returned channel, and answers `answer` (or nothing, if `None`), then waits for the peer to
 /// close; the thread returns what it read after the head (nothing, for a client that only
-/// closes). A guest that never connects fails it after [`tests::TIMEOUT`] instead of hanging.
+/// closes). Join it only once the guest's request arrived (the channel, or the guest's answer):
+/// a guest that never connects leaves it waiting in `accept`.
 fn upstream(answer: Option<&'static str>) -> (String, Receiver<()>, JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
     let addr = listener.local_addr().expect("its address").to_string();
     let (requested, request) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        listener.set_nonblocking(true).expect("a non-blocking listener");
-        let given_up = Instant::now() + tests::TIMEOUT;
-        let mut stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(error) if error.kind() == ErrorKind::WouldBlock && Instant::now() < given_up => {
-                    // Polling, as std's listener has no accept timeout; the test fails on the
-                    // deadline, not on this period.
-                    std::thread::sleep(ACCEPT_POLL);
-                }
-                Err(error) => panic!("no connection from the guest: {error}"),
-            }
-        };
-        stream.set_nonblocking(false).expect("a blocking stream");
+        let (mut stream, _) = listener.accept().expect("the guest's connection");
         stream.set_read_timeout(Some(tests::TIMEOUT)).expect("read timeout");
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
@@ -62,9 +49,6 @@ fn upstream(answer: Option<&'static str>) -> (String, Receiver<()>, JoinHandle<V
     });
     (addr, request, thread)
 }
-
-/// How often the upstream looks for the guest's connection.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
 
 #[test]
 fn hello_echo_and_a_declared_length_over_http_and_behind_nginx() {
