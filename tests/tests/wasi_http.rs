@@ -127,6 +127,24 @@ fn trapped_waiting_after(server: &Server, uri: &str, line: &str) {
 }
 
 #[test]
+fn a_write_the_guest_stopped_waiting_for_still_goes_out_whole() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
+    let uri = "/poll-flood?mb=32";
+    let mut client = Client::connect(server.addr());
+    client.get(uri);
+    // Nobody reads: a socket write blocks, and the guest's `poll` returns on its timer instead.
+    let req = server.started("/");
+    server.guest_line(req, "timer won");
+    let response = client.read_response();
+    assert!(response.complete && response.body.len() == 32 << 20, "{} bytes, complete: {}", response.body.len(), response.complete);
+    for (i, chunk) in response.body.chunks(4096).enumerate() {
+        assert!(chunk.iter().all(|&byte| usize::from(byte) == i % 251), "chunk {i} is not what the guest wrote");
+    }
+    let (access, lines) = server.finished(uri);
+    assert_eq!((access["outcome"].as_str(), lines.as_slice()), (Some("completed"), &["timer won".to_owned(), "wrote".to_owned()][..]));
+}
+
+#[test]
 fn a_guest_sleeping_in_a_pollable_or_spinning_is_trapped_when_its_client_leaves() {
     let server = Server::start(&manifest("127.0.0.1:9"));
     for (uri, line, how) in [("/sleep?ms=20000", "sleeping", Close::Fin), ("/spin", "spinning", Close::Rst)] {

@@ -27,6 +27,7 @@ use super::proxy;
 use crate::request::{MustTrap, Output, OutputResult, ResponseHead};
 use bytes::Bytes;
 use http_body::Body as _;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -52,7 +53,49 @@ const MAX_BODY_BEFORE_HEAD: usize = 64 << 10;
 /// The response as the guest builds it, shared by the `response-outparam`'s callback, the body
 /// stream, `finish` and the end of the request.
 #[derive(Default)]
-pub struct Response(Mutex<Building>);
+pub struct Response {
+    /// What the guest has set and written.
+    building: Mutex<Building>,
+    /// A hand-over to the output under way. It lives here, not in the wait for it: a
+    /// `wasi:io/poll.poll` that another pollable won drops its wait for the stream, and a socket
+    /// write cut short would leave part of a chunk on the wire. The next wait resumes it.
+    in_flight: AsyncMutex<Option<Delivery>>,
+}
+
+/// A hand-over to the output: it owns what it hands over, and says why output stopped, if it did.
+type Delivery = Pin<Box<dyn Future<Output = Option<Stopped>> + Send>>;
+
+/// What one hand-over takes from what the guest set and wrote.
+struct Handover {
+    /// A head not in the output yet.
+    head: Option<ResponseHead>,
+    /// The bytes written since the last hand-over.
+    bytes: Vec<u8>,
+    /// Whether a flush was asked for.
+    flush: bool,
+    /// Whether these bytes complete the declared length.
+    whole: bool,
+}
+
+impl Handover {
+    /// Hands over to `output`: the head, the bytes as a write, then a flush, or the end of the
+    /// response once the body has its declared length. Returns why output stopped, if it did.
+    async fn to(self, output: Arc<AsyncMutex<Output>>) -> Option<Stopped> {
+        let mut output = output.lock().await;
+        if let Some(head) = self.head {
+            set_head(&mut output, head);
+        }
+        let stopped = Stopped::of(output.write(&self.bytes).await);
+        if stopped.is_none() && self.whole {
+            // The last byte of a declared length: the client will have the whole response, and
+            // may close as soon as it does, which is no abort.
+            output.finish_body().await;
+        } else if stopped.is_none() && self.flush {
+            return Stopped::of(output.flush().await);
+        }
+        stopped
+    }
+}
 
 /// See [`Response`].
 #[derive(Default)]
@@ -146,7 +189,7 @@ fn set_head(output: &mut Output, head: ResponseHead) {
 
 impl Response {
     fn lock(&self) -> MutexGuard<'_, Building> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The callback behind the `response-outparam`: takes the head into `output` (or keeps it
@@ -187,46 +230,49 @@ impl Response {
         self.lock().body == Some(body)
     }
 
-    /// Hands what the guest wrote to `output`: the head if it waits, the pending bytes as a
-    /// write, then a flush if one was asked for, or the end of the response once the body has
-    /// its declared length. Nothing goes before the head is set. Returns why output stopped, if
-    /// it did.
-    async fn deliver(&self, output: &AsyncMutex<Output>) -> Option<Stopped> {
-        let (head, bytes, flush, whole) = {
-            let mut building = self.lock();
-            if building.stopped.is_some() || !building.set || building.refused.is_some() {
-                return building.stopped;
-            }
-            let whole = !building.pending.is_empty() && building.declared == Some(building.written);
-            (building.head.take(), std::mem::take(&mut building.pending), std::mem::take(&mut building.flush), whole)
-        };
-        if head.is_none() && bytes.is_empty() && !flush {
+    /// What the next hand-over takes: the head if it waits, the pending bytes, a flush asked
+    /// for. `None` if there is nothing to hand over, output stopped, or no head is set yet
+    /// (nothing goes before it).
+    fn take(&self) -> Option<Handover> {
+        let mut building = self.lock();
+        if building.stopped.is_some() || !building.set || building.refused.is_some() {
             return None;
         }
-        let mut output = output.lock().await;
-        if let Some(head) = head {
-            set_head(&mut output, head);
+        let whole = !building.pending.is_empty() && building.declared == Some(building.written);
+        let handover = Handover {
+            head: building.head.take(),
+            bytes: std::mem::take(&mut building.pending),
+            flush: std::mem::take(&mut building.flush),
+            whole,
+        };
+        (handover.head.is_some() || !handover.bytes.is_empty() || handover.flush).then_some(handover)
+    }
+
+    /// Hands what the guest wrote to `output` (see [`Handover::to`]), after the hand-over a
+    /// dropped wait left under way. Returns why output stopped, if it did. Cancel-safe: a
+    /// hand-over started here finishes at the next call if this one is dropped.
+    async fn deliver(&self, output: &Arc<AsyncMutex<Output>>) -> Option<Stopped> {
+        let mut in_flight = self.in_flight.lock().await;
+        loop {
+            if let Some(delivery) = in_flight.as_mut() {
+                let stopped = delivery.await;
+                *in_flight = None;
+                if stopped.is_some() {
+                    self.lock().stopped = stopped;
+                }
+            }
+            match self.take() {
+                Some(handover) => *in_flight = Some(Box::pin(handover.to(output.clone()))),
+                None => return self.lock().stopped,
+            }
         }
-        let mut stopped = Stopped::of(output.write(&bytes).await);
-        if stopped.is_none() && whole {
-            // The last byte of a declared length: the client will have the whole response, and
-            // may close as soon as it does, which is no abort.
-            output.finish_body().await;
-        } else if stopped.is_none() && flush {
-            stopped = Stopped::of(output.flush().await);
-        }
-        drop(output);
-        if stopped.is_some() {
-            self.lock().stopped = stopped;
-        }
-        stopped
     }
 
     /// `outgoing-body.finish` on the response body: hands over what is pending and completes
     /// the response; the guest learns nothing of a client that left meanwhile (as under
     /// `wasmtime serve`). A body short of its declared length is an error, and the request
     /// then fails when the guest returns.
-    async fn finish(&self, output: &AsyncMutex<Output>) -> wasmtime::Result<Result<(), ErrorCode>> {
+    async fn finish(&self, output: &Arc<AsyncMutex<Output>>) -> wasmtime::Result<Result<(), ErrorCode>> {
         {
             let mut building = self.lock();
             building.finished = true;
@@ -247,7 +293,7 @@ impl Response {
     /// dispatcher then ends the response. An error fails the request: no response was set, an
     /// error code instead of one, a body dropped unfinished, or one that did not keep to its
     /// declared length.
-    pub async fn end(&self, output: &AsyncMutex<Output>) -> wasmtime::Result<()> {
+    pub async fn end(&self, output: &Arc<AsyncMutex<Output>>) -> wasmtime::Result<()> {
         {
             let mut building = self.lock();
             if !building.set {
