@@ -89,6 +89,19 @@ fn a_body_short_of_its_declared_length_fails_the_request() {
 }
 
 #[test]
+fn a_guest_that_leaves_its_response_unset_or_unfinished_fails_the_request() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
+    for (uri, detail) in
+        [("/unanswered", "never called response-outparam.set"), ("/dropped", "dropped the response body without finishing it")]
+    {
+        assert_eq!(get(server.addr(), uri).status, 500, "{uri}");
+        let access = server.access(uri);
+        assert_eq!(access["outcome"], "trapped", "{uri}: {access}");
+        assert!(access["detail"].as_str().is_some_and(|d| d.contains(detail)), "{uri}: {access}");
+    }
+}
+
+#[test]
 fn a_flush_reaches_the_client_while_the_guest_sleeps() {
     let server = Server::start(&manifest("127.0.0.1:9"));
     let uri = "/stream?n=2&ms=1500";
