@@ -176,6 +176,9 @@ def main():
             row = lat.get((via, guest, "client-close-to-stopped"))
             if row:
                 w(f"| abort latency, {guest} guest, {via}, p99 (client close → guest stopped) | ≤ {goal} µs | {row['p99_us']:.0f} µs | {verdict(row['p99_us'] <= goal)} |")
+            proxy = lat.get((via, f"wasi-http {guest}", "client-close-to-stopped"))
+            if row and proxy:
+                w(f"| abort latency, wasi:http {guest} guest, {via}, p99 | ≤ the Tether guest's ({row['p99_us']:.0f} µs) | {proxy['p99_us']:.0f} µs | {verdict(proxy['p99_us'] <= row['p99_us'])} |")
     w(f"| cost of the abort watcher on hello req/s | < 5 % | {watcher_cost * 100:.1f} % | {verdict(watcher_cost < 0.05)} |")
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
     if "tether-io-threads" in rps:
@@ -185,6 +188,9 @@ def main():
     if ws:
         wrps = medians(ws, "rps")
         w(f"| hello req/s, tether / `wasmtime serve` | ≥ 5× | {wrps['tether'] / wrps['wasmtime-serve']:.2f}× | {verdict(wrps['tether'] / wrps['wasmtime-serve'] >= 5)} |")
+        if "tether-wasi-http" in wrps:
+            ratio = wrps["tether-wasi-http"] / wrps["wasmtime-serve"]
+            w(f"| the same wasi:http component, req/s, tether / `wasmtime serve` | ≥ 5× | {ratio:.2f}× | {verdict(ratio >= 5)} |")
     cold = r.get("cold_start")
     if cold:
         warm_ms = median(cold["warm_ms"])
@@ -274,10 +280,13 @@ def main():
           f"`wasmtime serve -S cli` (wasmtime-cli {r.get('wasmtime_version', '48.0.8')}, installed by the harness into "
           "target/bench-tools) runs bench/wasi-hello, a wasi:http proxy component sending the same "
           "response as Tether's hello guest; both create a fresh instance per request and both guests "
-          "are built with Rust's std (hence `-S cli`). The reference measured `wasmtime serve` at "
+          "are built with Rust's std (hence `-S cli`). `tether-wasi-http` is Tether serving that same "
+          "component on a `world = \"wasi-http\"` route. The reference measured `wasmtime serve` at "
           "10.9k–11.5k req/s here (../shared/reference/wasmtime-serve/RESULTS.md).\n")
         wrk_table(w, ws)
-        w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×.\n")
+        w(f"\nTether / wasmtime serve: {wrps['tether'] / wrps['wasmtime-serve']:.2f}×"
+          + (f"; the same component on Tether / wasmtime serve: {wrps['tether-wasi-http'] / wrps['wasmtime-serve']:.2f}×"
+             if "tether-wasi-http" in wrps else "") + ".\n")
 
     if conc:
         w("## Concurrency: in-flight requests whose guests sleep\n")
@@ -348,7 +357,8 @@ def main():
 
     w("## Abort detection latency\n")
     w("`target/release/abort_latency`: per trial a fresh connection asks for a guest that sleeps "
-      "(`seed_a`) or spins in Wasm (`spin`) for a minute; once the guest logged its start, the client "
+      "(`seed_a`) or spins in Wasm (`spin`) for a minute (the `wasi-http` rows: the wasi:http proxy "
+      "fixture, sleeping in a pollable or spinning); once the guest logged its start, the client "
       "takes a CLOCK_MONOTONIC timestamp and closes (FIN and RST alternating). The server logs the "
       "CLOCK_MONOTONIC time at which it saw the guest stopped. *client close → stopped* is the "
       "difference (the Go reference's method); *seen → stopped* is the server's own part, from "

@@ -24,7 +24,9 @@
 //!   guest that is inside a host call. The guest stops where it is; its store and instance are
 //!   freed; the [`request::Output`] it was writing to stays with the dispatcher, which ends the
 //!   response. A write cut short counts as having sent the head, so the response is then ended
-//!   by closing the connection rather than by appending an error page to half a chunk.
+//!   by closing the connection rather than by appending an error page to half a chunk. A
+//!   wasi:http guest's outbound requests are tasks its store's resource table holds: they are
+//!   aborted, and their connections closed, with the store.
 //! - **A response sink** dropped without completing (its request task died) drops the write
 //!   half it held, which closes the connection; the connection task sees its hand-back close
 //!   and stops.

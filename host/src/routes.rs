@@ -34,6 +34,8 @@ pub struct Route {
     pub abort_detection: AbortDetection,
     /// Whether a half-close aborts.
     pub half_close_aborts: bool,
+    /// Whether its requests start out ignoring user aborts (PHP's ini `ignore_user_abort`).
+    pub ignore_user_abort: bool,
     /// The wall-clock limit.
     pub request_timeout: Option<Duration>,
     /// The request body limit.
@@ -43,7 +45,11 @@ pub struct Route {
 impl Route {
     /// The state of a new request on this route.
     pub fn request_state(&self) -> Arc<RequestState> {
-        Arc::new(RequestState::new(self.abort_detection, self.half_close_aborts, self.guest.interrupt_hook()))
+        let state = RequestState::new(self.abort_detection, self.half_close_aborts, self.guest.interrupt_hook());
+        if self.ignore_user_abort {
+            state.set_ignore_user_abort(true);
+        }
+        Arc::new(state)
     }
 }
 
@@ -213,6 +219,7 @@ fn load_route(
         max_execution_time: spec.max_execution_time,
         env: spec.env.clone(),
         preopens: spec.preopens.iter().map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), writable: p.writable }).collect(),
+        allowed_outbound_hosts: spec.allowed_outbound_hosts.clone(),
     };
     let guest = match loaded.get(&spec.component) {
         Some(guest) => guest.with_settings(settings),
@@ -227,12 +234,18 @@ fn load_route(
             guest
         }
     };
+    if let Some(declared) = spec.world.filter(|&declared| declared != guest.world()) {
+        let message =
+            format!("the route is for `{}` components, but {} is a `{}` component", declared.name(), spec.component, guest.world().name());
+        return Err(manifest.world_error(spec, message));
+    }
     Ok(Route {
         path: spec.path.as_str().into(),
         guest,
         output_buffer: spec.output_buffer,
         abort_detection: spec.abort_detection,
         half_close_aborts: spec.half_close_aborts,
+        ignore_user_abort: spec.ignore_user_abort,
         request_timeout: spec.request_timeout,
         max_body_size: spec.max_body_size,
     })

@@ -10,12 +10,13 @@
 //! concurrently on one server, naming each row that failed.
 //!
 //! Languages are a column: a seed written in another language is one more [`Lang`], whose
-//! components log the same lines.
+//! components log the same lines. So is the world: [`Lang::WasiHttp`] is a wasi:http proxy
+//! component serving the same seeds, with ignore-user-abort as its route's setting.
 
 use crate::nginx::{self, Nginx};
 use crate::{Close, Manifest, Server, guest, lang_guest, leave_after_line};
 
-/// The language a guest is written in.
+/// The language a guest is written in, and the world it is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
     /// `guest/examples/*.rs` and `guest/fixtures/*.rs`, built by `host/build.rs`: one
@@ -28,11 +29,15 @@ pub enum Lang {
     Python,
     /// `guest/examples/c/seeds.c` with the C SDK, likewise.
     C,
+    /// `guest/fixtures/proxy.rs`: a wasi:http proxy component in Rust (`wasip2` crate) serving
+    /// every seed, built by `host/build.rs`; it reads its connection status through Tether's
+    /// `conn`, and cannot ignore user aborts itself.
+    WasiHttp,
 }
 
 impl Lang {
     /// Every language the seeds are written in.
-    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::Js, Lang::Python, Lang::C];
+    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::WasiHttp];
 
     /// Its name, as rows and routes spell it (and `scripts/build-langs` names its output).
     pub fn name(self) -> &'static str {
@@ -41,6 +46,16 @@ impl Lang {
             Lang::Js => "js",
             Lang::Python => "python",
             Lang::C => "c",
+            Lang::WasiHttp => "wasi-http",
+        }
+    }
+
+    /// The route setting a row with ignore-user-abort needs: none for Tether guests, which call
+    /// it themselves (the row's query asks them to); a wasi:http component's route sets it.
+    fn iua_setting(self, iua: bool) -> &'static str {
+        match (self, iua) {
+            (Lang::WasiHttp, true) => "ignore_user_abort = true\n",
+            _ => "",
         }
     }
 
@@ -54,6 +69,7 @@ impl Lang {
                 Seed::Finish => "finish",
             }),
             Lang::Js | Lang::Python | Lang::C => lang_guest(self.name()),
+            Lang::WasiHttp => guest("proxy"),
         }
     }
 }
@@ -276,7 +292,8 @@ pub struct Row {
     pub transport: Transport,
     /// How the client leaves.
     pub close: Close,
-    /// Whether the guest calls `ignore_user_abort(true)` first.
+    /// Whether the guest ignores user aborts from the start (it calls `ignore_user_abort(true)`
+    /// first, or its route says so).
     pub iua: bool,
 }
 
@@ -463,7 +480,8 @@ pub fn run(transport: Transport) {
     compile_once();
     let rows: Vec<Row> = table().into_iter().filter(|row| row.transport == transport).collect();
     let manifest = rows.iter().fold(Manifest::new(), |manifest, row| {
-        let settings = format!("abort_detection = \"{}\"\n{}", row.mode.name(), row.guest.seed.settings());
+        let settings =
+            format!("abort_detection = \"{}\"\n{}{}", row.mode.name(), row.guest.seed.settings(), row.guest.lang.iua_setting(row.iua));
         manifest.route_to(&row.route(), &row.guest.lang.component(row.guest.seed), &settings)
     });
     let (server, _nginx, addr) = match transport {

@@ -81,6 +81,26 @@ fn a_component_of_another_world_is_refused() {
 }
 
 #[test]
+fn a_route_names_the_world_of_its_component_or_is_refused_at_its_world_field() {
+    for (fixture, world, refusal) in [
+        ("proxy", "wasi-http", None),
+        ("hello", "tether", None),
+        ("proxy", "tether", Some("the route is for `tether` components, but")),
+        ("hello", "wasi-http", Some("the route is for `wasi-http` components, but")),
+    ] {
+        let path = manifest(&format!("[[route]]\npath = \"/\"\ncomponent = \"{}\"\nworld = \"{world}\"\n", guest(fixture)));
+        let (code, out) = tether(&["check", &path]);
+        match refusal {
+            None => assert_eq!(code, 0, "{fixture} as {world}: {out}"),
+            Some(says) => {
+                assert_eq!(code, 78, "{fixture} as {world}: {out}");
+                assert!(out.contains(":4:9: field `route[1].world`: ") && out.contains(says), "{fixture} as {world}: {out}");
+            }
+        }
+    }
+}
+
+#[test]
 fn serve_without_a_manifest_serves_the_examples() {
     let server = tests::Server::start_with_builtin();
     assert_eq!(tests::get(server.addr(), "/hello").text(), "hello\n");

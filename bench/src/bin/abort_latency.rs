@@ -1,5 +1,7 @@
 //! Abort detection latency: from the client's `close()` to the guest being stopped, over HTTP
-//! directly and through nginx to Tether's FastCGI listener (Unix socket).
+//! directly and through nginx to Tether's FastCGI listener (Unix socket), for Tether guests and
+//! for a wasi:http proxy component (`guest/fixtures/proxy.rs`) sleeping in a pollable or
+//! spinning.
 //!
 //! For each trial a fresh connection asks for a guest that sleeps (or spins) for a minute,
 //! waits until the guest logged that it started, takes a CLOCK_MONOTONIC timestamp and closes
@@ -21,6 +23,8 @@ fn main() {
     let manifest = Manifest::new().routes(&[
         ("/sleep", "seed_a", "abort_detection = \"prompt\""),
         ("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
+        ("/wasi-http/sleep", "proxy", "abort_detection = \"prompt\""),
+        ("/wasi-http/spin", "proxy", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
     ]);
     let server = Server::start_fastcgi(&manifest);
     measure(&server, server.addr(), "http", trials);
@@ -33,7 +37,12 @@ fn main() {
 
 /// Runs `trials` aborts of a sleeping and of a spinning guest through `addr` and reports them.
 fn measure(server: &Server, addr: &str, via: &str, trials: usize) {
-    for (guest, path) in [("sleeping", "/sleep"), ("spinning", "/spin")] {
+    for (guest, path) in [
+        ("sleeping", "/sleep"),
+        ("spinning", "/spin"),
+        ("wasi-http sleeping", "/wasi-http/sleep"),
+        ("wasi-http spinning", "/wasi-http/spin"),
+    ] {
         let mut client_side = Vec::with_capacity(trials);
         let mut server_side = Vec::with_capacity(trials);
         for trial in 0..trials {

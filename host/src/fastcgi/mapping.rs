@@ -135,7 +135,7 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
 /// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3), the guest's headers,
 /// `Content-Length` when the whole body is known (and the status has one), and the blank line.
 /// With a length the web server passes the response on as it is instead of chunking it, as the
-/// HTTP front end frames a response whose guest never flushed.
+/// HTTP front end frames a response whose guest never flushed (or that declared its length).
 pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: Option<usize>) {
     let _ = write!(out, "Status: {} {}\r\n", head.status, reason_phrase(head.status));
     for (name, value) in &head.headers {
@@ -144,7 +144,8 @@ pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: Option<us
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(len) = body_len.filter(|_| !head.bodiless()) {
+    let declared = head.declared_length.and_then(|length| usize::try_from(length).ok());
+    if let Some(len) = body_len.or(declared).filter(|_| !head.bodiless()) {
         let _ = write!(out, "Content-Length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -258,5 +259,11 @@ mod tests {
         out.clear();
         response_head(&mut out, &head, Some(6));
         assert_eq!(out, b"Status: 204 No Content\r\ncontent-type: text/plain\r\n\r\n", "a 204 has no body to measure");
+        // A length the guest declared goes out with a streamed head too.
+        head.set_status(200).unwrap();
+        head.declared_length = Some(10);
+        out.clear();
+        response_head(&mut out, &head, None);
+        assert_eq!(out, b"Status: 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 10\r\n\r\n");
     }
 }

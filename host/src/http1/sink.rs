@@ -124,10 +124,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
 impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     async fn send(&mut self, head: Option<&ResponseHead>, body: &[u8]) -> io::Result<()> {
         if let Some(head) = head {
-            let framing = match (self.is_head || head.bodiless(), self.version) {
-                (true, _) => BodyFraming::Headless(None),
-                (false, Version::Http11) => BodyFraming::Chunked,
-                (false, Version::Http10) => BodyFraming::CloseDelimited,
+            let framing = match (self.is_head || head.bodiless(), head.declared_length, self.version) {
+                (true, _, _) => BodyFraming::Headless(None),
+                (false, Some(length), _) => BodyFraming::Length(usize::try_from(length).unwrap_or(usize::MAX)),
+                (false, None, Version::Http11) => BodyFraming::Chunked,
+                (false, None, Version::Http10) => BodyFraming::CloseDelimited,
             };
             let mut prefix = self.encode_head(head, framing);
             return match framing {
@@ -135,7 +136,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
                     prefix.extend_from_slice(&encode::chunk_size_line(body.len()));
                     self.write_parts(&prefix, body, CRLF).await
                 }
-                BodyFraming::CloseDelimited => self.write_parts(&prefix, body, &[]).await,
+                BodyFraming::CloseDelimited | BodyFraming::Length(_) => self.write_parts(&prefix, body, &[]).await,
                 _ => self.write_parts(&prefix, &[], &[]).await,
             };
         }
@@ -144,7 +145,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
                 let line = encode::chunk_size_line(body.len());
                 self.write_parts(&line, body, CRLF).await
             }
-            Some(BodyFraming::CloseDelimited) if !body.is_empty() => self.write_parts(&[], body, &[]).await,
+            Some(BodyFraming::CloseDelimited | BodyFraming::Length(_)) if !body.is_empty() => self.write_parts(&[], body, &[]).await,
             // Nothing to send (or a HEAD body to drop): still a real, zero-length write, like
             // PHP's empty flush.
             _ => self.writer()?.write(&[]).await.map(drop),
@@ -178,6 +179,8 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
                     let shut = self.writer()?.shutdown().await;
                     written.and(shut)
                 }
+                // A declared length: the runtime has held the body to it.
+                Some(BodyFraming::Length(_)) if !body.is_empty() => self.write_parts(&[], body, &[]).await,
                 _ => Ok(()),
             },
         };

@@ -15,6 +15,7 @@ mod locate;
 mod raw;
 
 use crate::request::AbortDetection;
+use crate::runtime::{World, outbound_key};
 use locate::{field_at, line_col};
 use raw::{HalfClose, RawManifest};
 use serde::Deserialize;
@@ -291,6 +292,11 @@ pub struct RouteSpec {
     pub component: ComponentSource,
     /// Where `component` is in the manifest, for errors found when loading it.
     pub component_at: Option<(usize, usize)>,
+    /// The world the route declares its component to be (`world`); `None`: whichever it
+    /// exports.
+    pub world: Option<World>,
+    /// Where `world` is in the manifest, for a component that turns out to be of another.
+    pub world_at: Option<(usize, usize)>,
     /// Index among the routes, for error messages.
     pub index: usize,
     /// PHP's `output_buffering`, in bytes.
@@ -299,6 +305,9 @@ pub struct RouteSpec {
     pub abort_detection: AbortDetection,
     /// Whether a client half-close counts as an abort.
     pub half_close_aborts: bool,
+    /// PHP's `ignore_user_abort` ini setting: the request's initial setting, which a Tether
+    /// guest may change and a wasi:http component cannot.
+    pub ignore_user_abort: bool,
     /// Time in guest code allowed (`max_execution_time`); `None` is unlimited.
     pub max_execution_time: Option<Duration>,
     /// Wall-clock time allowed; `None` is unlimited.
@@ -311,6 +320,9 @@ pub struct RouteSpec {
     pub env: Vec<(String, String)>,
     /// The guest's directories.
     pub preopens: Vec<PreopenSpec>,
+    /// Where a wasi:http component may send requests (`allowed_outbound_hosts`, as Spin names
+    /// it): `host:port` authorities, lowercased; nothing else.
+    pub allowed_outbound_hosts: Vec<String>,
     /// How `tether build` makes the component, if the manifest says.
     pub build: Option<BuildSpec>,
 }
@@ -502,6 +514,12 @@ impl Manifest {
                 }
                 preopens.push(PreopenSpec { host, guest: preopen.guest, writable: preopen.writable });
             }
+            let mut allowed_outbound_hosts = Vec::with_capacity(route.allowed_outbound_hosts.len());
+            for (i, host) in route.allowed_outbound_hosts.iter().enumerate() {
+                let authority = outbound_authority(host.get_ref())
+                    .map_err(|message| at(host.span(), format!("route[{}].allowed_outbound_hosts[{}]", index + 1, i + 1), message))?;
+                allowed_outbound_hosts.push(authority);
+            }
             let build = match route.build {
                 Some(build) => {
                     let workdir = match &build.workdir {
@@ -520,16 +538,20 @@ impl Manifest {
                 path,
                 component,
                 component_at: Some(line_col(source, component_field.span().start)),
+                world: route.world.as_ref().map(|world| *world.get_ref()),
+                world_at: route.world.as_ref().map(|world| line_col(source, world.span().start)),
                 index,
                 output_buffer: usize::try_from(route.output_buffer).unwrap_or(usize::MAX),
                 abort_detection: route.abort_detection,
                 half_close_aborts: route.half_close == HalfClose::Abort,
+                ignore_user_abort: route.ignore_user_abort,
                 max_execution_time: (!route.max_execution_time.is_zero()).then_some(route.max_execution_time),
                 request_timeout: (!route.request_timeout.is_zero()).then_some(route.request_timeout),
                 max_memory: route.max_memory,
                 max_body_size: route.max_body_size,
                 env,
                 preopens,
+                allowed_outbound_hosts,
                 build,
             });
         }
@@ -553,6 +575,30 @@ impl Manifest {
             field: Some(format!("route[{}].component", route.index + 1)),
             message,
         }
+    }
+
+    /// An error about route `route`'s `world`: its component, once loaded, is of another.
+    pub fn world_error(&self, route: &RouteSpec, message: String) -> ManifestError {
+        ManifestError {
+            file: self.origin.name(),
+            location: route.world_at,
+            field: Some(format!("route[{}].world", route.index + 1)),
+            message,
+        }
+    }
+}
+
+/// An `allowed_outbound_hosts` entry, `HOST`, `HOST:PORT` or either after `http://`, as the
+/// authority outbound requests are matched against ([`outbound_key`]).
+fn outbound_authority(entry: &str) -> Result<String, String> {
+    if entry.starts_with("https://") {
+        return Err(format!("`{entry}`: only http:// hosts can be allowed (the host has no TLS client)"));
+    }
+    let rest = entry.strip_prefix("http://").unwrap_or(entry);
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    match authority.parse::<http::uri::Authority>() {
+        Ok(parsed) if parsed.as_str() == authority && !authority.contains('@') => Ok(outbound_key(parsed.host(), parsed.port_u16())),
+        _ => Err(format!("`{entry}` is not a host: write `HOST`, `HOST:PORT` or `http://HOST:PORT`")),
     }
 }
 
@@ -592,6 +638,19 @@ mod tests {
         let m = parse(&format!("[server]\nsocket_mode = 0o640\nbody_timeout = \"250ms\"\n{ROUTE}")).unwrap();
         assert_eq!(m.server.socket_mode, 0o640);
         assert_eq!((m.server.body_timeout, m.server.send_timeout), (Duration::from_millis(250), DEFAULT_SEND_TIMEOUT));
+    }
+
+    #[test]
+    fn wasi_http_settings_parse() {
+        let m = parse(&format!(
+            "{ROUTE}world = \"wasi-http\"\nignore_user_abort = true\nallowed_outbound_hosts = [\"Example.com\", \"http://127.0.0.1:8081/\", \"[::1]:9\"]\n"
+        ))
+        .unwrap();
+        let r = &m.routes[0];
+        assert_eq!((r.world, r.world_at.map(|(line, _)| line), r.ignore_user_abort), (Some(World::WasiHttp), Some(4), true));
+        assert_eq!(r.allowed_outbound_hosts, ["example.com:80", "127.0.0.1:8081", "[::1]:9"]);
+        let defaults = &parse(ROUTE).unwrap().routes[0];
+        assert_eq!((defaults.world, defaults.ignore_user_abort, defaults.allowed_outbound_hosts.len()), (None, false, 0));
     }
 
     #[test]

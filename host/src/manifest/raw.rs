@@ -12,6 +12,7 @@ use super::{
     GuestStart, MAX_GUEST_MEMORY, MAX_OUTPUT_BUFFER, MAX_SOCKET_MODE, RouteBy,
 };
 use crate::request::AbortDetection;
+use crate::runtime::World;
 use crate::units::{parse_duration, parse_size};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -115,10 +116,12 @@ pub(super) enum HalfClose {
 pub(super) struct RawRoute {
     pub(super) path: Option<Spanned<String>>,
     pub(super) component: Option<Spanned<String>>,
+    pub(super) world: Option<Spanned<World>>,
     #[serde(deserialize_with = "output_buffer")]
     pub(super) output_buffer: u64,
     pub(super) abort_detection: AbortDetection,
     pub(super) half_close: HalfClose,
+    pub(super) ignore_user_abort: bool,
     #[serde(deserialize_with = "duration")]
     pub(super) max_execution_time: Duration,
     #[serde(deserialize_with = "duration")]
@@ -129,20 +132,24 @@ pub(super) struct RawRoute {
     pub(super) max_body_size: u64,
     pub(super) env: BTreeMap<Spanned<String>, String>,
     pub(super) preopen: Vec<RawPreopen>,
+    pub(super) allowed_outbound_hosts: Vec<Spanned<String>>,
     pub(super) build: Option<RawBuild>,
 }
 
 impl Default for RawRoute {
-    /// A route's settings when the manifest sets none: PHP's defaults (output buffering, time
-    /// and memory limits, body size), prompt abort detection, no wall-clock limit, no
-    /// environment and no directories.
+    /// A route's settings when the manifest sets none: the world the component exports, PHP's
+    /// defaults (output buffering, time and memory limits, body size, user aborts not
+    /// ignored), prompt abort detection, no wall-clock limit, no environment, no directories and
+    /// no outbound hosts.
     fn default() -> Self {
         RawRoute {
             path: None,
             component: None,
+            world: None,
             output_buffer: DEFAULT_OUTPUT_BUFFER,
             abort_detection: AbortDetection::Prompt,
             half_close: HalfClose::Abort,
+            ignore_user_abort: false,
             max_execution_time: DEFAULT_MAX_EXECUTION_TIME,
             // Zero is no limit: php-fpm's `request_terminate_timeout` is off by default.
             request_timeout: Duration::ZERO,
@@ -150,6 +157,7 @@ impl Default for RawRoute {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             env: BTreeMap::new(),
             preopen: Vec::new(),
+            allowed_outbound_hosts: Vec::new(),
             build: None,
         }
     }

@@ -10,6 +10,7 @@
 //! through a [`BodyFeed`], which counts the bytes against that limit.
 
 use bytes::Bytes;
+use std::task::{Context, Poll, ready};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -216,14 +217,19 @@ impl BodyReceiver {
 
     /// The next at most `max` bytes; empty at the end of the body.
     pub async fn read(&mut self, max: usize) -> Result<Bytes, BodyError> {
+        std::future::poll_fn(|cx| self.poll_read(cx, max)).await
+    }
+
+    /// [`BodyReceiver::read`] for a reader that polls (an `http_body::Body`).
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Bytes, BodyError>> {
         let max = max.max(1);
         while self.pending.is_empty() {
             if let Some(outcome) = self.outcome {
-                return outcome.map(|()| Bytes::new());
+                return Poll::Ready(outcome.map(|()| Bytes::new()));
             }
             let msg = match self.rx.as_mut() {
-                Some(Rx::Bounded(rx)) => rx.recv().await,
-                Some(Rx::Unbounded(rx)) => rx.recv().await,
+                Some(Rx::Bounded(rx)) => ready!(rx.poll_recv(cx)),
+                Some(Rx::Unbounded(rx)) => ready!(rx.poll_recv(cx)),
                 None => None,
             };
             match msg {
@@ -235,7 +241,7 @@ impl BodyReceiver {
             }
         }
         let n = max.min(self.pending.len());
-        Ok(self.pending.split_to(n))
+        Poll::Ready(Ok(self.pending.split_to(n)))
     }
 
     /// Whether the guest might still read: false once the body ended and was consumed.

@@ -106,18 +106,22 @@ pub struct ResponseHead {
     pub status: u16,
     /// Header names (lowercased) and values, in the order set.
     pub headers: Vec<(String, String)>,
+    /// The body's length, when the guest declared it before the body (a wasi:http response's
+    /// `content-length`) and the runtime holds it to that: the front ends then frame a streamed
+    /// body with it instead of chunks. `None` for Tether guests, whose framing is the host's.
+    pub declared_length: Option<u64>,
 }
 
 impl Default for ResponseHead {
     fn default() -> Self {
-        Self { status: 200, headers: Vec::new() }
+        Self { status: 200, headers: Vec::new(), declared_length: None }
     }
 }
 
 impl ResponseHead {
     /// A plain-text head for a response the host itself generates.
     pub fn host_error(status: u16) -> Self {
-        Self { status, headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())] }
+        Self { status, headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())], declared_length: None }
     }
 
     /// Whether a response with this status never has a body on the wire: 204 and 304 (RFC 9110

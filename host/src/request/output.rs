@@ -169,12 +169,25 @@ impl Output {
                 self.finished_early = true;
                 Ok(true)
             }
-            Err(()) if self.conn.output_must_trap() => Err(MustTrap),
+            Err(()) if self.conn.write_failed() => Err(MustTrap),
             Err(()) => Ok(false),
         }
     }
 
-    /// Completes an open response; marks the client gone if that fails.
+    /// wasi:http's `outgoing-body.finish`: completes the response from inside the guest's call,
+    /// as [`Output::end`] does after a guest returned. It never stops the guest: completing the
+    /// response is the host's business, as under `wasmtime serve`, and a client that leaves
+    /// while the complete response is on its way has not aborted it. Returns whether the
+    /// response completed now. Not an early finish: every wasi:http response ends this way.
+    pub async fn finish_body(&mut self) -> bool {
+        match self.phase {
+            Phase::Open if !self.conn.is_aborted() => self.complete().await.is_ok(),
+            Phase::Open | Phase::Finished | Phase::Lost => false,
+        }
+    }
+
+    /// Completes an open response; output is lost if that fails (the caller tells the request
+    /// state).
     async fn complete(&mut self) -> Result<(), ()> {
         self.conn.mark_responded();
         let first = !self.head_sent;
@@ -189,7 +202,6 @@ impl Output {
             Err(error) => {
                 tracing::debug!(%error, "completing the response failed");
                 self.phase = Phase::Lost;
-                self.conn.write_failed();
                 Err(())
             }
         }
@@ -199,7 +211,9 @@ impl Output {
     pub async fn end(&mut self) {
         match self.phase {
             Phase::Open if !self.conn.is_aborted() => {
-                let _ = self.complete().await;
+                if self.complete().await.is_err() {
+                    self.conn.write_failed();
+                }
             }
             Phase::Open | Phase::Lost => self.sink.fail(Failure::ClientGone).await,
             Phase::Finished => {}

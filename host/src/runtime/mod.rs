@@ -16,6 +16,8 @@ mod worlds;
 
 pub use cache::CompileCache;
 pub use engine::EngineLimits;
+pub use worlds::World;
+pub use worlds::wasi_http::outbound_key;
 
 use crate::request::{BodyReceiver, InterruptHook, Output, RequestHead, RequestState, StderrSink};
 use anyhow::Context as _;
@@ -54,6 +56,9 @@ pub struct GuestSettings {
     pub env: Vec<(String, String)>,
     /// Directories the guest may open; nothing else of the host's filesystem.
     pub preopens: Vec<Preopen>,
+    /// The `host:port` authorities a wasi:http guest may send requests to ([`outbound_key`]);
+    /// nothing else of the network.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 /// One request, handed to a guest.
@@ -127,9 +132,14 @@ pub enum LoadError {
     /// The file is not a valid component, or not for this engine.
     #[error("not a valid wasm component: {0}")]
     Invalid(String),
-    /// The component does not fit the Tether world (a missing export or an unknown import).
-    #[error("component does not match the tether:guest/handler world: {0}")]
-    World(String),
+    /// The component fits no world Tether serves (a missing export or an unknown import).
+    #[error("component does not match the {world} world: {message}")]
+    World {
+        /// The world its exports make it: `tether:guest/handler` or `wasi:http/proxy`.
+        world: &'static str,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// The engine, the linkers and the compile cache.
@@ -197,7 +207,7 @@ impl Runtime {
 
     /// Links a compiled component and type-checks it against its world.
     fn prepare(&self, component: &Component, settings: Arc<GuestSettings>, cache_entry: Option<PathBuf>) -> Result<Guest, LoadError> {
-        let pre = WorldPre::new(&self.linkers, component)?;
+        let pre = WorldPre::new(&self.linkers, &self.engine.engine, component)?;
         let interrupt = store::interrupt_hook(&self.engine.engine);
         Ok(Guest { pre, settings, interrupt, cache_entry, engine: self.engine.clone() })
     }
@@ -258,7 +268,7 @@ impl Guest {
             Err(error) => return (Err(GuestFailure::instantiation(&error)), None),
         };
         let mut store = store::new_store(&self.engine, state);
-        let result = self.pre.run(&mut store).await.map_err(|failed| match failed {
+        let result = self.pre.run(&mut store, &self.settings).await.map_err(|failed| match failed {
             Failed::Instantiating(error) => GuestFailure::instantiation(&error.into()),
             Failed::Running(error) => {
                 let state = store.data();
@@ -283,6 +293,11 @@ impl Guest {
     /// The same component with other sandbox settings.
     pub fn with_settings(&self, settings: GuestSettings) -> Guest {
         Guest { settings: Arc::new(settings), ..self.clone() }
+    }
+
+    /// The world the component is served in.
+    pub fn world(&self) -> World {
+        self.pre.world()
     }
 
     /// Where the compile cache holds the component, if it does.

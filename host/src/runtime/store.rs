@@ -8,6 +8,7 @@
 use super::engine::TetherEngine;
 use super::limits::{CpuBudget, MemoryLimiter};
 use super::stdio::{GuestLog, Stdio};
+use super::worlds::wasi_http::ProxyState;
 use super::{GuestSettings, Invocation};
 use crate::request::{BodyReceiver, InterruptHook, KillReason, MustTrap, Output, RequestHead, RequestState, StderrSink};
 use anyhow::Context as _;
@@ -21,8 +22,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub struct HostState {
     /// WASI, with only what the route grants.
     wasi: Wasi,
-    /// WASI's resources.
-    table: ResourceTable,
+    /// WASI's resources (and wasi:http's).
+    pub(super) table: ResourceTable,
     /// Caps linear memory.
     pub limiter: MemoryLimiter,
     /// `max_execution_time` accounting.
@@ -35,6 +36,8 @@ pub struct HostState {
     pub output: Arc<tokio::sync::Mutex<Output>>,
     /// PHP's status bits and the kill switch.
     pub state: Arc<RequestState>,
+    /// A wasi:http proxy request's own state; `None` in other worlds.
+    pub http: Option<Box<ProxyState>>,
 }
 
 /// A request's WASI context, built when the guest first calls into WASI. Most requests never do
@@ -105,6 +108,7 @@ impl HostState {
             body: invocation.body,
             output: invocation.output,
             state: invocation.state,
+            http: None,
         })
     }
 

@@ -30,6 +30,13 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Handler::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
 
+/// Links the Tether interfaces that make sense next to another world's: `conn` (the connection
+/// status, ignore-user-abort) and `lifecycle` (finish-request, set-time-limit).
+pub fn add_request_state_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    conn::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    lifecycle::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+}
+
 /// Runs one request in a fresh instance of `pre`: instantiates it in `store` and calls
 /// `handle`.
 pub async fn run(pre: &HandlerPre<HostState>, store: &mut Store<HostState>) -> Result<(), Failed> {
