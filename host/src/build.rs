@@ -4,6 +4,7 @@
 
 use crate::manifest::{ComponentSource, Manifest};
 use anyhow::Context as _;
+use std::path::Path;
 use std::process::Command;
 
 /// Runs the build commands of `manifest`'s routes. A command that several routes share (one
@@ -16,11 +17,13 @@ pub fn run(manifest: &Manifest) -> anyhow::Result<()> {
         if done.contains(&build) {
             continue;
         }
-        println!("building route[{}] {}: {} (in {})", route.index + 1, route.path, build.command, build.workdir.display());
+        // A manifest named without a directory (`tether.toml`) has an empty one: the current.
+        let workdir = if build.workdir.as_os_str().is_empty() { Path::new(".") } else { build.workdir.as_path() };
+        println!("building route[{}] {}: {} (in {})", route.index + 1, route.path, build.command, workdir.display());
         let status = Command::new("sh")
             .arg("-c")
             .arg(&build.command)
-            .current_dir(&build.workdir)
+            .current_dir(workdir)
             .status()
             .with_context(|| format!("route[{}] {}: cannot run `{}`", route.index + 1, route.path, build.command))?;
         anyhow::ensure!(status.success(), "route[{}] {}: `{}` failed ({status})", route.index + 1, route.path, build.command);

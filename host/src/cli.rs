@@ -4,7 +4,7 @@
 
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
 use crate::routes::CacheChoice;
-use crate::{build, examples, probe, server};
+use crate::{build, examples, probe, scaffold, server};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ enum Command {
     Build(BuildArgs),
     /// Send one request and disconnect on a script, printing a timeline of what happened.
     Probe(probe::ProbeArgs),
+    /// Create a handler project in a guest language: source, SDK, WIT and a manifest.
+    New(NewArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +72,15 @@ struct CheckArgs {
     manifest: PathBuf,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// The language of the handler.
+    #[arg(long, value_enum)]
+    lang: scaffold::Lang,
+    /// The directory to create (it may exist if empty); its name names the project.
+    dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +111,16 @@ impl CacheArgs {
     }
 }
 
+/// Creates a project and says how to build and serve it.
+fn new_project(args: NewArgs) -> anyhow::Result<()> {
+    let files = scaffold::create(args.lang, &args.dir)?;
+    for file in files {
+        println!("created {}", file.display());
+    }
+    println!("then: cd {} && tether build && tether serve tether.toml", args.dir.display());
+    Ok(())
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -112,6 +133,7 @@ pub fn main() -> ExitCode {
             Manifest::load_for_build(&args.manifest, examples::builtin).map_err(Into::into).and_then(|m| build::run(&m))
         }
         Command::Probe(args) => probe::run(args),
+        Command::New(args) => new_project(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

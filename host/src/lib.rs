@@ -49,6 +49,7 @@ pub mod request;
 pub mod router;
 pub mod routes;
 pub mod runtime;
+pub mod scaffold;
 pub mod sched;
 pub mod server;
 pub mod units;

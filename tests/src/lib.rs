@@ -53,6 +53,15 @@ pub fn lang_guest(lang: &str) -> String {
     path.display().to_string()
 }
 
+/// `PATH` with the guest toolchains `scripts/setup-langs` installs under `<target>/lang-tools`
+/// in front (componentize-js, componentize-py, componentize-c), as a user has them on theirs.
+pub fn path_with_lang_tools() -> std::ffi::OsString {
+    let tools = profile_dir().parent().expect("<target>").join("lang-tools");
+    let dirs = ["js/node_modules/.bin", "python/venv/bin", "c/bin"].map(|dir| tools.join(dir));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(&path))).expect("a PATH")
+}
+
 /// Scratch space for this test run (manifests, sockets, the compile cache).
 pub fn scratch_dir() -> PathBuf {
     let dir = profile_dir().parent().expect("<target>").join("tmp").join("tether-tests");
@@ -163,8 +172,23 @@ impl Server {
         Self::launch(None, &["--listen", "127.0.0.1:0"], None)
     }
 
+    /// Starts a server with the manifest file at `path`, listening for HTTP on an ephemeral
+    /// port.
+    pub fn start_file(path: &Path) -> Server {
+        Self::launch_file(Some(path), fresh_dir("server"), &["--listen", "127.0.0.1:0"], None)
+    }
+
     fn launch(manifest: Option<&Manifest>, args: &[&str], address_space_kib: Option<u64>) -> Server {
         let dir = fresh_dir("server");
+        let manifest_path = manifest.map(|manifest| {
+            let path = dir.join("tether.toml");
+            std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
+            path
+        });
+        Self::launch_file(manifest_path.as_deref(), dir, args, address_space_kib)
+    }
+
+    fn launch_file(manifest: Option<&Path>, dir: PathBuf, args: &[&str], address_space_kib: Option<u64>) -> Server {
         let mut command = match address_space_kib {
             // The shell sets the limit and then becomes the server, with the arguments below.
             Some(kib) => {
@@ -176,9 +200,7 @@ impl Server {
         };
         command.args(["--log-format", "json", "serve"]);
         if let Some(manifest) = manifest {
-            let manifest_path = dir.join("tether.toml");
-            std::fs::write(&manifest_path, manifest.to_string()).expect("writing the manifest");
-            command.arg(&manifest_path);
+            command.arg(manifest);
         }
         command
             .arg("--cache-dir")
