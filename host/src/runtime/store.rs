@@ -183,8 +183,8 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         // hello 2K kernel instructions and 0.2 context switches per request.
         if computing {
             crate::sched::yield_cpu();
-            computing_ticks += 1;
-            if computing_ticks % TICKS_PER_EXECUTOR_TURN == 0 {
+            computing_ticks = computing_ticks.wrapping_add(1);
+            if computing_ticks.is_multiple_of(TICKS_PER_EXECUTOR_TURN) {
                 return Ok(UpdateDeadline::Yield(1));
             }
         }
