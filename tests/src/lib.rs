@@ -34,7 +34,7 @@ pub const POOL_RELEASED: &str = "idle: released the instance pool";
 /// `<target>/guests/wasm32-wasip2/guest/examples`. Building the `tether` binary builds them.
 pub fn guest_dir() -> PathBuf {
     tether_bin();
-    profile_dir().parent().expect("<target>").join("guests/wasm32-wasip2/guest/examples")
+    target_dir().join("guests/wasm32-wasip2/guest/examples")
 }
 
 /// The path of a built guest, for a manifest.
@@ -48,7 +48,7 @@ pub fn guest(name: &str) -> String {
 /// `<target>/lang-guests/<lang>/seeds.wasm`, which `scripts/build-langs` builds (`make test`
 /// runs it).
 pub fn lang_guest(lang: &str) -> String {
-    let path = profile_dir().parent().expect("<target>").join("lang-guests").join(lang).join("seeds.wasm");
+    let path = target_dir().join("lang-guests").join(lang).join("seeds.wasm");
     assert!(path.is_file(), "the {lang} guest was not built: run scripts/setup-langs {lang} && scripts/build-langs {lang}");
     path.display().to_string()
 }
@@ -56,7 +56,7 @@ pub fn lang_guest(lang: &str) -> String {
 /// `PATH` with the guest toolchains `scripts/setup-langs` installs under `<target>/lang-tools`
 /// in front (componentize-js, componentize-py, componentize-c), as a user has them on theirs.
 pub fn path_with_lang_tools() -> std::ffi::OsString {
-    let tools = profile_dir().parent().expect("<target>").join("lang-tools");
+    let tools = target_dir().join("lang-tools");
     let dirs = ["js/node_modules/.bin", "python/venv/bin", "c/bin"].map(|dir| tools.join(dir));
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(&path))).expect("a PATH")
@@ -64,7 +64,7 @@ pub fn path_with_lang_tools() -> std::ffi::OsString {
 
 /// Scratch space for this test run (manifests, sockets, the compile cache).
 pub fn scratch_dir() -> PathBuf {
-    let dir = profile_dir().parent().expect("<target>").join("tmp").join("tether-tests");
+    let dir = target_dir().join("tmp").join("tether-tests");
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
     dir
 }
@@ -77,6 +77,11 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating a test directory");
     dir
+}
+
+/// `<target>`: the cargo target directory of the running binary.
+fn target_dir() -> PathBuf {
+    profile_dir().parent().expect("<target>").to_path_buf()
 }
 
 /// `<target>/<profile>` of the running binary: tests run from `<target>/<profile>/deps`,
