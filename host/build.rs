@@ -4,6 +4,11 @@
 //! The host embeds the example guests, and the tests load the fixtures from there (the `tests`
 //! crate finds them by this layout: `<target>/guests/wasm32-wasip2/guest/examples`).
 //!
+//! Then it runs `scripts/build-langs`, which builds the JavaScript, Python and C examples with
+//! the toolchains `scripts/setup-langs` installs into `<target>/lang-guests/` (leaving a
+//! language whose inputs have not changed as it is), and tells the crate where they are
+//! (`TETHER_LANG_GUEST_DIR`): the host embeds them too.
+//!
 //! The guests get their own target directory, so this nested cargo never waits on the lock the
 //! outer build holds.
 
@@ -18,12 +23,15 @@ const GUEST_PROFILE: &str = "guest";
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
-    for watched in ["guest/src", "guest/examples", "guest/fixtures", "guest/Cargo.toml", "wit"] {
+    for watched in
+        ["guest/src", "guest/examples", "guest/fixtures", "guest/Cargo.toml", "guest/sdk", "guest/tools", "wit", "scripts/build-langs"]
+    {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/host-<hash>/out; share one guest build per target dir.
-    let target_dir = out_dir.ancestors().nth(4).map_or_else(|| out_dir.join("guests"), |t| t.join("guests"));
+    let cargo_target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).to_path_buf();
+    let target_dir = cargo_target_dir.join("guests");
 
     check_target_installed();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -46,6 +54,28 @@ fn main() {
     let guest_dir = target_dir.join(GUEST_TARGET).join(GUEST_PROFILE).join("examples");
     assemble_wat_fixtures(&workspace.join("guest/fixtures"), &guest_dir);
     println!("cargo:rustc-env=TETHER_GUEST_DIR={}", guest_dir.display());
+
+    let lang_guest_dir = cargo_target_dir.join("lang-guests");
+    build_lang_guests(&workspace, &lang_guest_dir);
+    println!("cargo:rustc-env=TETHER_LANG_GUEST_DIR={}", lang_guest_dir.display());
+}
+
+/// Runs `scripts/build-langs all` into `out`; fails with its output and what to do.
+fn build_lang_guests(workspace: &Path, out: &Path) {
+    let script = workspace.join("scripts/build-langs");
+    let output = Command::new(&script)
+        .arg("all")
+        .env("TETHER_LANG_GUESTS", out)
+        .output()
+        .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+    if !output.status.success() {
+        panic!(
+            "building the JavaScript, Python and C example guests failed:\n{}{}\n\
+             The toolchains come from `scripts/setup-langs` (the README's `make run` and `make test` run it).",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// Assembles each `NAME.wat` in `fixtures` into `NAME.wasm` in `guest_dir`.

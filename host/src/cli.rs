@@ -68,8 +68,10 @@ struct ServeArgs {
 
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
-    /// The manifest to check.
-    manifest: PathBuf,
+    /// The manifest to check. Without it, the built-in example manifest is checked (and its
+    /// components compiled into the cache, as `tether serve` would).
+    #[arg(env = "TETHER_MANIFEST")]
+    manifest: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -191,8 +193,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.manifest, examples::builtin)?;
+    let manifest = load_manifest(args.manifest.as_ref())?;
     let routes = server::check(&manifest, &args.cache.choice())?;
-    println!("{}: ok, {routes} route(s)", args.manifest.display());
+    let name = args.manifest.map_or_else(|| "the built-in example manifest".to_owned(), |path| path.display().to_string());
+    println!("{name}: ok, {routes} route(s)");
     Ok(())
 }

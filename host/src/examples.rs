@@ -1,5 +1,7 @@
 //! The example guests compiled into the binary, and the built-in example manifest that serves
-//! them when `tether serve` is given no manifest.
+//! them when `tether serve` is given no manifest: the Rust examples (guest/examples/NAME.rs) and
+//! one component per other language serving every example (guest/examples/{js,python,c}/),
+//! which host/build.rs builds.
 
 use crate::manifest::{Manifest, ManifestError, Origin};
 
@@ -12,9 +14,26 @@ macro_rules! guest {
     };
 }
 
+/// A language's example component, by the name of its directory under `guest/examples/`.
+macro_rules! lang_guest {
+    ($lang:literal) => {
+        (concat!("seeds_", $lang), include_bytes!(concat!(env!("TETHER_LANG_GUEST_DIR"), "/", $lang, "/seeds.wasm")) as &[u8])
+    };
+}
+
 /// The guests compiled into the binary, by name (`builtin:NAME` in a manifest).
-pub const BUILTIN_GUESTS: &[(&str, &[u8])] =
-    &[guest!("index"), guest!("hello"), guest!("echo"), guest!("headers"), guest!("seed_a"), guest!("seed_a2"), guest!("seed_b")];
+pub const BUILTIN_GUESTS: &[(&str, &[u8])] = &[
+    guest!("index"),
+    guest!("hello"),
+    guest!("echo"),
+    guest!("headers"),
+    guest!("seed_a"),
+    guest!("seed_a2"),
+    guest!("seed_b"),
+    lang_guest!("js"),
+    lang_guest!("python"),
+    lang_guest!("c"),
+];
 
 /// Resolves `builtin:NAME`.
 pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {
@@ -32,6 +51,13 @@ mod tests {
     fn the_example_manifest_is_valid() {
         let manifest = super::example_manifest().unwrap();
         let paths: Vec<_> = manifest.routes.iter().map(|r| r.path.as_str()).collect();
-        assert_eq!(paths, ["/", "/hello", "/echo", "/headers", "/seed-a", "/seed-a2", "/seed-b"]);
+        let languages =
+            ["/js", "/python", "/c"].into_iter().flat_map(|lang| [lang.to_owned(), format!("{lang}/echo"), format!("{lang}/seed-b")]);
+        let expected: Vec<String> = ["/", "/hello", "/echo", "/headers", "/seed-a", "/seed-a2", "/seed-b"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(languages)
+            .collect();
+        assert_eq!(paths, expected);
     }
 }

@@ -44,12 +44,25 @@ pub fn guest(name: &str) -> String {
     path.display().to_string()
 }
 
+/// Compiles the components of `manifest` (the built-in example manifest if `None`) into the
+/// tests' compile cache with `tether check`, with no time limit: the servers the tests start
+/// then load them from the cache within [`TIMEOUT`].
+pub fn compile(manifest: Option<&Path>) {
+    let mut check = Command::new(tether_bin());
+    check.arg("check");
+    if let Some(manifest) = manifest {
+        check.arg(manifest);
+    }
+    let output = check.arg("--cache-dir").arg(scratch_dir().join("cache")).output().expect("running tether check");
+    assert!(output.status.success(), "compiling the guests failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// The component of the example guest in `lang` (`js`, `python`, `c`) that serves every seed:
-/// `<target>/lang-guests/<lang>/seeds.wasm`, which `scripts/build-langs` builds (`make test`
-/// runs it).
+/// `<target>/lang-guests/<lang>/seeds.wasm`, which the host's build makes (host/build.rs runs
+/// `scripts/build-langs`).
 pub fn lang_guest(lang: &str) -> String {
     let path = target_dir().join("lang-guests").join(lang).join("seeds.wasm");
-    assert!(path.is_file(), "the {lang} guest was not built: run scripts/setup-langs {lang} && scripts/build-langs {lang}");
+    assert!(path.is_file(), "the {lang} guest was not built: the host's build builds it (cargo build -p host)");
     path.display().to_string()
 }
 
@@ -172,8 +185,11 @@ impl Server {
         self.fastcgi.iter().find(|a| a.starts_with("unix:")).expect("a FastCGI Unix listener")
     }
 
-    /// Starts `tether serve` without a manifest (the built-in examples) on an ephemeral port.
+    /// Starts `tether serve` without a manifest (the built-in examples) on an ephemeral port,
+    /// once its components are in the compile cache: the JavaScript and Python ones take longer
+    /// than [`TIMEOUT`] to compile in a debug build.
     pub fn start_with_builtin() -> Server {
+        compile(None);
         Self::launch(None, &["--listen", "127.0.0.1:0"], None)
     }
 

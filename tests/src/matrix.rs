@@ -22,7 +22,8 @@ pub enum Lang {
     /// `guest/examples/*.rs` and `guest/fixtures/*.rs`, built by `host/build.rs`: one
     /// component per seed.
     Rust,
-    /// `guest/examples/js/seeds.js` with the JavaScript SDK, built by `scripts/build-langs`:
+    /// `guest/examples/js/seeds.js` with the JavaScript SDK, built by `scripts/build-langs` (which
+    /// `host/build.rs` runs):
     /// one component serving every seed, picked by the last path segment.
     Js,
     /// `guest/examples/python/seeds.py` with the Python SDK, likewise.
@@ -534,14 +535,7 @@ fn compile_once() {
             .fold(Manifest::new(), |manifest, lang| manifest.route_to(&format!("/{}", lang.name()), &lang.component(Seed::A), ""));
         let path = crate::fresh_dir("matrix").join("tether.toml");
         std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
-        let output = std::process::Command::new(crate::tether_bin())
-            .arg("check")
-            .arg(&path)
-            .arg("--cache-dir")
-            .arg(crate::scratch_dir().join("cache"))
-            .output()
-            .expect("running tether check");
-        assert!(output.status.success(), "compiling the guests failed: {}", String::from_utf8_lossy(&output.stderr));
+        crate::compile(Some(&path));
     });
 }
 

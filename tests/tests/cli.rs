@@ -103,17 +103,21 @@ fn a_route_names_the_world_of_its_component_or_is_refused_at_its_world_field() {
 #[test]
 fn serve_without_a_manifest_serves_the_examples() {
     let server = tests::Server::start_with_builtin();
-    assert_eq!(tests::get(server.addr(), "/hello").text(), "hello\n");
-    assert_eq!(tests::get(server.addr(), "/seed-a?ms=1").status, 200);
-    // The index at `/` lists every route of the built-in manifest; a path no route serves gets
-    // it with a 404.
+    // The Rust examples at the top, each other language's component under its prefix.
+    for prefix in ["", "/js", "/python", "/c"] {
+        assert_eq!(tests::get(server.addr(), &format!("{prefix}/hello")).text(), "hello\n", "{prefix}/hello");
+        assert_eq!(tests::get(server.addr(), &format!("{prefix}/seed-a?ms=1")).status, 200, "{prefix}/seed-a");
+    }
+    // The index at `/` lists every route of the built-in manifest (a language's routes by its
+    // prefix); a path no route serves gets it with a 404.
     let manifest = include_str!("../../host/src/example.toml");
     let routes: Vec<&str> =
-        manifest.lines().filter_map(|line| line.strip_prefix("path = \"")?.strip_suffix('"')).filter(|path| *path != "/").collect();
+        manifest.lines().filter_map(|line| line.strip_prefix("path = \"/")?.strip_suffix('"')).filter(|path| !path.is_empty()).collect();
     let index = tests::get(server.addr(), "/");
     assert_eq!(index.status, 200);
     for route in &routes {
-        assert!(index.text().contains(&format!("\n{route} ")), "{route} is not in the index: {}", index.text());
+        let listed = route.split('/').next().expect("a first segment");
+        assert!(index.text().contains(&format!("\n/{listed} ")), "/{route} is not in the index: {}", index.text());
     }
     let missing = tests::get(server.addr(), "/nowhere");
     assert_eq!(missing.status, 404);
