@@ -2,13 +2,14 @@
 //! environment variable fallbacks, logging set-up and exit codes. It parses arguments and calls
 //! the server ([`crate::server`]), the builder or the probe; everything else is theirs.
 
+use crate::generation::CacheChoice;
 use crate::manifest::{ListenAddr, Manifest, ManifestError};
-use crate::routes::CacheChoice;
 use crate::{build, examples, probe, scaffold, server};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Exit code for a bad manifest or component (sysexits' `EX_CONFIG`).
 pub const EXIT_CONFIG: u8 = 78;
@@ -182,14 +183,20 @@ fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut manifest = load_manifest(args.manifest.as_ref())?;
-    if !args.listen.is_empty() {
-        manifest.server.listen = args.listen;
-    }
-    if !args.fastcgi.is_empty() {
-        manifest.server.fastcgi = args.fastcgi;
-    }
-    server::serve(&manifest, &args.cache.choice())
+    let cache = args.cache.choice();
+    // Read at start-up and again at each reload, with the command line's addresses in place
+    // of the manifest's each time.
+    let read = move || {
+        let mut manifest = load_manifest(args.manifest.as_ref())?;
+        if !args.listen.is_empty() {
+            manifest.server.listen.clone_from(&args.listen);
+        }
+        if !args.fastcgi.is_empty() {
+            manifest.server.fastcgi.clone_from(&args.fastcgi);
+        }
+        Ok(manifest)
+    };
+    server::serve(Arc::new(read), &cache)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {

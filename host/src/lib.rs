@@ -12,8 +12,9 @@
 //! - [`http1`], [`fastcgi`]: the front ends.
 //! - [`request`]: the protocol-neutral request: heads, body stream, output buffer, response
 //!   sink, request state (PHP's status bits, the kill switch) and outcomes.
-//! - [`routes`]: the routes as loaded into the runtime, reloaded when the idle server gives
-//!   its instance pool back.
+//! - [`generation`]: what one reading of the manifest builds (settings, the routes loaded into
+//!   the runtime, admission), replaced whole on a reload and when the idle server gives its
+//!   instance pool back.
 //! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
 //! - [`server`], [`cli`], [`build`], [`probe`]: the process around it.
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod dispatch;
 pub mod examples;
 pub mod fastcgi;
+pub mod generation;
 pub mod heap;
 pub mod http1;
 pub mod manifest;
@@ -47,7 +49,6 @@ pub mod net;
 pub mod probe;
 pub mod request;
 pub mod router;
-pub mod routes;
 pub mod runtime;
 pub mod scaffold;
 pub mod sched;

@@ -1,38 +1,50 @@
 //! The server: its threads (the I/O, guest and reaper runtimes, at their priorities), its
 //! listeners, accepting connections (at most `max_connections` at once) and handing each to its
-//! front end, and shutting down gracefully on SIGINT or SIGTERM: listeners close, idle
-//! connections end, running requests get `shutdown_grace` to finish and are stopped after it.
+//! front end; reloading on SIGHUP: the manifest read again becomes the next generation (see
+//! [`crate::generation`]), listeners it adds open and listeners it drops close; and shutting
+//! down gracefully on SIGINT or SIGTERM: listeners close, idle connections end, running
+//! requests get `shutdown_grace` to finish and are stopped after it.
 
 use crate::dispatch::{Dispatcher, Executors};
-use crate::manifest::Manifest;
+use crate::generation::CacheChoice;
+use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
 use crate::net::{Accepted, Listener};
 use crate::request::Protocol;
-use crate::routes::CacheChoice;
 use crate::{fastcgi, http1, sched};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Serves `manifest` until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits
-/// at once. Builds the server's runtimes: sockets on `tether-io`, guests on `tether-guest` below
-/// them in priority, and the reaper below those (see [`crate::sched`]).
-pub fn serve(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<()> {
+/// Reads the manifest: at start-up, and again at each reload.
+pub type ManifestReader = Arc<dyn Fn() -> Result<Manifest, ManifestError> + Send + Sync>;
+
+/// The message logged when a reload has put the next generation in force (with `generation`,
+/// `routes` and `elapsed_ms`). Tests wait for it.
+const RELOADED: &str = "reloaded";
+/// The message logged when a reload failed and the generation in force stays (with `error`,
+/// located for a manifest error, and `failed_reloads`). Tests wait for it.
+const RELOAD_FAILED: &str = "reload failed; serving on with the generation in force";
+
+/// Serves the manifest `read` gives until SIGINT or SIGTERM, then shuts down gracefully; a
+/// second signal exits at once. SIGHUP reloads. Builds the server's runtimes: sockets on
+/// `tether-io`, guests on `tether-guest` below them in priority, and the reaper below those
+/// (see [`crate::sched`]).
+pub fn serve(read: ManifestReader, cache: &CacheChoice) -> anyhow::Result<()> {
     raise_file_limit();
+    let manifest = read()?;
     let settings = &manifest.server;
     let guests = runtime("tether-guest", settings.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
     let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
     let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
     let io = runtime("tether-io", settings.io_threads, sched::mark_io_thread)?;
     io.block_on(async {
-        let server = Server::bind(manifest, cache, executors).await?;
-        for (protocol, addr) in server.addresses() {
-            tracing::info!(protocol = protocol.as_str(), addr = %addr, "listening");
-        }
+        let server = Server::bind(&manifest, cache, executors).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        server.run(shutdown).await;
+        server.run(read, shutdown).await;
         Ok(())
     })
 }
@@ -43,7 +55,7 @@ pub fn check(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<usize> 
     // No request runs: one thread serves as both executors.
     let idle = runtime("tether-check", 1, || {})?;
     let executors = Executors { guests: idle.handle().clone(), reaper: idle.handle().clone() };
-    Ok(Dispatcher::new(manifest, cache, executors)?.route_count())
+    Ok(Dispatcher::new(manifest, cache, executors)?.generation().route_count())
 }
 
 /// A tokio runtime with `threads` workers named `name`, each running `on_start` first.
@@ -102,10 +114,68 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A server with its routes loaded and its listeners bound.
 #[derive(Debug)]
 pub struct Server {
-    /// Routes and runtime.
+    /// Generations and requests.
     dispatcher: Arc<Dispatcher>,
-    /// Bound listeners.
-    listeners: Vec<(Protocol, Listener)>,
+    /// Bound listeners, by protocol and the address the manifest gives.
+    listeners: Vec<(Protocol, ListenAddr, Listener)>,
+    /// The settings the server started with, for those a reload cannot change.
+    started: Arc<ServerSettings>,
+}
+
+/// A `[server]` setting, read from the settings.
+type Setting = fn(&ServerSettings) -> usize;
+
+/// The settings only a restart changes: the thread pools and the connection limit are made once.
+const RESTART_SETTINGS: &[(&str, Setting)] =
+    &[("io_threads", |s| s.io_threads), ("guest_threads", |s| s.guest_threads), ("max_connections", |s| s.max_connections)];
+
+/// The listeners `settings` asks for, by protocol and address.
+fn wanted_listeners(settings: &ServerSettings) -> impl Iterator<Item = (Protocol, &ListenAddr)> {
+    let http = settings.listen.iter().map(|addr| (Protocol::Http, addr));
+    http.chain(settings.fastcgi.iter().map(|addr| (Protocol::FastCgi, addr)))
+}
+
+/// Binds the listeners `settings` asks for that `open` does not have yet.
+async fn bind_new(
+    settings: &ServerSettings,
+    open: impl Fn(Protocol, &ListenAddr) -> bool,
+) -> anyhow::Result<Vec<(Protocol, ListenAddr, Listener)>> {
+    let mut bound = Vec::new();
+    for (protocol, addr) in wanted_listeners(settings).filter(|&(protocol, addr)| !open(protocol, addr)) {
+        bound.push((protocol, addr.clone(), Listener::bind(addr, settings.socket_mode).await?));
+    }
+    Ok(bound)
+}
+
+/// What accepting takes, shared by every accept loop.
+#[derive(Clone)]
+struct Acceptor {
+    dispatcher: Arc<Dispatcher>,
+    /// Ends idle connections and accept loops at shutdown.
+    shutdown: CancellationToken,
+    /// The accept loops, so that shutdown can wait for them to stop before it waits for the
+    /// connections.
+    accepting: TaskTracker,
+    connections: TaskTracker,
+    /// One permit per open connection (`max_connections`).
+    limit: Arc<Semaphore>,
+}
+
+/// An accept loop, and how to stop it.
+struct Accepting {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Acceptor {
+    /// Starts accepting on `listener` until shutdown or until a reload drops it; its
+    /// connections carry on either way until they end.
+    fn start(&self, protocol: Protocol, listener: Listener) -> Accepting {
+        tracing::info!(protocol = protocol.as_str(), addr = %listener.local_addr(), "listening");
+        let stop = self.shutdown.child_token();
+        let task = self.accepting.spawn(accept_loop(protocol, listener, self.clone(), stop.clone()));
+        Accepting { stop, task }
+    }
 }
 
 impl Server {
@@ -117,40 +187,53 @@ impl Server {
         if server.listen.is_empty() && server.fastcgi.is_empty() {
             anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");
         }
-        let mut listeners = Vec::new();
-        for addr in &server.listen {
-            listeners.push((Protocol::Http, Listener::bind(addr, server.socket_mode).await?));
-        }
-        for addr in &server.fastcgi {
-            listeners.push((Protocol::FastCgi, Listener::bind(addr, server.socket_mode).await?));
-        }
-        Ok(Server { dispatcher, listeners })
+        let listeners = bind_new(server, |_, _| false).await?;
+        Ok(Server { dispatcher, listeners, started: Arc::new(server.clone()) })
     }
 
-    /// The bound addresses, by protocol.
-    pub fn addresses(&self) -> Vec<(Protocol, String)> {
-        self.listeners.iter().map(|(protocol, listener)| (*protocol, listener.local_addr())).collect()
-    }
-
-    /// Serves until `shutdown` is cancelled, then drains.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let connections = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(self.dispatcher.settings().max_connections));
-        let mut accept_loops = Vec::new();
-        for (protocol, listener) in self.listeners {
-            let dispatcher = self.dispatcher.clone();
-            let shutdown = shutdown.clone();
-            let connections = connections.clone();
-            let limit = limit.clone();
-            accept_loops.push(tokio::spawn(async move {
-                accept_loop(protocol, listener, dispatcher, shutdown, connections, limit).await;
-            }));
+    /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP.
+    pub async fn run(self, read: ManifestReader, shutdown: CancellationToken) {
+        // Before the first `listening` line: from then on a SIGHUP reloads, where its default
+        // action would end the process.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let acceptor = Acceptor {
+            dispatcher: self.dispatcher.clone(),
+            shutdown: shutdown.clone(),
+            accepting: TaskTracker::new(),
+            connections: TaskTracker::new(),
+            limit: Arc::new(Semaphore::new(self.started.max_connections)),
+        };
+        let mut open: HashMap<(Protocol, ListenAddr), Accepting> = HashMap::new();
+        for (protocol, addr, listener) in self.listeners {
+            open.insert((protocol, addr), acceptor.start(protocol, listener));
         }
-        shutdown.cancelled().await;
+        let mut failed_reloads = 0u64;
+        match hangup {
+            Ok(mut hangup) => loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    Some(()) = hangup.recv() => {
+                        let reload = reload(&read, &acceptor, &self.started, &mut open);
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            result = reload => if let Err(error) = result {
+                                failed_reloads += 1;
+                                tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
+                            },
+                        }
+                    }
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot install the SIGHUP handler; reloading is off");
+                shutdown.cancelled().await;
+            }
+        }
         tracing::info!("shutting down: no new connections; waiting for running requests");
-        for accept_loop in accept_loops {
-            let _ = accept_loop.await;
-        }
+        drop(open);
+        acceptor.accepting.close();
+        acceptor.accepting.wait().await;
+        let connections = acceptor.connections;
         connections.close();
         let drained = || async {
             connections.wait().await;
@@ -165,24 +248,66 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    protocol: Protocol,
-    listener: Listener,
-    dispatcher: Arc<Dispatcher>,
-    shutdown: CancellationToken,
-    connections: TaskTracker,
-    limit: Arc<Semaphore>,
-) {
+/// Reads the manifest again and puts the next generation in force: binds the listeners it
+/// adds first (a reload that cannot bind them fails whole), then builds the generation (off
+/// the I/O threads: compiling a new component takes a while), then starts accepting on the
+/// new listeners and stops accepting on those it dropped, whose connections carry on until
+/// they end. Settings only a restart changes are named in the log.
+async fn reload(
+    read: &ManifestReader,
+    acceptor: &Acceptor,
+    started: &ServerSettings,
+    open: &mut HashMap<(Protocol, ListenAddr), Accepting>,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    tracing::info!("SIGHUP: reloading the manifest");
+    let read = read.clone();
+    let manifest = Arc::new(tokio::task::spawn_blocking(move || read()).await??);
+    let settings = &manifest.server;
+    if settings.listen.is_empty() && settings.fastcgi.is_empty() {
+        anyhow::bail!("nothing to listen on: set [server] listen or fastcgi");
+    }
+    let added = bind_new(settings, |protocol, addr| open.contains_key(&(protocol, addr.clone()))).await?;
+    let dispatcher = acceptor.dispatcher.clone();
+    let next = {
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || dispatcher.reload(&manifest)).await??
+    };
+    for (protocol, addr, listener) in added {
+        open.insert((protocol, addr), acceptor.start(protocol, listener));
+    }
+    let wanted: Vec<(Protocol, &ListenAddr)> = wanted_listeners(settings).collect();
+    let dropped: Vec<(Protocol, ListenAddr)> =
+        open.keys().filter(|(protocol, addr)| !wanted.contains(&(*protocol, addr))).cloned().collect();
+    for key in dropped {
+        let accepting = open.remove(&key).expect("an open listener");
+        accepting.stop.cancel();
+        // The listener is closed once its loop has ended.
+        let _ = accepting.task.await;
+        tracing::info!(protocol = key.0.as_str(), addr = ?key.1, "closed: no longer in the manifest; its connections end as they would");
+    }
+    for (name, value) in RESTART_SETTINGS {
+        if value(settings) != value(started) {
+            tracing::warn!(setting = name, running = value(started), manifest = value(settings), "the setting takes effect at restart");
+        }
+    }
+    tracing::info!(generation = next.number, routes = next.route_count(), elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "{RELOADED}");
+    Ok(())
+}
+
+/// Accepts connections on `listener`, at most `max_connections` open at once, and hands each to
+/// its front end, until `stop` is cancelled.
+async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor, stop: CancellationToken) {
     loop {
         let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            permit = limit.clone().acquire_owned() => match permit {
+            () = stop.cancelled() => return,
+            permit = acceptor.limit.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
         };
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -193,9 +318,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let dispatcher = dispatcher.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
+        let dispatcher = acceptor.dispatcher.clone();
+        let shutdown = acceptor.shutdown.clone();
+        acceptor.connections.spawn(async move {
             match (protocol, stream) {
                 (Protocol::Http, Accepted::Tcp(s)) => http1::serve(s, dispatcher, shutdown).await,
                 (Protocol::Http, Accepted::Unix(s)) => http1::serve(s, dispatcher, shutdown).await,

@@ -27,8 +27,15 @@ const FAILURE_LOG_EVENTS: usize = 40;
 /// `heap::IDLE_TRIMMED`; kept apart so this crate does not link the host).
 pub const IDLE_TRIMMED: &str = "idle: returned freed memory to the OS";
 /// What the server logs when, idle after a burst, it has given its instance pool back (with
-/// `pool_kib` and `elapsed_ms`; `routes::Routes::release_pool`), before [`IDLE_TRIMMED`].
+/// `pool_kib` and `elapsed_ms`; `generation::Generations::release_pool`), before
+/// [`IDLE_TRIMMED`].
 pub const POOL_RELEASED: &str = "idle: released the instance pool";
+/// What the server logs when a reload has put the next generation in force (with
+/// `generation`; the host's `server::RELOADED`).
+pub const RELOADED: &str = "reloaded";
+/// What the server logs when a reload failed (with `error`; the host's
+/// `server::RELOAD_FAILED`).
+pub const RELOAD_FAILED: &str = "reload failed; serving on with the generation in force";
 
 /// The directory with the built guests (`<name>.wasm`): where `host/build.rs` puts them,
 /// `<target>/guests/wasm32-wasip2/guest/examples`. Building the `tether` binary builds them.
@@ -391,6 +398,21 @@ impl Server {
                 .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
                 .filter_map(|e| e["req"].as_u64())
                 .find(|&req| older.is_none_or(|older| req > older))
+        })
+    }
+
+    /// Sends SIGHUP and waits for the reload it starts to end: `Ok` with the new generation's
+    /// number, or `Err` with the error the server logged (the generation in force stays).
+    pub fn reload(&self) -> Result<u64, String> {
+        let mark = self.log_len();
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("sending SIGHUP");
+        self.wait_for_since(mark, "the reload to end", |events| {
+            events.iter().find_map(|e| match e["message"].as_str()? {
+                RELOADED => Some(Ok(e["generation"].as_u64().expect("a generation number"))),
+                RELOAD_FAILED => Some(Err(e["error"].as_str().expect("an error").to_owned())),
+                _ => None,
+            })
         })
     }
 

@@ -3,8 +3,8 @@
 //! teardown of its instance after all of that.
 
 use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE};
+use crate::generation::Route;
 use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, abort_latency};
-use crate::routes::Route;
 use crate::runtime::{GuestFailure, Spent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -9,12 +9,12 @@
 
 mod ending;
 
+use crate::generation::{CacheChoice, Generation, Generations, Route};
 use crate::heap::{Busy, IdleTrim};
 use crate::manifest::{GuestStart, Manifest, ServerSettings};
 use crate::request::{
     AccessRecord, BodyReceiver, KillReason, Outcome, Output, Protocol, RequestHead, RequestState, ResponseSink, monotonic_ns,
 };
-use crate::routes::{CacheChoice, Route, Routes};
 use crate::runtime::{GuestFailure, Invocation};
 use ending::{Ending, LiveRequests};
 use std::borrow::Cow;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 /// The body of a 503 for want of an instance: every one is busy, or the machine has no room for
@@ -37,18 +37,14 @@ const ADMISSION_WAIT: Duration = Duration::from_millis(100);
 /// Everything needed to run requests. Shared by all connections.
 #[derive(Debug)]
 pub struct Dispatcher {
-    /// The routes, with the runtime they are loaded into.
-    routes: Arc<Routes>,
-    /// One permit per guest instance alive (`max_instances`).
-    instances: Arc<Semaphore>,
+    /// The generation in force: settings, routes, runtime and admission.
+    generations: Arc<Generations>,
     /// Counts requests in flight, to give memory back once the server is idle.
     idle_trim: Arc<IdleTrim>,
     /// Request ids.
     next_id: AtomicU64,
     /// Connection ids.
     next_conn: AtomicU64,
-    /// Server settings, for the front ends.
-    settings: ServerSettings,
     /// Request tasks, so that shutdown can wait for them.
     tasks: TaskTracker,
     /// The requests not finished yet, so that shutdown can stop them when its grace runs out.
@@ -169,32 +165,35 @@ pub struct Start {
 impl Dispatcher {
     /// A dispatcher over `routes`. Requests will run on `executors`.
     pub fn new(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> anyhow::Result<Self> {
-        let settings = manifest.server.clone();
-        let routes = Arc::new(Routes::load(manifest, cache)?);
+        let generations = Arc::new(Generations::load(manifest, cache)?);
         let idle_trim = Arc::new(IdleTrim::default());
-        let releaser = routes.clone();
+        let releaser = generations.clone();
         executors.reaper.spawn(idle_trim.clone().run(move || releaser.release_pool()));
         Ok(Self {
-            routes,
-            instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            generations,
             idle_trim,
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
-            settings,
             tasks: TaskTracker::new(),
             live: Arc::default(),
             executors,
         })
     }
 
-    /// Server settings.
-    pub fn settings(&self) -> &ServerSettings {
-        &self.settings
+    /// The `[server]` settings in force.
+    pub fn settings(&self) -> Arc<ServerSettings> {
+        self.generations.current().settings.clone()
     }
 
-    /// How many routes there are.
-    pub fn route_count(&self) -> usize {
-        self.routes.count()
+    /// The generation in force.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generations.current()
+    }
+
+    /// Builds the next generation from `manifest` and puts it in force: new requests use it,
+    /// requests under way finish on theirs. On an error the generation in force stays.
+    pub fn reload(&self, manifest: &Manifest) -> anyhow::Result<Arc<Generation>> {
+        self.generations.reload(manifest)
     }
 
     /// A new connection id, for telling in the log which requests shared a connection.
@@ -206,13 +205,15 @@ impl Dispatcher {
     /// yet, as for a chunked body): finds its route, holds the declared length to the route's
     /// `max_body_size`, and takes an instance slot, waiting up to `ADMISSION_WAIT` for one.
     pub async fn admit(&self, arrival: Arrival, path: &str, declared_body: Option<u64>) -> Result<Admitted, Refusal> {
-        let route = self.routes.route(path).ok_or_else(Refusal::no_route)?;
+        let generation = self.generations.current();
+        let route = generation.route(path).ok_or_else(Refusal::no_route)?.clone();
         if declared_body.is_some_and(|length| length > route.max_body_size) {
             return Err(Refusal::too_large());
         }
-        let permit = match self.instances.clone().try_acquire_owned() {
+        let instances = generation.instances();
+        let permit = match instances.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(ADMISSION_WAIT, self.instances.clone().acquire_owned()).await {
+            Err(_) => match tokio::time::timeout(ADMISSION_WAIT, instances.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 _ => {
                     tracing::warn!("all guest instances are busy; answering 503");
@@ -253,7 +254,7 @@ impl Dispatcher {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         let task = async move { this.run(id, start).await };
-        match self.settings.guests_start_on {
+        match self.settings().guests_start_on {
             GuestStart::GuestThreads => {
                 self.tasks.spawn_on(task, &self.executors.guests);
             }

@@ -134,7 +134,7 @@ impl Origin {
 }
 
 /// A listening address: `HOST:PORT` or `unix:/path/to.sock`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// A TCP address.
     Tcp(SocketAddr),

@@ -20,7 +20,7 @@ pub use sink::{Failure, ResponseSink, StderrSink};
 pub use state::{ABORTED, AbortDetection, InterruptHook, KillReason, PeerClose, RequestState, TIMEOUT};
 
 /// The front end a request came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// HTTP/1.1, from Tether's own listener.
     Http,

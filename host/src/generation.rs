@@ -1,11 +1,15 @@
-//! The loaded routes: each manifest route's component loaded into the runtime, with the route's
-//! request settings, behind the router. When the server is idle after a burst, the whole set is
-//! loaded again into a fresh runtime from the compile cache and swapped in, so that the old
-//! runtime's instance pool, with the memory the burst left resident in it, is unmapped.
-//! Requests under way keep the set they started with.
+//! A generation: what one reading of the manifest builds, all together: the server settings,
+//! the routes (each manifest route's component loaded into the runtime, with its request
+//! settings, behind the router), the runtime with its instance pool, and admission (one permit
+//! per instance, `max_instances`). Start-up builds the first; a reload (SIGHUP) builds the next
+//! from the manifest read again; and when the server is idle after a burst, the same routes are
+//! loaded again into a fresh runtime from the compile cache, so that the old runtime's instance
+//! pool, with the memory the burst left resident in it, is unmapped. Each replaces the
+//! generation in force whole. Requests under way keep the generation they started with (their
+//! route, guest, runtime and instance permit), which goes when the last of them ends.
 
 use crate::heap;
-use crate::manifest::{ComponentSource, Manifest, ManifestError, RouteSpec};
+use crate::manifest::{ComponentSource, Manifest, ManifestError, RouteSpec, ServerSettings};
 use crate::request::{AbortDetection, RequestState};
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
@@ -15,9 +19,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// The message logged when the idle server has given its instance pool back (with `pool_kib`,
-/// what the old pool's unused slots held as [`Routes::pool_resident`] tells it, and
+/// what the old pool's unused slots held as [`Generations::pool_resident`] tells it, and
 /// `elapsed_ms`). Tests and benchmarks wait for it (the `tests` crate spells it out again).
 const POOL_RELEASED: &str = "idle: released the instance pool";
 
@@ -64,34 +69,29 @@ pub enum CacheChoice {
     Off,
 }
 
-/// The routes and the runtime they were loaded into.
+/// One generation: settings, routes, runtime and admission, built together.
 #[derive(Debug)]
-struct Loaded {
+pub struct Generation {
+    /// 1 for the one start-up builds, one more for each reload (an idle pool release keeps
+    /// the number: it loads the same routes again).
+    pub number: u64,
+    /// The `[server]` settings.
+    pub settings: Arc<ServerSettings>,
     /// Routes by path prefix.
     router: Router<Arc<Route>>,
     /// The sandbox, with its engine and instance pool.
     runtime: Runtime,
-}
-
-/// The routes in force, and what it takes to load them again.
-#[derive(Debug)]
-pub struct Routes {
-    /// The current set; replaced whole by [`Routes::release_pool`].
-    current: RwLock<Arc<Loaded>>,
-    /// What the engine must accommodate.
+    /// One permit per guest instance alive (`max_instances`).
+    instances: Arc<Semaphore>,
+    /// What the engine accommodates.
     limits: EngineLimits,
     /// The compile cache, if any.
     cache: Option<CompileCache>,
-    /// Most bytes the idle server leaves resident in its instance pool's unused slots.
-    idle_pool_resident: u64,
-    /// The process's anonymous memory when the current pool was fresh: once the routes were
-    /// loaded at start-up, or after the last release.
-    fresh_anonymous: AtomicU64,
 }
 
-impl Routes {
-    /// Builds the runtime and loads every route's component.
-    pub fn load(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Self> {
+impl Generation {
+    /// Builds the runtime for `manifest` and loads every route's component into it.
+    fn build(number: u64, manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Self> {
         let server = &manifest.server;
         let limits = EngineLimits {
             max_instances: server.max_instances,
@@ -111,25 +111,114 @@ impl Routes {
         for spec in &manifest.routes {
             routes.push((spec.path.clone(), Arc::new(load_route(&runtime, manifest, spec, &mut loaded)?)));
         }
-        tracing::info!(routes = routes.len(), pooling = runtime.pooling(), max_instances = server.max_instances, "routes loaded");
-        let loaded = Loaded { router: Router::new(routes), runtime };
+        tracing::info!(
+            generation = number,
+            routes = routes.len(),
+            pooling = runtime.pooling(),
+            max_instances = server.max_instances,
+            "routes loaded"
+        );
         Ok(Self {
-            current: RwLock::new(Arc::new(loaded)),
+            number,
+            settings: Arc::new(server.clone()),
+            router: Router::new(routes),
+            runtime,
+            instances: Arc::new(Semaphore::new(server.max_instances as usize)),
             limits,
             cache,
-            idle_pool_resident: server.idle_pool_resident,
-            fresh_anonymous: AtomicU64::new(heap::anonymous_resident()),
         })
     }
 
     /// The route for `path`, if any.
-    pub fn route(&self, path: &str) -> Option<Arc<Route>> {
-        self.current.read().expect("routes lock").router.route(path).map(|(_, route)| route.clone())
+    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
+        self.router.route(path).map(|(_, route)| route)
     }
 
     /// How many routes there are.
-    pub fn count(&self) -> usize {
-        self.current.read().expect("routes lock").router.iter().count()
+    pub fn route_count(&self) -> usize {
+        self.router.iter().count()
+    }
+
+    /// The instance permits (`max_instances`) of this generation's requests.
+    pub fn instances(&self) -> &Arc<Semaphore> {
+        &self.instances
+    }
+
+    /// The same routes, settings and admission, loaded into a fresh runtime from the compile
+    /// cache.
+    fn reloaded(&self) -> anyhow::Result<Self> {
+        anyhow::ensure!(self.cache.is_some(), "there is no compile cache");
+        let runtime = Runtime::new(&self.limits, self.cache.clone())?;
+        anyhow::ensure!(runtime.pooling(), "a new instance pool cannot be reserved now");
+        // Each cache entry is loaded once, however many routes serve its component.
+        let mut reloaded: HashMap<PathBuf, Guest> = HashMap::new();
+        let routes = self
+            .router
+            .iter()
+            .map(|(prefix, route)| {
+                let guest = match route.guest.cache_entry().and_then(|entry| reloaded.get(entry)) {
+                    Some(done) => done.with_settings_of(&route.guest),
+                    None => {
+                        let guest = runtime.reload(&route.guest).with_context(|| format!("route {prefix}"))?;
+                        if let Some(entry) = guest.cache_entry() {
+                            reloaded.insert(entry.to_owned(), guest.clone());
+                        }
+                        guest
+                    }
+                };
+                Ok((prefix.to_owned(), Arc::new(Route { guest, ..Route::clone(route) })))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            number: self.number,
+            settings: self.settings.clone(),
+            router: Router::new(routes),
+            runtime,
+            instances: self.instances.clone(),
+            limits: self.limits.clone(),
+            cache: self.cache.clone(),
+        })
+    }
+}
+
+/// The generation in force, and what it takes to build the next.
+#[derive(Debug)]
+pub struct Generations {
+    /// The generation in force; replaced whole by [`Generations::reload`] and
+    /// [`Generations::release_pool`].
+    current: RwLock<Arc<Generation>>,
+    /// How the command line configured the compile cache.
+    cache: CacheChoice,
+    /// The process's anonymous memory when the current pool was fresh: once the routes were
+    /// loaded, or after the last release.
+    fresh_anonymous: AtomicU64,
+}
+
+impl Generations {
+    /// Builds the first generation from `manifest`.
+    pub fn load(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Self> {
+        let first = Generation::build(1, manifest, cache)?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(first)),
+            cache: cache.clone(),
+            fresh_anonymous: AtomicU64::new(heap::anonymous_resident()),
+        })
+    }
+
+    /// The generation in force.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.read().expect("generation lock").clone()
+    }
+
+    /// Builds the next generation from `manifest` and puts it in force; returns it. On an
+    /// error the generation in force stays.
+    pub fn reload(&self, manifest: &Manifest) -> anyhow::Result<Arc<Generation>> {
+        let number = self.current().number + 1;
+        let next = Arc::new(Generation::build(number, manifest, &self.cache)?);
+        *self.current.write().expect("generation lock") = next.clone();
+        heap::trim();
+        self.fresh_anonymous.store(heap::anonymous_resident(), Ordering::Relaxed);
+        Ok(next)
     }
 
     /// Gives the instance pool's memory back if its unused slots hold more than
@@ -138,16 +227,23 @@ impl Routes {
     /// them ends, and the heap is trimmed of what they freed. Called when no request is in
     /// flight, once the heap is trimmed (`heap::IdleTrim`). Without the compile cache (or with an
     /// entry gone from it) the pool stays as it is, rather than compile every component again
-    /// or load a component file that may have changed since the server started.
+    /// or load a component file that may have changed since the generation was built.
     pub fn release_pool(&self) {
-        let old = self.current.read().expect("routes lock").clone();
-        let Some(resident) = self.pool_resident(&old.runtime).filter(|&bytes| bytes > self.idle_pool_resident) else {
+        let old = self.current();
+        let Some(resident) = self.pool_resident(&old.runtime).filter(|&bytes| bytes > old.settings.idle_pool_resident) else {
             return;
         };
         let started = Instant::now();
-        match self.reloaded(&old) {
+        match old.reloaded() {
             Ok(fresh) => {
-                *self.current.write().expect("routes lock") = Arc::new(fresh);
+                {
+                    let mut current = self.current.write().expect("generation lock");
+                    // A reload since `old` was read has put a fresh pool in force already.
+                    if !Arc::ptr_eq(&current, &old) {
+                        return;
+                    }
+                    *current = Arc::new(fresh);
+                }
                 drop(old);
                 // The new baseline is taken on a trimmed heap, as the next check will be.
                 heap::trim();
@@ -175,33 +271,6 @@ impl Routes {
         let reported = runtime.pool_unused_resident().filter(|&bytes| bytes > 0)?;
         let grown = heap::anonymous_resident().saturating_sub(self.fresh_anonymous.load(Ordering::Relaxed));
         Some(reported.max(grown))
-    }
-
-    /// Every route of `old` loaded into a fresh runtime from the compile cache.
-    fn reloaded(&self, old: &Loaded) -> anyhow::Result<Loaded> {
-        anyhow::ensure!(self.cache.is_some(), "there is no compile cache");
-        let runtime = Runtime::new(&self.limits, self.cache.clone())?;
-        anyhow::ensure!(runtime.pooling(), "a new instance pool cannot be reserved now");
-        // Each cache entry is loaded once, however many routes serve its component.
-        let mut reloaded: HashMap<PathBuf, Guest> = HashMap::new();
-        let routes = old
-            .router
-            .iter()
-            .map(|(prefix, route)| {
-                let guest = match route.guest.cache_entry().and_then(|entry| reloaded.get(entry)) {
-                    Some(done) => done.with_settings_of(&route.guest),
-                    None => {
-                        let guest = runtime.reload(&route.guest).with_context(|| format!("route {prefix}"))?;
-                        if let Some(entry) = guest.cache_entry() {
-                            reloaded.insert(entry.to_owned(), guest.clone());
-                        }
-                        guest
-                    }
-                };
-                Ok((prefix.to_owned(), Arc::new(Route { guest, ..Route::clone(route) })))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Loaded { router: Router::new(routes), runtime })
     }
 }
 
