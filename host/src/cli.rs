@@ -63,6 +63,10 @@ struct ServeArgs {
     /// FastCGI listen address(es), replacing the manifest's: `HOST:PORT` or `unix:/path`.
     #[arg(long, env = "TETHER_FASTCGI", value_delimiter = ',')]
     fastcgi: Vec<ListenAddr>,
+    /// The admin listener (`/ping`, `/status`, `/metrics`), replacing the manifest's:
+    /// `HOST:PORT` or `unix:/path`.
+    #[arg(long, env = "TETHER_ADMIN")]
+    admin: Option<ListenAddr>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -193,6 +197,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if !args.fastcgi.is_empty() {
             manifest.server.fastcgi.clone_from(&args.fastcgi);
+        }
+        if args.admin.is_some() {
+            manifest.server.admin.clone_from(&args.admin);
         }
         Ok(manifest)
     };

@@ -17,7 +17,8 @@
 //!   instance pool back.
 //! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
-//! - [`server`], [`cli`], [`build`], [`probe`]: the process around it.
+//! - [`server`], [`cli`], [`build`], [`probe`]: the process around it; [`admin`]: its status
+//!   page and metrics.
 //!
 //! # Cancel safety
 //! What happens when a future is dropped:
@@ -34,6 +35,7 @@
 //! - **A connection task** is only ever stopped between requests (idle timeout, shutdown); while
 //!   a request runs it waits for the response to be released.
 
+pub mod admin;
 #[cfg(test)]
 mod arbitrary;
 pub mod build;

@@ -10,7 +10,7 @@ use crate::generation::CacheChoice;
 use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
 use crate::net::{Accepted, Listener};
 use crate::request::Protocol;
-use crate::{fastcgi, http1, sched};
+use crate::{admin, fastcgi, http1, sched};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,16 +118,23 @@ pub struct Server {
     dispatcher: Arc<Dispatcher>,
     /// Bound listeners, by protocol and the address the manifest gives.
     listeners: Vec<(Protocol, ListenAddr, Listener)>,
+    /// The admin listener, if it is on.
+    admin: Option<Listener>,
     /// The settings the server started with, for those a reload cannot change.
     started: Arc<ServerSettings>,
 }
 
-/// A `[server]` setting, read from the settings.
-type Setting = fn(&ServerSettings) -> usize;
+/// A `[server]` setting, read from the settings and shown as the log shows it.
+type Setting = fn(&ServerSettings) -> String;
 
-/// The settings only a restart changes: the thread pools and the connection limit are made once.
-const RESTART_SETTINGS: &[(&str, Setting)] =
-    &[("io_threads", |s| s.io_threads), ("guest_threads", |s| s.guest_threads), ("max_connections", |s| s.max_connections)];
+/// The settings only a restart changes: the thread pools, the connection limit and the admin
+/// listener are made once.
+const RESTART_SETTINGS: &[(&str, Setting)] = &[
+    ("io_threads", |s| s.io_threads.to_string()),
+    ("guest_threads", |s| s.guest_threads.to_string()),
+    ("max_connections", |s| s.max_connections.to_string()),
+    ("admin", |s| format!("{:?}", s.admin)),
+];
 
 /// The listeners `settings` asks for, by protocol and address.
 fn wanted_listeners(settings: &ServerSettings) -> impl Iterator<Item = (Protocol, &ListenAddr)> {
@@ -188,7 +195,11 @@ impl Server {
             anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");
         }
         let listeners = bind_new(server, |_, _| false).await?;
-        Ok(Server { dispatcher, listeners, started: Arc::new(server.clone()) })
+        let admin = match &server.admin {
+            Some(addr) => Some(Listener::bind(addr, server.socket_mode).await?),
+            None => None,
+        };
+        Ok(Server { dispatcher, listeners, admin, started: Arc::new(server.clone()) })
     }
 
     /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP.
@@ -203,6 +214,9 @@ impl Server {
             connections: TaskTracker::new(),
             limit: Arc::new(Semaphore::new(self.started.max_connections)),
         };
+        if let (Some(listener), Some(metrics)) = (self.admin, self.dispatcher.metrics()) {
+            tokio::spawn(admin::serve(listener, self.dispatcher.clone(), metrics.clone(), shutdown.clone()));
+        }
         let mut open: HashMap<(Protocol, ListenAddr), Accepting> = HashMap::new();
         for (protocol, addr, listener) in self.listeners {
             open.insert((protocol, addr), acceptor.start(protocol, listener));
@@ -216,10 +230,15 @@ impl Server {
                         let reload = reload(&read, &acceptor, &self.started, &mut open);
                         tokio::select! {
                             () = shutdown.cancelled() => break,
-                            result = reload => if let Err(error) = result {
-                                failed_reloads += 1;
-                                tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
-                            },
+                            result = reload => {
+                                if let Some(metrics) = self.dispatcher.metrics() {
+                                    metrics.reloaded(result.is_ok());
+                                }
+                                if let Err(error) = result {
+                                    failed_reloads += 1;
+                                    tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
+                                }
+                            }
                         }
                     }
                 }
@@ -320,6 +339,7 @@ async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor,
         };
         let dispatcher = acceptor.dispatcher.clone();
         let shutdown = acceptor.shutdown.clone();
+        let open = dispatcher.metrics().map(|metrics| metrics.connection_opened(protocol));
         acceptor.connections.spawn(async move {
             match (protocol, stream) {
                 (Protocol::Http, Accepted::Tcp(s)) => http1::serve(s, dispatcher, shutdown).await,
@@ -327,7 +347,7 @@ async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor,
                 (Protocol::FastCgi, Accepted::Tcp(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
                 (Protocol::FastCgi, Accepted::Unix(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
             }
-            drop(permit);
+            drop((permit, open));
         });
     }
 }

@@ -100,7 +100,7 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 }
 
 /// `<target>`: the cargo target directory of the running binary.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     profile_dir().parent().expect("<target>").to_path_buf()
 }
 
@@ -265,7 +265,8 @@ impl Server {
                     let addr = event["addr"].as_str().unwrap_or_default().to_owned();
                     match event["protocol"].as_str() {
                         Some("http") => http = Some(addr),
-                        _ => fastcgi.push(addr),
+                        Some("fastcgi") => fastcgi.push(addr),
+                        _ => {}
                     }
                 }
             }
@@ -398,6 +399,16 @@ impl Server {
                 .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
                 .filter_map(|e| e["req"].as_u64())
                 .find(|&req| older.is_none_or(|older| req > older))
+        })
+    }
+
+    /// The admin listener's address (`[server] admin`), once it listens.
+    pub fn admin(&self) -> String {
+        self.wait_for("the admin listener", |events| {
+            events
+                .iter()
+                .find(|e| e["message"] == "listening" && e["protocol"] == "admin")
+                .and_then(|e| e["addr"].as_str().map(str::to_owned))
         })
     }
 

@@ -2,7 +2,8 @@
 //! (completed, or failed with the status its outcome calls for), its access line, and the
 //! teardown of its instance after all of that.
 
-use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE};
+use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, log_and_count};
+use crate::admin::Metrics;
 use crate::generation::Route;
 use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, abort_latency};
 use crate::runtime::{GuestFailure, Spent};
@@ -10,23 +11,43 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// The states of the requests whose task has not finished, by request id, so that a shutdown
-/// whose grace ran out can stop them.
+/// A request whose task has not finished.
+#[derive(Clone, Debug)]
+pub struct LiveRequest {
+    /// Its route's prefix.
+    pub route: Arc<str>,
+    /// The request method.
+    pub method: String,
+    /// The request target.
+    pub target: String,
+    /// When its head was complete.
+    pub since: Instant,
+    /// Its state, shared with its front end.
+    pub state: Arc<RequestState>,
+}
+
+/// The requests whose task has not finished, by request id, so that a shutdown whose grace ran
+/// out can stop them and `/status` can list them.
 #[derive(Debug, Default)]
-pub(super) struct LiveRequests(Mutex<HashMap<u64, Arc<RequestState>>>);
+pub(super) struct LiveRequests(Mutex<HashMap<u64, LiveRequest>>);
 
 impl LiveRequests {
-    pub(super) fn insert(&self, id: u64, state: Arc<RequestState>) {
-        self.0.lock().expect("live requests").insert(id, state);
+    pub(super) fn insert(&self, id: u64, request: LiveRequest) {
+        self.0.lock().expect("live requests").insert(id, request);
     }
 
     fn remove(&self, id: u64) {
         self.0.lock().expect("live requests").remove(&id);
     }
 
+    /// Every request registered now, by id.
+    pub(super) fn snapshot(&self) -> Vec<(u64, LiveRequest)> {
+        self.0.lock().expect("live requests").iter().map(|(id, request)| (*id, request.clone())).collect()
+    }
+
     /// Times out every request still registered, for `reason`.
     pub(super) fn stop_all(&self, reason: KillReason) {
-        let states: Vec<_> = self.0.lock().expect("live requests").values().cloned().collect();
+        let states: Vec<_> = self.0.lock().expect("live requests").values().map(|request| request.state.clone()).collect();
         for state in states {
             state.time_out(reason);
         }
@@ -61,6 +82,8 @@ pub(super) struct Ending {
     pub spent: Option<Spent>,
     /// Where the request is registered as not finished.
     pub live: Arc<LiveRequests>,
+    /// Where the request is counted, when the admin listener is on.
+    pub metrics: Option<Arc<Metrics>>,
     /// Held until the instance is gone, which frees the slot.
     pub _slot: InstanceSlot,
 }
@@ -99,7 +122,7 @@ impl Ending {
             }
         };
         let killed = result.is_err() && state.kill_reason() == Some(KillReason::Aborted);
-        AccessRecord {
+        let record = AccessRecord {
             id: self.id,
             conn: self.arrival.conn_id,
             protocol: self.arrival.protocol,
@@ -114,8 +137,8 @@ impl Ending {
             stopped_mono_ns: result.is_err().then_some(self.stopped_mono_ns),
             detail: detail.as_deref(),
             guest_thread: self.guest_thread.name(),
-        }
-        .log();
+        };
+        log_and_count(self.metrics.as_deref(), Some(&route.path), &record);
         drop(output);
         self.live.remove(self.id);
         // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.

@@ -9,6 +9,9 @@
 
 mod ending;
 
+pub use ending::LiveRequest;
+
+use crate::admin::Metrics;
 use crate::generation::{CacheChoice, Generation, Generations, Route};
 use crate::heap::{Busy, IdleTrim};
 use crate::manifest::{GuestStart, Manifest, ServerSettings};
@@ -51,6 +54,8 @@ pub struct Dispatcher {
     live: Arc<LiveRequests>,
     /// Where request tasks run.
     executors: Executors,
+    /// What the admin listener reports; `None` when it is off, and nothing is counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
@@ -165,6 +170,7 @@ pub struct Start {
 impl Dispatcher {
     /// A dispatcher over `routes`. Requests will run on `executors`.
     pub fn new(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> anyhow::Result<Self> {
+        let metrics = manifest.server.admin.is_some().then(|| Arc::new(Metrics::default()));
         let generations = Arc::new(Generations::load(manifest, cache)?);
         let idle_trim = Arc::new(IdleTrim::default());
         let releaser = generations.clone();
@@ -177,6 +183,7 @@ impl Dispatcher {
             tasks: TaskTracker::new(),
             live: Arc::default(),
             executors,
+            metrics,
         })
     }
 
@@ -188,6 +195,16 @@ impl Dispatcher {
     /// The generation in force.
     pub fn generation(&self) -> Arc<Generation> {
         self.generations.current()
+    }
+
+    /// What the admin listener reports, if it is on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The requests whose task has not finished, by id.
+    pub fn live_requests(&self) -> Vec<(u64, LiveRequest)> {
+        self.live.snapshot()
     }
 
     /// Builds the next generation from `manifest` and puts it in force: new requests use it,
@@ -216,6 +233,9 @@ impl Dispatcher {
             Err(_) => match tokio::time::timeout(ADMISSION_WAIT, instances.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 _ => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.max_instances_reached();
+                    }
                     tracing::warn!("all guest instances are busy; answering 503");
                     return Err(Refusal::overloaded());
                 }
@@ -227,7 +247,7 @@ impl Dispatcher {
 
     /// Logs a request the front end answered with `refusal`, after `bytes` went out.
     pub fn log_refused(&self, arrival: &Arrival, head: Option<&RequestHead>, refusal: &Refusal, bytes: u64) {
-        AccessRecord {
+        let record = AccessRecord {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             conn: arrival.conn_id,
             protocol: arrival.protocol,
@@ -242,8 +262,8 @@ impl Dispatcher {
             stopped_mono_ns: None,
             detail: Some(&refusal.detail),
             guest_thread: None,
-        }
-        .log();
+        };
+        log_and_count(self.metrics.as_deref(), None, &record);
     }
 
     /// Spawns the request's task and returns at once. The task runs on the guest runtime, or,
@@ -292,7 +312,14 @@ impl Dispatcher {
         let stderr = sink.stderr();
         let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, state.clone(), route.output_buffer)));
         let invocation = Invocation { id, head, body, output: output.clone(), state: state.clone(), stderr };
-        self.live.insert(id, state.clone());
+        let live = LiveRequest {
+            route: route.path.clone(),
+            method: method.clone(),
+            target: target.clone(),
+            since: arrival.at,
+            state: state.clone(),
+        };
+        self.live.insert(id, live);
         let deadline = async {
             match route.request_timeout {
                 Some(limit) => tokio::time::sleep(limit).await,
@@ -339,6 +366,7 @@ impl Dispatcher {
             guest_thread: std::thread::current(),
             spent,
             live: self.live.clone(),
+            metrics: self.metrics.clone(),
             _slot: slot,
         };
         let stopped_in_host_call = ending.stopped_in_host_call();
@@ -353,5 +381,14 @@ impl Dispatcher {
         } else {
             finish.await;
         }
+    }
+}
+
+/// Writes a request's access line and, when the admin listener is on, counts it; `route` is its
+/// route's prefix (none for a request refused before routing).
+fn log_and_count(metrics: Option<&Metrics>, route: Option<&Arc<str>>, record: &AccessRecord<'_>) {
+    record.log();
+    if let Some(metrics) = metrics {
+        metrics.request_ended(route, record);
     }
 }

@@ -171,6 +171,8 @@ pub struct ServerSettings {
     pub listen: Vec<ListenAddr>,
     /// FastCGI listeners.
     pub fastcgi: Vec<ListenAddr>,
+    /// The admin listener (`/ping`, `/status`, `/metrics`; it never runs guests), off unless set.
+    pub admin: Option<ListenAddr>,
     /// Permission bits of the Unix socket files the server listens on, HTTP and FastCGI alike
     /// (php-fpm's `listen.mode`): who may connect.
     pub socket_mode: u32,
@@ -428,18 +430,16 @@ impl Manifest {
             if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
         };
 
+        let listener = |entry: &Spanned<String>, field: String| {
+            entry.get_ref().parse::<ListenAddr>().map_err(|message| at(entry.span(), field, message))
+        };
         let listeners = |entries: &[Spanned<String>], name: &str| {
-            entries
-                .iter()
-                .enumerate()
-                .map(|(i, entry)| {
-                    entry.get_ref().parse::<ListenAddr>().map_err(|message| at(entry.span(), format!("server.{name}[{i}]"), message))
-                })
-                .collect::<Result<Vec<_>, _>>()
+            entries.iter().enumerate().map(|(i, entry)| listener(entry, format!("server.{name}[{i}]"))).collect::<Result<Vec<_>, _>>()
         };
         let server = ServerSettings {
             listen: listeners(&raw.server.listen, "listen")?,
             fastcgi: listeners(&raw.server.fastcgi, "fastcgi")?,
+            admin: raw.server.admin.as_ref().map(|entry| listener(entry, "server.admin".to_owned())).transpose()?,
             socket_mode: raw.server.socket_mode,
             fastcgi_route_by: raw.server.fastcgi_route_by,
             max_connections: raw.server.max_connections,

@@ -36,6 +36,7 @@ pub(super) struct RawManifest {
 pub(super) struct RawServer {
     pub(super) listen: Vec<Spanned<String>>,
     pub(super) fastcgi: Vec<Spanned<String>>,
+    pub(super) admin: Option<Spanned<String>>,
     #[serde(deserialize_with = "socket_mode")]
     pub(super) socket_mode: u32,
     pub(super) fastcgi_route_by: RouteBy,
@@ -77,6 +78,7 @@ impl Default for RawServer {
         RawServer {
             listen: Vec::new(),
             fastcgi: Vec::new(),
+            admin: None,
             socket_mode: DEFAULT_SOCKET_MODE,
             fastcgi_route_by: RouteBy::RequestUri,
             max_connections: DEFAULT_MAX_CONNECTIONS,

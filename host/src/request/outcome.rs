@@ -28,6 +28,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`outcome as usize` indexes it).
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Completed,
+        Outcome::FinishedEarly,
+        Outcome::AbortedTrapped,
+        Outcome::AbortedIgnored,
+        Outcome::Timeout,
+        Outcome::Trapped,
+        Outcome::Rejected,
+    ];
+
     /// The name used in logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -233,6 +233,17 @@ impl RequestState {
         self.gate.compare_exchange(PARKED, POLLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Whether a thread is running the guest now (in Wasm, or in a host call that has not
+    /// yielded), rather than the guest waiting in a host call (sleeping, reading, writing).
+    pub fn in_guest(&self) -> bool {
+        self.gate.load(Ordering::Acquire) == POLLED
+    }
+
+    /// Whether the complete response is being (or was) written ([`Self::mark_responded`]).
+    pub fn responded(&self) -> bool {
+        self.responded.load(Ordering::Acquire)
+    }
+
     /// Closes the gate after polling the guest, if it is not done: it is parked again.
     pub fn leave_guest(&self) {
         let _ = self.gate.compare_exchange(POLLED, PARKED, Ordering::AcqRel, Ordering::Acquire);

@@ -1,0 +1,91 @@
+//! The admin listener, off unless `[server] admin` (or `--admin`) names an address: `/ping`
+//! answers `pong`, `/status` shows what the server is doing ([`status`]), `/metrics` gives the
+//! [`metrics`] as OpenMetrics text. It speaks HTTP/1.1 through hyper, on the I/O threads, and
+//! never runs a guest.
+
+mod metrics;
+mod status;
+
+pub use metrics::{Metrics, OpenConnection};
+
+use crate::dispatch::Dispatcher;
+use crate::net::{Accepted, Listener};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use status::{Format, Status};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The content type of OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Answers admin requests on `listener` until `shutdown`.
+pub async fn serve(listener: Listener, dispatcher: Arc<Dispatcher>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    tracing::info!(protocol = "admin", addr = %listener.local_addr(), "listening");
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, protocol = "admin", "accept failed");
+                continue;
+            }
+        };
+        let (dispatcher, metrics, shutdown) = (dispatcher.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, &dispatcher, &metrics);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            let served = async {
+                match stream {
+                    Accepted::Tcp(stream) => http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await,
+                    Accepted::Unix(stream) => http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                result = served => if let Err(error) = result {
+                    tracing::debug!(%error, "admin connection");
+                },
+            }
+        });
+    }
+}
+
+/// The answer to one admin request.
+fn respond<B>(request: &Request<B>, dispatcher: &Dispatcher, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let query: Vec<&str> = request.uri().query().unwrap_or_default().split('&').collect();
+    let flag = |name: &str| query.iter().any(|item| item.split('=').next() == Some(name));
+    let (content_type, body) = match request.uri().path() {
+        "/ping" => ("text/plain; charset=utf-8", "pong\n".to_owned()),
+        "/metrics" => (OPENMETRICS, metrics.encode()),
+        "/status" => {
+            let format = [("json", Format::Json), ("html", Format::Html), ("openmetrics", Format::OpenMetrics)]
+                .into_iter()
+                .find_map(|(name, format)| flag(name).then_some(format))
+                .unwrap_or(Format::Text);
+            let content_type = match format {
+                Format::Text => "text/plain; charset=utf-8",
+                Format::Json => "application/json",
+                Format::Html => "text/html; charset=utf-8",
+                Format::OpenMetrics => OPENMETRICS,
+            };
+            (content_type, Status::take(dispatcher, metrics).render(format, flag("full"), metrics))
+        }
+        _ => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"not found: /ping, /status, /metrics\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return response;
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
+}
