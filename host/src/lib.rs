@@ -18,7 +18,7 @@
 //! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
 //! - [`server`], [`cli`], [`build`], [`probe`]: the process around it; [`admin`]: its status
-//!   page and metrics.
+//!   page and metrics; [`systemd`]: socket activation and readiness notification.
 //!
 //! # Cancel safety
 //! What happens when a future is dropped:
@@ -55,4 +55,5 @@ pub mod runtime;
 pub mod scaffold;
 pub mod sched;
 pub mod server;
+pub mod systemd;
 pub mod units;

@@ -102,8 +102,9 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// A Unix socket, with the path to remove on shutdown.
-    Unix(UnixListener, std::path::PathBuf),
+    /// A Unix socket, with its path, and whether the path is removed when the listener goes
+    /// (a socket the server bound itself, not one it inherited).
+    Unix(UnixListener, std::path::PathBuf, bool),
 }
 
 /// An accepted connection.
@@ -135,8 +136,28 @@ impl Listener {
                 let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                     .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-                Ok(Listener::Unix(listener, path.clone()))
+                Ok(Listener::Unix(listener, path.clone(), true))
             }
+        }
+    }
+
+    /// A listening socket the server inherited (systemd's socket activation), with its
+    /// address. Its file, for a Unix socket, stays when the listener goes: it is the service
+    /// manager's.
+    pub fn inherit(fd: std::os::fd::OwnedFd) -> anyhow::Result<(ListenAddr, Listener)> {
+        use rustix::net::AddressFamily;
+        let domain = rustix::net::sockopt::socket_domain(&fd).context("an inherited file descriptor is not a socket")?;
+        if domain == AddressFamily::UNIX {
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            listener.set_nonblocking(true)?;
+            let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf).context("an inherited Unix socket has no path")?;
+            Ok((ListenAddr::Unix(path.clone()), Listener::Unix(UnixListener::from_std(listener)?, path, false)))
+        } else if domain == AddressFamily::INET || domain == AddressFamily::INET6 {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok((ListenAddr::Tcp(listener.local_addr()?), Listener::Tcp(TcpListener::from_std(listener)?)))
+        } else {
+            anyhow::bail!("an inherited socket is neither TCP nor a Unix socket")
         }
     }
 
@@ -144,7 +165,7 @@ impl Listener {
     pub fn local_addr(&self) -> String {
         match self {
             Listener::Tcp(listener) => listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()),
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(_, path, _) => format!("unix:{}", path.display()),
         }
     }
 
@@ -157,14 +178,14 @@ impl Listener {
                 stream.set_nodelay(true)?;
                 Ok(Accepted::Tcp(stream))
             }
-            Listener::Unix(listener, _) => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
+            Listener::Unix(listener, _, _) => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Listener::Unix(_, path, true) = self {
             let _ = std::fs::remove_file(path);
         }
     }

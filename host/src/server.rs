@@ -10,8 +10,9 @@ use crate::generation::CacheChoice;
 use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
 use crate::net::{Accepted, Listener};
 use crate::request::Protocol;
-use crate::{admin, fastcgi, http1, sched};
+use crate::{admin, fastcgi, http1, sched, systemd};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -35,13 +36,14 @@ const RELOAD_FAILED: &str = "reload failed; serving on with the generation in fo
 pub fn serve(read: ManifestReader, cache: &CacheChoice) -> anyhow::Result<()> {
     raise_file_limit();
     let manifest = read()?;
+    let passed = systemd::passed_sockets()?;
     let settings = &manifest.server;
     let guests = runtime("tether-guest", settings.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
     let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
     let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
     let io = runtime("tether-io", settings.io_threads, sched::mark_io_thread)?;
     io.block_on(async {
-        let server = Server::bind(&manifest, cache, executors).await?;
+        let server = Server::bind(&manifest, cache, executors, passed).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
         server.run(read, shutdown).await;
@@ -120,6 +122,8 @@ pub struct Server {
     listeners: Vec<(Protocol, ListenAddr, Listener)>,
     /// The admin listener, if it is on.
     admin: Option<Listener>,
+    /// Whether the listeners are sockets systemd passed, which reloads leave alone.
+    activated: bool,
     /// The settings the server started with, for those a reload cannot change.
     started: Arc<ServerSettings>,
 }
@@ -187,19 +191,37 @@ impl Acceptor {
 
 impl Server {
     /// Loads the manifest's routes and binds its listeners (on the current runtime, which
-    /// serves the sockets); requests will run on `executors`.
-    pub async fn bind(manifest: &Manifest, cache: &CacheChoice, executors: Executors) -> anyhow::Result<Server> {
+    /// serves the sockets), or, with socket activation, takes the `passed` sockets instead;
+    /// requests will run on `executors`.
+    pub async fn bind(
+        manifest: &Manifest,
+        cache: &CacheChoice,
+        executors: Executors,
+        passed: Vec<(Protocol, OwnedFd)>,
+    ) -> anyhow::Result<Server> {
         let dispatcher = Arc::new(Dispatcher::new(manifest, cache, executors)?);
         let server = &manifest.server;
-        if server.listen.is_empty() && server.fastcgi.is_empty() {
-            anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");
-        }
-        let listeners = bind_new(server, |_, _| false).await?;
+        let activated = !passed.is_empty();
+        let listeners = if activated {
+            tracing::info!(
+                sockets = passed.len(),
+                "socket activation: serving the sockets the service manager passed, not the manifest's listen and fastcgi"
+            );
+            passed
+                .into_iter()
+                .map(|(protocol, fd)| Listener::inherit(fd).map(|(addr, listener)| (protocol, addr, listener)))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        } else {
+            if server.listen.is_empty() && server.fastcgi.is_empty() {
+                anyhow::bail!("nothing to listen on: set [server] listen or fastcgi, or pass --listen / --fastcgi");
+            }
+            bind_new(server, |_, _| false).await?
+        };
         let admin = match &server.admin {
             Some(addr) => Some(Listener::bind(addr, server.socket_mode).await?),
             None => None,
         };
-        Ok(Server { dispatcher, listeners, admin, started: Arc::new(server.clone()) })
+        Ok(Server { dispatcher, listeners, admin, activated, started: Arc::new(server.clone()) })
     }
 
     /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP.
@@ -221,13 +243,15 @@ impl Server {
         for (protocol, addr, listener) in self.listeners {
             open.insert((protocol, addr), acceptor.start(protocol, listener));
         }
+        systemd::ready();
         let mut failed_reloads = 0u64;
         match hangup {
             Ok(mut hangup) => loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     Some(()) = hangup.recv() => {
-                        let reload = reload(&read, &acceptor, &self.started, &mut open);
+                        systemd::reloading();
+                        let reload = reload(&read, &acceptor, &self.started, self.activated, &mut open);
                         tokio::select! {
                             () = shutdown.cancelled() => break,
                             result = reload => {
@@ -238,6 +262,7 @@ impl Server {
                                     failed_reloads += 1;
                                     tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
                                 }
+                                systemd::ready();
                             }
                         }
                     }
@@ -248,6 +273,7 @@ impl Server {
                 shutdown.cancelled().await;
             }
         }
+        systemd::stopping();
         tracing::info!("shutting down: no new connections; waiting for running requests");
         drop(open);
         acceptor.accepting.close();
@@ -271,11 +297,13 @@ impl Server {
 /// adds first (a reload that cannot bind them fails whole), then builds the generation (off
 /// the I/O threads: compiling a new component takes a while), then starts accepting on the
 /// new listeners and stops accepting on those it dropped, whose connections carry on until
-/// they end. Settings only a restart changes are named in the log.
+/// they end. With socket activation (`activated`) the listeners stay as systemd passed them.
+/// Settings only a restart changes are named in the log.
 async fn reload(
     read: &ManifestReader,
     acceptor: &Acceptor,
     started: &ServerSettings,
+    activated: bool,
     open: &mut HashMap<(Protocol, ListenAddr), Accepting>,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
@@ -283,10 +311,11 @@ async fn reload(
     let read = read.clone();
     let manifest = Arc::new(tokio::task::spawn_blocking(move || read()).await??);
     let settings = &manifest.server;
-    if settings.listen.is_empty() && settings.fastcgi.is_empty() {
+    if !activated && settings.listen.is_empty() && settings.fastcgi.is_empty() {
         anyhow::bail!("nothing to listen on: set [server] listen or fastcgi");
     }
-    let added = bind_new(settings, |protocol, addr| open.contains_key(&(protocol, addr.clone()))).await?;
+    let added =
+        if activated { Vec::new() } else { bind_new(settings, |protocol, addr| open.contains_key(&(protocol, addr.clone()))).await? };
     let dispatcher = acceptor.dispatcher.clone();
     let next = {
         let manifest = manifest.clone();
@@ -297,7 +326,7 @@ async fn reload(
     }
     let wanted: Vec<(Protocol, &ListenAddr)> = wanted_listeners(settings).collect();
     let dropped: Vec<(Protocol, ListenAddr)> =
-        open.keys().filter(|(protocol, addr)| !wanted.contains(&(*protocol, addr))).cloned().collect();
+        if activated { Vec::new() } else { open.keys().filter(|(protocol, addr)| !wanted.contains(&(*protocol, addr))).cloned().collect() };
     for key in dropped {
         let accepting = open.remove(&key).expect("an open listener");
         accepting.stop.cancel();
