@@ -67,6 +67,9 @@ struct ServeArgs {
     /// `HOST:PORT` or `unix:/path`.
     #[arg(long, env = "TETHER_ADMIN")]
     admin: Option<ListenAddr>,
+    /// Reloads when the manifest or a component file it names changes (for development).
+    #[arg(long, env = "TETHER_WATCH")]
+    watch: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -188,6 +191,7 @@ fn load_manifest(path: Option<&PathBuf>) -> Result<Manifest, ManifestError> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = args.cache.choice();
+    let watch = args.watch;
     // Read at start-up and again at each reload, with the command line's addresses in place
     // of the manifest's each time.
     let read = move || {
@@ -203,7 +207,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Ok(manifest)
     };
-    server::serve(Arc::new(read), &cache)
+    server::serve(Arc::new(read), &cache, watch)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {

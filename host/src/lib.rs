@@ -18,7 +18,8 @@
 //! - [`dispatch`]: admits requests (or refuses them), runs them, ends and logs them.
 //! - [`runtime`]: wasmtime — engine, compile cache, the store every world shares, the worlds.
 //! - [`server`], [`cli`], [`build`], [`probe`]: the process around it; [`admin`]: its status
-//!   page and metrics; [`systemd`]: socket activation and readiness notification.
+//!   page and metrics; [`systemd`]: socket activation and readiness notification; [`watch`]:
+//!   `--watch`, reloading when a file changes.
 //!
 //! # Cancel safety
 //! What happens when a future is dropped:
@@ -57,3 +58,4 @@ pub mod sched;
 pub mod server;
 pub mod systemd;
 pub mod units;
+pub mod watch;

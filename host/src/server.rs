@@ -1,6 +1,6 @@
 //! The server: its threads (the I/O, guest and reaper runtimes, at their priorities), its
 //! listeners, accepting connections (at most `max_connections` at once) and handing each to its
-//! front end; reloading on SIGHUP: the manifest read again becomes the next generation (see
+//! front end; reloading on SIGHUP (and, with `--watch`, when a file changes): the manifest read again becomes the next generation (see
 //! [`crate::generation`]), listeners it adds open and listeners it drops close; and shutting
 //! down gracefully on SIGINT or SIGTERM: listeners close, idle connections end, running
 //! requests get `shutdown_grace` to finish and are stopped after it.
@@ -10,6 +10,7 @@ use crate::generation::CacheChoice;
 use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
 use crate::net::{Accepted, Listener};
 use crate::request::Protocol;
+use crate::watch::Watch;
 use crate::{admin, fastcgi, http1, sched, systemd};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -30,10 +31,11 @@ const RELOADED: &str = "reloaded";
 const RELOAD_FAILED: &str = "reload failed; serving on with the generation in force";
 
 /// Serves the manifest `read` gives until SIGINT or SIGTERM, then shuts down gracefully; a
-/// second signal exits at once. SIGHUP reloads. Builds the server's runtimes: sockets on
+/// second signal exits at once. SIGHUP reloads, and with `watch` so does a change to the
+/// manifest or a component file it names. Builds the server's runtimes: sockets on
 /// `tether-io`, guests on `tether-guest` below them in priority, and the reaper below those
 /// (see [`crate::sched`]).
-pub fn serve(read: ManifestReader, cache: &CacheChoice) -> anyhow::Result<()> {
+pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::Result<()> {
     raise_file_limit();
     let manifest = read()?;
     let passed = systemd::passed_sockets()?;
@@ -44,9 +46,16 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice) -> anyhow::Result<()> {
     let io = runtime("tether-io", settings.io_threads, sched::mark_io_thread)?;
     io.block_on(async {
         let server = Server::bind(&manifest, cache, executors, passed).await?;
+        let watch = if watch {
+            let mut watch = Watch::new()?;
+            watch.files(manifest.files());
+            Some(watch)
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        server.run(read, shutdown).await;
+        server.run(read, shutdown, watch).await;
         Ok(())
     })
 }
@@ -224,11 +233,18 @@ impl Server {
         Ok(Server { dispatcher, listeners, admin, activated, started: Arc::new(server.clone()) })
     }
 
-    /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP.
-    pub async fn run(self, read: ManifestReader, shutdown: CancellationToken) {
+    /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP, and
+    /// when `watch` sees a file of the manifest in force change.
+    pub async fn run(self, read: ManifestReader, shutdown: CancellationToken, mut watch: Option<Watch>) {
         // Before the first `listening` line: from then on a SIGHUP reloads, where its default
         // action would end the process.
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot install the SIGHUP handler; SIGHUP does not reload");
+                None
+            }
+        };
         let acceptor = Acceptor {
             dispatcher: self.dispatcher.clone(),
             shutdown: shutdown.clone(),
@@ -245,32 +261,33 @@ impl Server {
         }
         systemd::ready();
         let mut failed_reloads = 0u64;
-        match hangup {
-            Ok(mut hangup) => loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    Some(()) = hangup.recv() => {
-                        systemd::reloading();
-                        let reload = reload(&read, &acceptor, &self.started, self.activated, &mut open);
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            result = reload => {
-                                if let Some(metrics) = self.dispatcher.metrics() {
-                                    metrics.reloaded(result.is_ok());
-                                }
-                                if let Err(error) = result {
-                                    failed_reloads += 1;
-                                    tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
-                                }
-                                systemd::ready();
+        loop {
+            let cause = tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = hung_up(&mut hangup) => "SIGHUP",
+                () = changed(&mut watch) => "a watched file changed",
+            };
+            systemd::reloading();
+            let reload = reload(&read, cause, &acceptor, &self.started, self.activated, &mut open);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                result = reload => {
+                    if let Some(metrics) = self.dispatcher.metrics() {
+                        metrics.reloaded(result.is_ok());
+                    }
+                    match result {
+                        Ok(manifest) => {
+                            if let Some(watch) = &mut watch {
+                                watch.files(manifest.files());
                             }
                         }
+                        Err(error) => {
+                            failed_reloads += 1;
+                            tracing::error!(error = format!("{error:#}"), failed_reloads, "{RELOAD_FAILED}");
+                        }
                     }
+                    systemd::ready();
                 }
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot install the SIGHUP handler; reloading is off");
-                shutdown.cancelled().await;
             }
         }
         systemd::stopping();
@@ -293,6 +310,25 @@ impl Server {
     }
 }
 
+/// Waits for a SIGHUP; forever without the handler.
+async fn hung_up(hangup: &mut Option<tokio::signal::unix::Signal>) {
+    let received = match hangup {
+        Some(hangup) => hangup.recv().await,
+        None => None,
+    };
+    if received.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits for a watched file to change; forever without `--watch`.
+async fn changed(watch: &mut Option<Watch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads the manifest again and puts the next generation in force: binds the listeners it
 /// adds first (a reload that cannot bind them fails whole), then builds the generation (off
 /// the I/O threads: compiling a new component takes a while), then starts accepting on the
@@ -301,13 +337,14 @@ impl Server {
 /// Settings only a restart changes are named in the log.
 async fn reload(
     read: &ManifestReader,
+    cause: &str,
     acceptor: &Acceptor,
     started: &ServerSettings,
     activated: bool,
     open: &mut HashMap<(Protocol, ListenAddr), Accepting>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<Manifest>> {
     let began = Instant::now();
-    tracing::info!("SIGHUP: reloading the manifest");
+    tracing::info!(cause, "reloading the manifest");
     let read = read.clone();
     let manifest = Arc::new(tokio::task::spawn_blocking(move || read()).await??);
     let settings = &manifest.server;
@@ -340,7 +377,7 @@ async fn reload(
         }
     }
     tracing::info!(generation = next.number, routes = next.route_count(), elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "{RELOADED}");
-    Ok(())
+    Ok(manifest)
 }
 
 /// Accepts connections on `listener`, at most `max_connections` open at once, and hands each to

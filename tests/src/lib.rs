@@ -203,7 +203,14 @@ impl Server {
     /// Starts a server with the manifest file at `path`, listening for HTTP on an ephemeral
     /// port.
     pub fn start_file(path: &Path) -> Server {
-        Self::launch_file(Some(path), fresh_dir("server"), &["--listen", "127.0.0.1:0"], None)
+        Self::start_file_with(path, &[])
+    }
+
+    /// Starts a server with the manifest file at `path` and the extra arguments `args`,
+    /// listening for HTTP on an ephemeral port.
+    pub fn start_file_with(path: &Path, args: &[&str]) -> Server {
+        let args: Vec<&str> = ["--listen", "127.0.0.1:0"].iter().chain(args).copied().collect();
+        Self::launch_file(Some(path), fresh_dir("server"), &args, None)
     }
 
     fn launch(manifest: Option<&Manifest>, args: &[&str], address_space_kib: Option<u64>) -> Server {

@@ -1,6 +1,7 @@
 //! Reloading on SIGHUP: under load from wrk, ten reloads (one of a broken manifest) fail no
 //! request, requests under way end as they would have, new requests get the new generation,
-//! and listeners the manifest adds open and those it drops close.
+//! and listeners the manifest adds open and those it drops close. With `--watch`, a changed
+//! manifest or component file reloads too.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -130,4 +131,41 @@ fn a_reload_opens_the_listeners_the_manifest_adds_and_closes_those_it_drops() {
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     // The HTTP listener the command line gave stays.
     assert_eq!(tests::get(server.addr(), "/").text(), "hello\n");
+}
+
+/// Writes `bytes` to `path` as a build does: into a file beside it, renamed over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, bytes).expect("writing");
+    std::fs::rename(&staged, path).expect("renaming");
+}
+
+#[test]
+fn watch_reloads_when_the_manifest_or_a_component_changes() {
+    let dir = tests::fresh_dir("watch");
+    let (path, component) = (dir.join("tether.toml"), dir.join("v.wasm"));
+    let guest = |name: &str| std::fs::read(tests::guest(name)).expect("a built guest");
+    replace(&component, &guest("hello"));
+    let manifest = |extra: &str| format!("[[route]]\npath = \"/v\"\ncomponent = \"v.wasm\"\n{extra}\n");
+    write(&path, &manifest(""));
+    let server = Server::start_file_with(&path, &["--watch"]);
+    assert!(serves_hello(&server));
+
+    // A new component file: the next generation serves it.
+    let mark = server.log_len();
+    replace(&component, &guest("headers"));
+    server.wait_for_since(mark, "the reload the component's change starts", |events| {
+        events.iter().find(|e| e["message"] == tests::RELOADED).cloned()
+    });
+    assert!(!serves_hello(&server));
+
+    // A changed manifest: its settings are in force.
+    let mark = server.log_len();
+    write(&path, &manifest("max_body_size = 10"));
+    server.wait_for_since(mark, "the reload the manifest's change starts", |events| {
+        events.iter().find(|e| e["message"] == tests::RELOADED).cloned()
+    });
+    let mut client = Client::connect(server.addr());
+    client.send("POST /v HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\nhello world");
+    assert_eq!(client.read_response().status, 413);
 }

@@ -350,6 +350,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The files it reads: itself (unless built in) and its routes' component files.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let origin = match &self.origin {
+            Origin::File(path) => Some(path.clone()),
+            Origin::Builtin => None,
+        };
+        let components = self.routes.iter().filter_map(|route| match &route.component {
+            ComponentSource::File(path) => Some(path.clone()),
+            ComponentSource::Builtin(..) => None,
+        });
+        origin.into_iter().chain(components).collect()
+    }
+
     /// Reads and validates the manifest at `path`. `builtin` resolves `builtin:NAME` components.
     pub fn load(path: &Path, builtin: impl Fn(&str) -> Option<(&'static str, &'static [u8])>) -> Result<Manifest, ManifestError> {
         Manifest::load_with(path, builtin, Components::MustExist)
