@@ -5,7 +5,11 @@
 //! parser must not be mirrored by the test's), every socket has a read timeout, and waiting is
 //! always for an event (a log line, a byte, a closed socket), never a sleep.
 
+pub mod apache;
+pub mod caddy;
 pub mod fcgi;
+pub mod foreground;
+pub mod front;
 pub mod matrix;
 pub mod nginx;
 
@@ -692,6 +696,35 @@ pub fn get(addr: &str, path: &str) -> Response {
     let mut client = Client::connect(addr);
     client.get(path);
     client.read_response()
+}
+
+/// Runs `check` on every row at once, each on a thread of its own named `name(row)`, and
+/// panics listing every row that failed (returned an error or panicked), so that one run shows
+/// every failure of a table.
+pub fn run_rows<R: Sync>(rows: &[R], name: impl Fn(&R) -> String, check: impl Fn(&R) -> Result<(), String> + Sync) {
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let running: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let check = &check;
+                let thread = std::thread::Builder::new().name(name(row));
+                (row, thread.spawn_scoped(scope, move || check(row)).expect("starting a row's thread"))
+            })
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|(row, thread)| match thread.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(failure)) => Some(format!("{}: {failure}", name(row))),
+                Err(panic) => Some(format!(
+                    "{}: panicked: {}",
+                    name(row),
+                    panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied()).unwrap_or("?")
+                )),
+            })
+            .collect()
+    });
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
 
 /// A manifest for a test server: `[server]` settings and routes. Every test file builds its

@@ -499,29 +499,7 @@ pub fn run(transport: Transport) {
             (server, Some(nginx), addr)
         }
     };
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let running: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                let (server, addr) = (&server, addr.as_str());
-                let thread = std::thread::Builder::new().name(row.name());
-                (row, thread.spawn_scoped(scope, move || check(server, addr, row)).expect("starting a row's thread"))
-            })
-            .collect();
-        running
-            .into_iter()
-            .filter_map(|(row, thread)| match thread.join() {
-                Ok(Ok(())) => None,
-                Ok(Err(failure)) => Some(format!("{}: {failure}", row.name())),
-                Err(panic) => Some(format!(
-                    "{}: panicked: {}",
-                    row.name(),
-                    panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied()).unwrap_or("?")
-                )),
-            })
-            .collect()
-    });
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+    crate::run_rows(&rows, Row::name, |row| check(&server, &addr, row));
 }
 
 /// Compiles every language's components into the tests' compile cache once per process, so

@@ -12,9 +12,9 @@ use host::net::write_all_vectored;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::{UnixListener, UnixStream};
 
-/// Tether's hello response as CGI output (`Status` line, the guest's header, the length Tether
-/// adds to a response whose guest never flushed, the body).
-const RESPONSE: &[u8] = b"Status: 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n";
+/// Tether's hello response as CGI output (the guest's header, the length Tether adds to a
+/// response whose guest never flushed, the body; a 200 has no `Status` line).
+const RESPONSE: &[u8] = b"content-type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n";
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: fastcgi_baseline SOCKET_PATH"))?;

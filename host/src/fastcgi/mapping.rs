@@ -132,20 +132,30 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     Ok(CgiRequest { head, route_path, content_length })
 }
 
-/// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3), the guest's headers,
-/// `Content-Length` when the whole body is known (and the status has one), and the blank line.
-/// With a length the web server passes the response on as it is instead of chunking it, as the
-/// HTTP front end frames a response whose guest never flushed (or that declared its length).
+/// The status a CGI response without a `Status` field has (RFC 3875 §6.3.3: "200 OK").
+const DEFAULT_STATUS: u16 = 200;
+
+/// Appends the CGI response header block: `Status` (RFC 3875 §6.3.3) unless it is 200, the
+/// guest's headers, `Content-Length` when the whole body is known (and the status has one), and
+/// the blank line. A 200 goes without `Status`, as php-fpm sends it: Caddy's FastCGI transport
+/// passes a `Status` field on to the client as a response header, and nginx and Apache take its
+/// absence for 200. A 200 with no other field still says its status, as a CGI response has at
+/// least one field (§6.2): Apache takes an empty header block for part of the body. With a
+/// length the web server passes the response on as it is instead of chunking it, as the HTTP
+/// front end frames a response whose guest never flushed (or that declared its length).
 pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: Option<usize>) {
-    let _ = write!(out, "Status: {} {}\r\n", head.status, reason_phrase(head.status));
+    let declared = head.declared_length.and_then(|length| usize::try_from(length).ok());
+    let length = body_len.or(declared).filter(|_| !head.bodiless());
+    if head.status != DEFAULT_STATUS || (head.headers.is_empty() && length.is_none()) {
+        let _ = write!(out, "Status: {} {}\r\n", head.status, reason_phrase(head.status));
+    }
     for (name, value) in &head.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let declared = head.declared_length.and_then(|length| usize::try_from(length).ok());
-    if let Some(len) = body_len.or(declared).filter(|_| !head.bodiless()) {
+    if let Some(len) = length {
         let _ = write!(out, "Content-Length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -246,24 +256,57 @@ mod tests {
 
     #[test]
     fn the_response_head_is_a_cgi_header_block() {
-        let mut head = ResponseHead::default();
-        head.set_status(404).unwrap();
-        head.set_header("content-type", "text/plain").unwrap();
-        let mut out = Vec::new();
-        response_head(&mut out, &head, None);
-        assert_eq!(out, b"Status: 404 Not Found\r\ncontent-type: text/plain\r\n\r\n");
-        out.clear();
-        response_head(&mut out, &head, Some(6));
-        assert_eq!(out, b"Status: 404 Not Found\r\ncontent-type: text/plain\r\nContent-Length: 6\r\n\r\n");
-        head.set_status(204).unwrap();
-        out.clear();
-        response_head(&mut out, &head, Some(6));
-        assert_eq!(out, b"Status: 204 No Content\r\ncontent-type: text/plain\r\n\r\n", "a 204 has no body to measure");
-        // A length the guest declared goes out with a streamed head too.
-        head.set_status(200).unwrap();
-        head.declared_length = Some(10);
-        out.clear();
-        response_head(&mut out, &head, None);
-        assert_eq!(out, b"Status: 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 10\r\n\r\n");
+        /// A response head and what it must become.
+        struct Case {
+            /// The guest's status.
+            status: u16,
+            /// The guest's headers.
+            headers: &'static [(&'static str, &'static str)],
+            /// A length the guest declared.
+            declared: Option<u64>,
+            /// The body's length, when the whole body is known.
+            body_len: Option<usize>,
+            /// The header block.
+            expected: &'static str,
+            /// What the case shows.
+            why: &'static str,
+        }
+        const TEXT: &[(&str, &str)] = &[("content-type", "text/plain")];
+        let case = |status, headers, declared, body_len, expected, why| Case { status, headers, declared, body_len, expected, why };
+        let cases = [
+            case(404, TEXT, None, None, "Status: 404 Not Found\r\ncontent-type: text/plain\r\n\r\n", "a streamed head"),
+            case(
+                404,
+                TEXT,
+                None,
+                Some(6),
+                "Status: 404 Not Found\r\ncontent-type: text/plain\r\nContent-Length: 6\r\n\r\n",
+                "a whole body",
+            ),
+            case(204, TEXT, None, Some(6), "Status: 204 No Content\r\ncontent-type: text/plain\r\n\r\n", "a 204 has no body to measure"),
+            case(
+                200,
+                TEXT,
+                None,
+                Some(6),
+                "content-type: text/plain\r\nContent-Length: 6\r\n\r\n",
+                "a 200 goes without Status, as from php-fpm",
+            ),
+            case(200, TEXT, None, None, "content-type: text/plain\r\n\r\n", "a streamed 200"),
+            case(200, TEXT, Some(10), None, "content-type: text/plain\r\nContent-Length: 10\r\n\r\n", "a declared length, streamed"),
+            case(200, &[], None, Some(6), "Content-Length: 6\r\n\r\n", "the length is a field"),
+            case(200, &[], None, None, "Status: 200 OK\r\n\r\n", "a streamed 200 without headers still has a field"),
+        ];
+        for Case { status, headers, declared, body_len, expected, why } in cases {
+            let mut head = ResponseHead::default();
+            head.set_status(status).unwrap();
+            for (name, value) in headers {
+                head.set_header(name, value).unwrap();
+            }
+            head.declared_length = declared;
+            let mut out = Vec::new();
+            response_head(&mut out, &head, body_len);
+            assert_eq!(String::from_utf8_lossy(&out), expected, "{why}");
+        }
     }
 }
