@@ -8,6 +8,7 @@
 pub mod fcgi;
 pub mod matrix;
 pub mod nginx;
+pub mod proxy;
 
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -44,13 +45,30 @@ pub fn guest(name: &str) -> String {
     path.display().to_string()
 }
 
-/// The component of the example guest in `lang` (`js`, `python`, `c`) that serves every seed:
-/// `<target>/lang-guests/<lang>/seeds.wasm`, which `scripts/build-langs` builds (`make test`
-/// runs it).
-pub fn lang_guest(lang: &str) -> String {
-    let path = target_dir().join("lang-guests").join(lang).join("seeds.wasm");
-    assert!(path.is_file(), "the {lang} guest was not built: run scripts/setup-langs {lang} && scripts/build-langs {lang}");
+/// The component `name` of the example guests in `lang` (`js`, `python`, `c`):
+/// `<target>/lang-guests/<lang>/<name>.wasm`, which `scripts/build-langs` builds (`make test`
+/// runs it). `seeds` is every language's; Python's `proxy` is a wasi:http component.
+pub fn lang_guest(lang: &str, name: &str) -> String {
+    let path = target_dir().join("lang-guests").join(lang).join(format!("{name}.wasm"));
+    assert!(path.is_file(), "the {lang} guest {name} was not built: run scripts/setup-langs {lang} && scripts/build-langs {lang}");
     path.display().to_string()
+}
+
+/// Compiles the components of `manifest` into the tests' compile cache (`tether check`), so
+/// that servers started afterwards load them from it: a debug host takes longer than
+/// [`TIMEOUT`] to compile a JavaScript or Python component, and servers started at once would
+/// each compile it again.
+pub fn compile_ahead(manifest: &Manifest) {
+    let path = fresh_dir("compile").join("tether.toml");
+    std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
+    let output = Command::new(tether_bin())
+        .arg("check")
+        .arg(&path)
+        .arg("--cache-dir")
+        .arg(scratch_dir().join("cache"))
+        .output()
+        .expect("running tether check");
+    assert!(output.status.success(), "compiling the guests failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// `PATH` with the guest toolchains `scripts/setup-langs` installs under `<target>/lang-tools`
