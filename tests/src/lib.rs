@@ -315,6 +315,18 @@ impl Server {
         }
     }
 
+    /// Waits for the first event from index `since` on for which `find` finds something, and
+    /// returns that. Each event is looked at once, however often new events wake the wait:
+    /// every row of the abort table waits on one server's log at once, under its lock.
+    pub fn wait_for_event<T>(&self, since: usize, what: &str, mut find: impl FnMut(&Value) -> Option<T>) -> T {
+        let mut seen = 0;
+        self.wait_for_since(since, what, |events| {
+            let found = events[seen..].iter().find_map(&mut find);
+            seen = events.len();
+            found
+        })
+    }
+
     /// A snapshot of the log.
     pub fn events(&self) -> Vec<Value> {
         self.log.0.lock().expect("log lock").clone()
@@ -322,8 +334,8 @@ impl Server {
 
     /// Waits for the access record of the request whose target is `uri`.
     pub fn access(&self, uri: &str) -> Value {
-        self.wait_for(&format!("the access record of {uri}"), |events| {
-            events.iter().find(|e| e["target"] == "tether::access" && e["uri"] == uri).cloned()
+        self.wait_for_event(0, &format!("the access record of {uri}"), |e| {
+            (e["target"] == "tether::access" && e["uri"] == uri).then(|| e.clone())
         })
     }
 
@@ -355,13 +367,9 @@ impl Server {
 
     /// Waits until the guest of request `req` logged a line starting with `prefix`.
     pub fn guest_line(&self, req: u64, prefix: &str) -> String {
-        self.wait_for(&format!("guest line `{prefix}` of request {req}"), |events| {
-            events
-                .iter()
-                .filter(|e| e["target"] == "tether::guest" && e["req"] == req)
-                .filter_map(|e| e["message"].as_str())
-                .find(|m| m.starts_with(prefix))
-                .map(str::to_owned)
+        self.wait_for_event(0, &format!("guest line `{prefix}` of request {req}"), |e| {
+            let message = e["message"].as_str().filter(|m| m.starts_with(prefix));
+            message.filter(|_| e["target"] == "tether::guest" && e["req"] == req).map(str::to_owned)
         })
     }
 
@@ -376,8 +384,8 @@ impl Server {
 
     /// Waits for the first guest line of a request to `route` and returns that request's id.
     pub fn started(&self, route: &str) -> u64 {
-        self.wait_for(&format!("a request on {route} to start"), |events| {
-            events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
+        self.wait_for_event(0, &format!("a request on {route} to start"), |e| {
+            (e["target"] == "tether::guest" && e["route"] == route).then(|| e["req"].as_u64()).flatten()
         })
     }
 
@@ -387,12 +395,9 @@ impl Server {
     pub fn started_since(&self, mark: usize, route: &str) -> u64 {
         let events = self.events();
         let older = events[..mark.min(events.len())].iter().filter_map(|e| e["req"].as_u64()).max();
-        self.wait_for_since(mark, &format!("a request on {route} sent after log event {mark} to start"), |events| {
-            events
-                .iter()
-                .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
-                .filter_map(|e| e["req"].as_u64())
-                .find(|&req| older.is_none_or(|older| req > older))
+        self.wait_for_event(mark, &format!("a request on {route} sent after log event {mark} to start"), |e| {
+            let req = e["req"].as_u64().filter(|&req| older.is_none_or(|older| req > older));
+            req.filter(|_| e["target"] == "tether::guest" && e["route"] == route)
         })
     }
 
