@@ -12,6 +12,7 @@ pub mod foreground;
 pub mod front;
 pub mod matrix;
 pub mod nginx;
+pub mod proxy;
 
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -68,13 +69,24 @@ pub fn compile(manifest: Option<&Path>) {
     assert!(output.status.success(), "compiling the guests failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// The component of the example guest in `lang` (`js`, `python`, `c`) that serves every seed:
-/// `<target>/lang-guests/<lang>/seeds.wasm`, which the host's build makes (host/build.rs runs
-/// `scripts/build-langs`).
-pub fn lang_guest(lang: &str) -> String {
-    let path = target_dir().join("lang-guests").join(lang).join("seeds.wasm");
-    assert!(path.is_file(), "the {lang} guest was not built: the host's build builds it (cargo build -p host)");
+/// The component `name` of the example guests in `lang` (`js`, `python`, `c`):
+/// `<target>/lang-guests/<lang>/<name>.wasm`, which the host's build makes (host/build.rs runs
+/// `scripts/build-langs`). `seeds` is every language's; Python's `proxy` is a wasi:http
+/// component.
+pub fn lang_guest(lang: &str, name: &str) -> String {
+    let path = target_dir().join("lang-guests").join(lang).join(format!("{name}.wasm"));
+    assert!(path.is_file(), "the {lang} guest {name} was not built: the host's build builds it (cargo build -p host)");
     path.display().to_string()
+}
+
+/// Compiles the components of `manifest` into the tests' compile cache ([`compile`]), so that
+/// servers started afterwards load them from it: a debug host takes longer than [`TIMEOUT`] to
+/// compile a JavaScript or Python component, and servers started at once would each compile it
+/// again.
+pub fn compile_ahead(manifest: &Manifest) {
+    let path = fresh_dir("compile").join("tether.toml");
+    std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
+    compile(Some(&path));
 }
 
 /// `PATH` with the guest toolchains `scripts/setup-langs` installs under `<target>/lang-tools`
@@ -332,6 +344,18 @@ impl Server {
         }
     }
 
+    /// Waits for the first event from index `since` on for which `find` finds something, and
+    /// returns that. Each event is looked at once, however often new events wake the wait:
+    /// every row of the abort table waits on one server's log at once, under its lock.
+    pub fn wait_for_event<T>(&self, since: usize, what: &str, mut find: impl FnMut(&Value) -> Option<T>) -> T {
+        let mut seen = 0;
+        self.wait_for_since(since, what, |events| {
+            let found = events[seen..].iter().find_map(&mut find);
+            seen = events.len();
+            found
+        })
+    }
+
     /// A snapshot of the log.
     pub fn events(&self) -> Vec<Value> {
         self.log.0.lock().expect("log lock").clone()
@@ -339,8 +363,8 @@ impl Server {
 
     /// Waits for the access record of the request whose target is `uri`.
     pub fn access(&self, uri: &str) -> Value {
-        self.wait_for(&format!("the access record of {uri}"), |events| {
-            events.iter().find(|e| e["target"] == "tether::access" && e["uri"] == uri).cloned()
+        self.wait_for_event(0, &format!("the access record of {uri}"), |e| {
+            (e["target"] == "tether::access" && e["uri"] == uri).then(|| e.clone())
         })
     }
 
@@ -372,13 +396,9 @@ impl Server {
 
     /// Waits until the guest of request `req` logged a line starting with `prefix`.
     pub fn guest_line(&self, req: u64, prefix: &str) -> String {
-        self.wait_for(&format!("guest line `{prefix}` of request {req}"), |events| {
-            events
-                .iter()
-                .filter(|e| e["target"] == "tether::guest" && e["req"] == req)
-                .filter_map(|e| e["message"].as_str())
-                .find(|m| m.starts_with(prefix))
-                .map(str::to_owned)
+        self.wait_for_event(0, &format!("guest line `{prefix}` of request {req}"), |e| {
+            let message = e["message"].as_str().filter(|m| m.starts_with(prefix));
+            message.filter(|_| e["target"] == "tether::guest" && e["req"] == req).map(str::to_owned)
         })
     }
 
@@ -393,8 +413,8 @@ impl Server {
 
     /// Waits for the first guest line of a request to `route` and returns that request's id.
     pub fn started(&self, route: &str) -> u64 {
-        self.wait_for(&format!("a request on {route} to start"), |events| {
-            events.iter().find(|e| e["target"] == "tether::guest" && e["route"] == route).and_then(|e| e["req"].as_u64())
+        self.wait_for_event(0, &format!("a request on {route} to start"), |e| {
+            (e["target"] == "tether::guest" && e["route"] == route).then(|| e["req"].as_u64()).flatten()
         })
     }
 
@@ -404,12 +424,9 @@ impl Server {
     pub fn started_since(&self, mark: usize, route: &str) -> u64 {
         let events = self.events();
         let older = events[..mark.min(events.len())].iter().filter_map(|e| e["req"].as_u64()).max();
-        self.wait_for_since(mark, &format!("a request on {route} sent after log event {mark} to start"), |events| {
-            events
-                .iter()
-                .filter(|e| e["target"] == "tether::guest" && e["route"] == route)
-                .filter_map(|e| e["req"].as_u64())
-                .find(|&req| older.is_none_or(|older| req > older))
+        self.wait_for_event(mark, &format!("a request on {route} sent after log event {mark} to start"), |e| {
+            let req = e["req"].as_u64().filter(|&req| older.is_none_or(|older| req > older));
+            req.filter(|_| e["target"] == "tether::guest" && e["route"] == route)
         })
     }
 

@@ -11,9 +11,11 @@
 //!
 //! Languages are a column: a seed written in another language is one more [`Lang`], whose
 //! components log the same lines. So is the world: [`Lang::WasiHttp`] is a wasi:http proxy
-//! component serving the same seeds, with ignore-user-abort as its route's setting.
+//! component serving the same seeds, with ignore-user-abort as its route's setting, one for
+//! each toolchain that builds one ([`Toolchain`]).
 
 use crate::nginx::{self, Nginx};
+use crate::proxy::Toolchain;
 use crate::{Close, Manifest, Server, guest, lang_guest, leave_after_line};
 
 /// The language a guest is written in, and the world it is written for.
@@ -30,15 +32,16 @@ pub enum Lang {
     Python,
     /// `guest/examples/c/seeds.c` with the C SDK, likewise.
     C,
-    /// `guest/fixtures/proxy.rs`: a wasi:http proxy component in Rust (`wasip2` crate) serving
-    /// every seed, built by `host/build.rs`; it reads its connection status through Tether's
-    /// `conn`, and cannot ignore user aborts itself.
-    WasiHttp,
+    /// A wasi:http proxy component serving every seed, built by `toolchain`
+    /// (`guest/fixtures/proxy.rs` in Rust, `guest/examples/python/proxy.py` in Python); it reads
+    /// its connection status through Tether's `conn`, and cannot ignore user aborts itself.
+    WasiHttp(Toolchain),
 }
 
 impl Lang {
     /// Every language the seeds are written in.
-    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::WasiHttp];
+    pub const ALL: [Lang; 6] =
+        [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::WasiHttp(Toolchain::Rust), Lang::WasiHttp(Toolchain::Python)];
 
     /// Its name, as rows and routes spell it (and `scripts/build-langs` names its output).
     pub fn name(self) -> &'static str {
@@ -47,7 +50,8 @@ impl Lang {
             Lang::Js => "js",
             Lang::Python => "python",
             Lang::C => "c",
-            Lang::WasiHttp => "wasi-http",
+            Lang::WasiHttp(Toolchain::Rust) => "wasi-http-rust",
+            Lang::WasiHttp(Toolchain::Python) => "wasi-http-python",
         }
     }
 
@@ -55,7 +59,7 @@ impl Lang {
     /// it themselves (the row's query asks them to); a wasi:http component's route sets it.
     fn iua_setting(self, iua: bool) -> &'static str {
         match (self, iua) {
-            (Lang::WasiHttp, true) => "ignore_user_abort = true\n",
+            (Lang::WasiHttp(_), true) => "ignore_user_abort = true\n",
             _ => "",
         }
     }
@@ -69,8 +73,8 @@ impl Lang {
                 Seed::B => "seed_b",
                 Seed::Finish => "finish",
             }),
-            Lang::Js | Lang::Python | Lang::C => lang_guest(self.name()),
-            Lang::WasiHttp => guest("proxy"),
+            Lang::Js | Lang::Python | Lang::C => lang_guest(self.name(), "seeds"),
+            Lang::WasiHttp(toolchain) => toolchain.component(),
         }
     }
 }
@@ -511,9 +515,7 @@ fn compile_once() {
         let manifest = Lang::ALL
             .iter()
             .fold(Manifest::new(), |manifest, lang| manifest.route_to(&format!("/{}", lang.name()), &lang.component(Seed::A), ""));
-        let path = crate::fresh_dir("matrix").join("tether.toml");
-        std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
-        crate::compile(Some(&path));
+        crate::compile_ahead(&manifest);
     });
 }
 

@@ -1,17 +1,43 @@
-//! wasi:http proxy components (`guest/fixtures/proxy.rs`, built with the `wasip2` crate):
-//! served over HTTP and behind nginx, their responses framed as they declared them, their
-//! flushes on the wire while they sleep, stopped wherever they are when the client leaves (with
-//! their outbound requests), held to the route's limits, and their outbound requests denied
-//! unless the route allows the host. The abort table's `wasi-http` column covers the seeds.
+//! wasi:http proxy components: served over HTTP and behind nginx, their responses framed as
+//! they declared them, their flushes on the wire while they sleep, stopped wherever they are
+//! when the client leaves (with their outbound requests), held to the route's limits, and their
+//! outbound requests denied unless the route allows the host. The toolchain is a column
+//! ([`Toolchain`]: Rust's `wasip2` crate, componentize-py): hello, echo, streaming and the
+//! traps on a client leaving run over each; the rest over the Rust fixture
+//! (`guest/fixtures/proxy.rs`), which has every behaviour. The abort table's `wasi-http-*`
+//! columns cover the seeds.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
+use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use tests::nginx::{self, Nginx};
+use tests::proxy::Toolchain;
 use tests::{Client, Close, Manifest, Server, get, has, leave_after_line};
 
-/// The proxy fixture on `/` and on routes with settings of their own.
+/// Every toolchain's proxy on its [`route`], compiled into the tests' compile cache once per
+/// process before the first server starts.
+fn toolchains() -> Manifest {
+    static COMPILED: OnceLock<()> = OnceLock::new();
+    let manifest = Toolchain::ALL
+        .iter()
+        .fold(Manifest::new(), |manifest, &toolchain| manifest.route_to(&route(toolchain), &toolchain.component(), ""));
+    COMPILED.get_or_init(|| tests::compile_ahead(&manifest));
+    manifest
+}
+
+/// The route of `toolchain`'s proxy in [`toolchains`]: `/<toolchain>`.
+fn route(toolchain: Toolchain) -> String {
+    format!("/{}", toolchain.name())
+}
+
+/// The target of `behaviour` (with its query) on `toolchain`'s route.
+fn on(toolchain: Toolchain, behaviour: &str) -> String {
+    format!("{}/{behaviour}", route(toolchain))
+}
+
+/// The Rust proxy fixture on `/` and on routes with settings of their own.
 fn manifest(upstream: &str) -> Manifest {
     Manifest::new()
         .route("/", "proxy", "")
@@ -51,22 +77,28 @@ fn upstream(answer: Option<&'static str>) -> (String, Receiver<()>, JoinHandle<V
 }
 
 #[test]
-fn hello_echo_and_a_declared_length_over_http_and_behind_nginx() {
-    let server = Server::start_fastcgi(&manifest("127.0.0.1:9"));
+fn hello_and_echo_over_http_and_behind_nginx() {
+    let server = Server::start_fastcgi(&toolchains());
     let nginx = Nginx::start("", &[nginx::pass(server.fastcgi_unix(), false, true)]);
-    for addr in [server.addr().to_owned(), nginx.addr(0)] {
-        let hello = get(&addr, "/hello");
-        assert_eq!((hello.status, hello.text().as_str(), hello.header("content-length")), (200, "hello\n", Some("6")), "{addr}");
-        assert_eq!(hello.header("content-type"), Some("text/plain"));
+    for toolchain in Toolchain::ALL {
+        for addr in [server.addr().to_owned(), nginx.addr(0)] {
+            let hello = get(&addr, &on(toolchain, "hello"));
+            let head = (hello.status, hello.text(), hello.header("content-length"), hello.header("content-type"));
+            assert_eq!(head, (200, "hello\n".to_owned(), Some("6"), Some("text/plain")), "{toolchain:?} {addr}");
 
-        let mut client = Client::connect(&addr);
-        let body = "x".repeat(100_000);
-        client.send(format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-        let echo = client.read_response();
-        assert_eq!((echo.status, echo.body.len()), (200, body.len()), "{addr}");
-        assert!(echo.text() == body, "{addr}");
+            let mut client = Client::connect(&addr);
+            let body = "x".repeat(100_000);
+            client.send(format!("POST {} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", on(toolchain, "echo"), body.len()));
+            let echo = client.read_response();
+            assert_eq!((echo.status, echo.body.len()), (200, body.len()), "{toolchain:?} {addr}");
+            assert!(echo.text() == body, "{toolchain:?} {addr}");
+        }
     }
-    // A declared length frames a flushed body: no chunks.
+}
+
+#[test]
+fn a_declared_length_frames_a_flushed_body() {
+    let server = Server::start(&manifest("127.0.0.1:9"));
     let length = get(server.addr(), "/length?n=10");
     assert_eq!((length.header("content-length"), length.header("transfer-encoding")), (Some("10"), None));
     assert_eq!(server.access("/length?n=10")["outcome"], "completed");
@@ -103,19 +135,21 @@ fn a_guest_that_leaves_its_response_unset_or_unfinished_fails_the_request() {
 
 #[test]
 fn a_flush_reaches_the_client_while_the_guest_sleeps() {
-    let server = Server::start(&manifest("127.0.0.1:9"));
-    let uri = "/stream?n=2&ms=1500";
-    let mut client = Client::connect(server.addr());
-    client.get(uri);
-    let (status, headers) = client.read_head();
-    assert_eq!(status, 200);
-    assert!(headers.contains(&("transfer-encoding".to_owned(), "chunked".to_owned())), "{headers:?}");
-    assert_eq!(client.read_chunk().as_deref(), Some(&b"chunk 1\n"[..]));
-    // The guest is in its 1.5 s sleep after that flush.
-    assert!(!server.has_access(uri), "the first chunk arrived only when the guest ended");
-    assert_eq!(client.read_chunk().as_deref(), Some(&b"chunk 2\n"[..]));
-    assert_eq!(client.read_chunk(), None);
-    assert_eq!(server.access(uri)["outcome"], "completed");
+    let server = Server::start(&toolchains());
+    for toolchain in Toolchain::ALL {
+        let uri = on(toolchain, "stream?n=2&ms=1500");
+        let mut client = Client::connect(server.addr());
+        client.get(&uri);
+        let (status, headers) = client.read_head();
+        assert_eq!(status, 200, "{toolchain:?}");
+        assert!(headers.contains(&("transfer-encoding".to_owned(), "chunked".to_owned())), "{toolchain:?}: {headers:?}");
+        assert_eq!(client.read_chunk().as_deref(), Some(&b"chunk 1\n"[..]), "{toolchain:?}");
+        // The guest is in its 1.5 s sleep after that flush.
+        assert!(!server.has_access(&uri), "{toolchain:?}: the first chunk arrived only when the guest ended");
+        assert_eq!(client.read_chunk().as_deref(), Some(&b"chunk 2\n"[..]), "{toolchain:?}");
+        assert_eq!(client.read_chunk(), None, "{toolchain:?}");
+        assert_eq!(server.access(&uri)["outcome"], "completed", "{toolchain:?}");
+    }
 }
 
 #[test]
@@ -159,32 +193,38 @@ fn a_write_the_guest_stopped_waiting_for_still_goes_out_whole() {
 
 #[test]
 fn a_guest_sleeping_in_a_pollable_or_spinning_is_trapped_when_its_client_leaves() {
-    let server = Server::start(&manifest("127.0.0.1:9"));
-    for (uri, line, how) in [("/sleep?ms=20000", "sleeping", Close::Fin), ("/spin", "spinning", Close::Rst)] {
-        leave_after_line(&server, server.addr(), uri, "/", line, how);
-        trapped_waiting_after(&server, uri, line);
+    let server = Server::start(&toolchains());
+    for toolchain in Toolchain::ALL {
+        for (behaviour, line, how) in [("sleep?ms=20000", "sleeping", Close::Fin), ("spin", "spinning", Close::Rst)] {
+            let uri = on(toolchain, behaviour);
+            leave_after_line(&server, server.addr(), &uri, &route(toolchain), line, how);
+            trapped_waiting_after(&server, &uri, line);
+        }
     }
 }
 
 #[test]
 fn a_guest_blocked_reading_its_body_or_writing_its_response_is_trapped_when_its_client_leaves() {
-    let server = Server::start(&manifest("127.0.0.1:9"));
-    let abandoned_body = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nonly the start";
-    for (uri, request, line) in
-        [("/echo", abandoned_body.to_owned(), "reading"), ("/flood", "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(), "writing")]
-    {
-        let mark = server.log_len();
-        let mut client = Client::connect(server.addr());
-        client.send(request);
-        let req = server.started_since(mark, "/");
-        server.guest_line(req, line);
-        if uri == "/flood" {
-            // The head leaves with the first bytes of 32 MiB that nobody reads: the guest is
-            // inside a blocking write from here on.
-            client.read_head();
+    let server = Server::start(&toolchains());
+    for toolchain in Toolchain::ALL {
+        let (echo, flood) = (on(toolchain, "echo"), on(toolchain, "flood"));
+        let abandoned_body = format!("POST {echo} HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nonly the start");
+        for (uri, request, line) in
+            [(&echo, abandoned_body, "reading"), (&flood, format!("GET {flood} HTTP/1.1\r\nHost: t\r\n\r\n"), "writing")]
+        {
+            let mark = server.log_len();
+            let mut client = Client::connect(server.addr());
+            client.send(request);
+            let req = server.started_since(mark, &route(toolchain));
+            server.guest_line(req, line);
+            if uri == &flood {
+                // The head leaves with the first bytes of 32 MiB that nobody reads: the guest is
+                // inside a blocking write from here on.
+                client.read_head();
+            }
+            client.close_rst();
+            trapped_waiting_after(&server, uri, line);
         }
-        client.close_rst();
-        trapped_waiting_after(&server, uri, line);
     }
 }
 
