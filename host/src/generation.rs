@@ -43,6 +43,8 @@ pub struct Route {
     pub ignore_user_abort: bool,
     /// The wall-clock limit.
     pub request_timeout: Option<Duration>,
+    /// When a request still running is logged with its guest's stack.
+    pub slowlog_timeout: Option<Duration>,
     /// The request body limit.
     pub max_body_size: u64,
 }
@@ -316,6 +318,7 @@ fn load_route(
         half_close_aborts: spec.half_close_aborts,
         ignore_user_abort: spec.ignore_user_abort,
         request_timeout: spec.request_timeout,
+        slowlog_timeout: spec.slowlog_timeout,
         max_body_size: spec.max_body_size,
     })
 }

@@ -1,6 +1,6 @@
 //! The admin listener: `/ping`, `/status` in each of its views (the HTML one rendered by
 //! headless Chromium, with a screenshot), and `/metrics` read by Python's prometheus_client
-//! OpenMetrics parser.
+//! OpenMetrics parser; and the slow log, which it counts.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ use tests::{Client, Close, Manifest, Server};
 
 /// A guest's sleep or spin that outlasts the test: the server is killed at its end.
 const FOREVER_MS: u64 = 600_000;
+/// The slow-log test's `slowlog_timeout`: its slow guests run for several times as long.
+const SLOWLOG_MS: u64 = 100;
 
 fn start() -> Server {
     let manifest = Manifest::new()
@@ -199,4 +201,35 @@ fn metrics_count_requests_by_route_protocol_and_outcome_and_parse_as_openmetrics
     assert_eq!(sample(&samples, "tether_reloads_total", &[("result", "ok")]), 1.0);
     assert_eq!(sample(&samples, "tether_max_instances_reached_total", &[]), 0.0);
     assert!(sample(&samples, "tether_start_time_seconds", &[]) > 1.0e9);
+}
+
+#[test]
+fn a_request_past_its_slowlog_timeout_is_logged_once_with_its_guests_stack() {
+    let slow = format!("slowlog_timeout = \"{SLOWLOG_MS}ms\"");
+    let slow = slow.as_str();
+    let manifest = Manifest::new().server("admin = \"127.0.0.1:0\"").route("/spin", "spin", slow).route("/seed-a", "seed_a", slow);
+    let server = Server::start(&manifest);
+    let admin = server.admin();
+    // A guest computing when its time is up (with no host call in its loop), one sleeping (its
+    // stack comes when it wakes), and one that ends before its time.
+    let cases = [("/spin?rounds=3000", Some("running"), "handle"), ("/seed-a?ms=400", Some("in a host call"), "clock_nanosleep <- handle")];
+    for (uri, _, _) in &cases {
+        assert_eq!(tests::get(server.addr(), uri).status, 200);
+    }
+    assert_eq!(tests::get(server.addr(), "/seed-a?ms=0").status, 200);
+    for (uri, state, stack) in cases {
+        let req = server.access(uri)["req"].as_u64().expect("a request id");
+        let records: Vec<Value> = server.events().into_iter().filter(|e| e["target"] == "tether::slow" && e["req"] == req).collect();
+        assert_eq!(records.len(), 1, "{uri}: {records:#?}");
+        let record = &records[0];
+        assert_eq!(record["state"].as_str(), state, "{uri}: {record}");
+        assert!(record["stack"].as_str().is_some_and(|s| s.contains(stack)), "{uri}: {record}");
+        assert!(record["age_ms"].as_u64().is_some_and(|age| age >= SLOWLOG_MS), "{uri}: {record}");
+    }
+    let fast = server.access("/seed-a?ms=0")["req"].clone();
+    assert!(!server.events().iter().any(|e| e["target"] == "tether::slow" && e["req"] == fast));
+    assert_eq!(status(&admin)["slow_requests"], 2);
+    let samples = parsed_metrics(&admin);
+    assert_eq!(sample(&samples, "tether_slow_requests_total", &[("route", "/spin")]), 1.0);
+    assert_eq!(sample(&samples, "tether_slow_requests_total", &[("route", "/seed-a")]), 1.0);
 }

@@ -79,8 +79,15 @@ fn main() -> anyhow::Result<()> {
                     https: false,
                     headers: vec![("host".into(), b"bench".to_vec())],
                 };
-                let invocation =
-                    Invocation { id: i as u64, head, body: BodyReceiver::empty(), output: output.clone(), state, stderr: None };
+                let invocation = Invocation {
+                    id: i as u64,
+                    arrived: Instant::now(),
+                    head,
+                    body: BodyReceiver::empty(),
+                    output: output.clone(),
+                    state,
+                    stderr: None,
+                };
                 let start = Instant::now();
                 let (result, spent) = guest.handle(invocation).await;
                 result.expect("the hello guest runs");

@@ -63,6 +63,8 @@ pub struct Metrics {
     connections_open: Family<ProtocolLabels, Gauge>,
     connections_accepted: Family<ProtocolLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    slow_requests: Family<RouteLabels, Counter>,
+    slow_total: Counter,
     max_instances_reached: Counter,
     /// Requests by outcome over every route and protocol, for `/status`.
     outcomes: [AtomicU64; Outcome::ALL.len()],
@@ -103,6 +105,8 @@ impl Default for Metrics {
         registry.register("connections_accepted", "Connections accepted", connections_accepted.clone());
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Reloads (SIGHUP), by result: ok or failed", reloads.clone());
+        let slow_requests = Family::<RouteLabels, Counter>::default();
+        registry.register("slow_requests", "Requests still running past their route's slowlog_timeout", slow_requests.clone());
         let max_instances_reached = Counter::default();
         registry.register(
             "max_instances_reached",
@@ -121,6 +125,8 @@ impl Default for Metrics {
             connections_open,
             connections_accepted,
             reloads,
+            slow_requests,
+            slow_total: Counter::default(),
             max_instances_reached,
             outcomes: Default::default(),
             started,
@@ -141,6 +147,17 @@ impl Metrics {
         if let Some(latency) = record.abort_latency {
             self.abort_latencies.get_or_create(&route).observe(latency.as_secs_f64());
         }
+    }
+
+    /// A request on `route` still running past its `slowlog_timeout`.
+    pub fn slow_request(&self, route: &Arc<str>) {
+        self.slow_requests.get_or_create(&RouteLabels { route: RouteLabel(route.clone()) }).inc();
+        self.slow_total.inc();
+    }
+
+    /// Slow requests, over every route.
+    pub fn slow_requests_total(&self) -> u64 {
+        self.slow_total.get()
     }
 
     /// A refusal for want of an instance.

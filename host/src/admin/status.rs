@@ -85,6 +85,7 @@ pub struct Status {
     instances_in_use: usize,
     max_instances: u32,
     max_instances_reached: u64,
+    slow_requests: u64,
     outcomes: Vec<(Outcome, u64)>,
     in_flight: Vec<InFlight>,
 }
@@ -123,6 +124,7 @@ impl Status {
             instances_in_use: (max_instances as usize).saturating_sub(generation.instances().available_permits()),
             max_instances,
             max_instances_reached: metrics.max_instances_reached_total(),
+            slow_requests: metrics.slow_requests_total(),
             outcomes: Outcome::ALL.iter().map(|&outcome| (outcome, metrics.outcome_total(outcome))).collect(),
             in_flight,
         }
@@ -158,6 +160,7 @@ impl Status {
             ("open connections".to_owned(), self.open.to_string()),
             ("instances in use".to_owned(), format!("{} of {}", self.instances_in_use, self.max_instances)),
             ("max instances reached".to_owned(), self.max_instances_reached.to_string()),
+            ("slow requests".to_owned(), self.slow_requests.to_string()),
             ("requests in flight".to_owned(), self.in_flight.len().to_string()),
         ];
         for (route, states) in self.by_route() {
@@ -218,6 +221,7 @@ impl Status {
             "instances_in_use": self.instances_in_use,
             "max_instances": self.max_instances,
             "max_instances_reached": self.max_instances_reached,
+            "slow_requests": self.slow_requests,
             "requests_in_flight": self.in_flight.len(),
             "in_flight_by_route": by_route,
             "requests_by_outcome": outcomes,

@@ -5,7 +5,7 @@
 use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, log_and_count};
 use crate::admin::Metrics;
 use crate::generation::Route;
-use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, abort_latency};
+use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, SlowRecord, abort_latency};
 use crate::runtime::{GuestFailure, Spent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -139,6 +139,10 @@ impl Ending {
             guest_thread: self.guest_thread.name(),
         };
         log_and_count(self.metrics.as_deref(), Some(&route.path), &record);
+        // A slow request whose guest never ran Wasm again to give its stack.
+        if state.take_stack_wish().is_some() {
+            SlowRecord { id: self.id, route: &route.path, age: self.arrival.at.elapsed(), state: "in a host call", stack: None }.log();
+        }
         drop(output);
         self.live.remove(self.id);
         // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.

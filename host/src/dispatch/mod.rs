@@ -311,7 +311,7 @@ impl Dispatcher {
         let target = head.target.clone();
         let stderr = sink.stderr();
         let output = Arc::new(tokio::sync::Mutex::new(Output::new(sink, state.clone(), route.output_buffer)));
-        let invocation = Invocation { id, head, body, output: output.clone(), state: state.clone(), stderr };
+        let invocation = Invocation { id, arrived: arrival.at, head, body, output: output.clone(), state: state.clone(), stderr };
         let live = LiveRequest {
             route: route.path.clone(),
             method: method.clone(),
@@ -325,6 +325,18 @@ impl Dispatcher {
                 Some(limit) => tokio::time::sleep(limit).await,
                 None => std::future::pending().await,
             }
+        };
+        // Past the route's `slowlog_timeout`, the request is counted slow and its guest asked
+        // for its stack; the timer then waits for ever, as the guest decides when it ends.
+        let slow = async {
+            if let Some(limit) = route.slowlog_timeout {
+                tokio::time::sleep_until((arrival.at + limit).into()).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.slow_request(&route.path);
+                }
+                state.want_stack();
+            }
+            std::future::pending::<()>().await;
         };
         // The future owns its (cheap, shared) guest handle, so that it can be torn down elsewhere.
         let component = route.guest.clone();
@@ -348,6 +360,7 @@ impl Dispatcher {
                 (Err(GuestFailure::Killed), None)
             }
             finished = gated => finished,
+            () = slow => unreachable!("the slow-log timer never ends"),
         };
         // From here the guest never runs again: its future is not polled any more. If the kill
         // found it parked, it stopped then.

@@ -314,6 +314,9 @@ pub struct RouteSpec {
     pub max_execution_time: Option<Duration>,
     /// Wall-clock time allowed; `None` is unlimited.
     pub request_timeout: Option<Duration>,
+    /// Wall-clock time after which a request still running is logged with its guest's stack
+    /// (php-fpm's `request_slowlog_timeout`); `None` is off.
+    pub slowlog_timeout: Option<Duration>,
     /// Linear memory allowed, in bytes.
     pub max_memory: u64,
     /// Request body allowed, in bytes.
@@ -560,6 +563,7 @@ impl Manifest {
                 ignore_user_abort: route.ignore_user_abort,
                 max_execution_time: (!route.max_execution_time.is_zero()).then_some(route.max_execution_time),
                 request_timeout: (!route.request_timeout.is_zero()).then_some(route.request_timeout),
+                slowlog_timeout: (!route.slowlog_timeout.is_zero()).then_some(route.slowlog_timeout),
                 max_memory: route.max_memory,
                 max_body_size: route.max_body_size,
                 env,

@@ -128,6 +128,8 @@ pub(super) struct RawRoute {
     pub(super) max_execution_time: Duration,
     #[serde(deserialize_with = "duration")]
     pub(super) request_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub(super) slowlog_timeout: Duration,
     #[serde(deserialize_with = "guest_memory")]
     pub(super) max_memory: u64,
     #[serde(deserialize_with = "size")]
@@ -155,6 +157,8 @@ impl Default for RawRoute {
             max_execution_time: DEFAULT_MAX_EXECUTION_TIME,
             // Zero is no limit: php-fpm's `request_terminate_timeout` is off by default.
             request_timeout: Duration::ZERO,
+            // Zero is off, as php-fpm's `request_slowlog_timeout`.
+            slowlog_timeout: Duration::ZERO,
             max_memory: DEFAULT_MAX_MEMORY,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             env: BTreeMap::new(),

@@ -14,7 +14,7 @@ mod state;
 
 pub use body::{BodyError, BodyFeed, BodyReceiver};
 pub use head::{HeadError, RequestHead, ResponseHead, is_tchar, reason_phrase};
-pub use outcome::{AccessRecord, Outcome, abort_latency, monotonic_ns};
+pub use outcome::{AccessRecord, Outcome, SlowRecord, abort_latency, monotonic_ns};
 pub use output::{CLIENT_CLOSED_REQUEST, MustTrap, Output, OutputError, OutputResult};
 pub use sink::{Failure, ResponseSink, StderrSink};
 pub use state::{ABORTED, AbortDetection, InterruptHook, KillReason, PeerClose, RequestState, TIMEOUT};

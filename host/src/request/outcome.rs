@@ -130,3 +130,36 @@ fn micros(duration: Duration) -> u64 {
 pub fn abort_latency(seen: Option<Instant>, stopped: Instant) -> Option<Duration> {
     seen.map(|seen| stopped.saturating_duration_since(seen))
 }
+
+/// One slow-log record: a request still running past its route's `slowlog_timeout`, with its
+/// guest's stack (target `tether::slow`, level warn), as php-fpm's slow log gives a script's.
+#[derive(Debug)]
+pub struct SlowRecord<'a> {
+    /// Request id.
+    pub id: u64,
+    /// The matched route.
+    pub route: &'a str,
+    /// How long it had run, from its head's arrival.
+    pub age: Duration,
+    /// What its guest was doing: `running`, or `in a host call` (its stack is then the one it
+    /// returned to).
+    pub state: &'static str,
+    /// The guest's Wasm stack, innermost frame first, by the names in its name section; `None`
+    /// when the guest never ran Wasm again after the timeout.
+    pub stack: Option<Vec<String>>,
+}
+
+impl SlowRecord<'_> {
+    /// Writes the record.
+    pub fn log(&self) {
+        tracing::warn!(
+            target: "tether::slow",
+            req = self.id,
+            route = self.route,
+            age_ms = u64::try_from(self.age.as_millis()).unwrap_or(u64::MAX),
+            state = self.state,
+            stack = self.stack.as_ref().map_or_else(|| "(the guest did not run again)".to_owned(), |frames| frames.join(" <- ")),
+            "slow request"
+        );
+    }
+}

@@ -98,6 +98,11 @@ pub struct RequestState {
     kill_notify: Notify,
     /// Makes running Wasm look at `kill_reason` now rather than at its next scheduled check.
     interrupt: InterruptHook,
+    /// When the request ran past its route's `slowlog_timeout`, after which its guest's stack
+    /// is wanted for the slow log ...
+    stack_wanted_at: OnceLock<Instant>,
+    /// ... the next time the guest is in Wasm, unless it was given already.
+    stack_wanted: AtomicBool,
 }
 
 impl std::fmt::Debug for RequestState {
@@ -126,6 +131,8 @@ impl RequestState {
             stopped_at: OnceLock::new(),
             kill_notify: Notify::new(),
             interrupt,
+            stack_wanted_at: OnceLock::new(),
+            stack_wanted: AtomicBool::new(false),
         }
     }
 
@@ -231,6 +238,23 @@ impl RequestState {
     /// while parked and must not be polled again.
     pub fn enter_guest(&self) -> bool {
         self.gate.compare_exchange(PARKED, POLLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Asks for the guest's stack for the slow log: a running guest is interrupted to give it
+    /// at once, one waiting in a host call gives it when the call returns.
+    pub fn want_stack(&self) {
+        let _ = self.stack_wanted_at.set(Instant::now());
+        self.stack_wanted.store(true, Ordering::Release);
+        (self.interrupt)();
+    }
+
+    /// When the guest's stack was asked for, if it is wanted still; once: the first caller
+    /// after [`Self::want_stack`] gets it, and logs the stack.
+    pub fn take_stack_wish(&self) -> Option<Instant> {
+        if !self.stack_wanted.load(Ordering::Relaxed) || !self.stack_wanted.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.stack_wanted_at.get().copied()
     }
 
     /// Whether a thread is running the guest now (in Wasm, or in a host call that has not

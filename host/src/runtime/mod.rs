@@ -65,6 +65,8 @@ pub struct GuestSettings {
 pub struct Invocation {
     /// Request id, for the guest's log lines.
     pub id: u64,
+    /// When the request head was complete, for the slow log's age.
+    pub arrived: Instant,
     /// The request line and headers.
     pub head: RequestHead,
     /// The request body.

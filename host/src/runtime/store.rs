@@ -10,7 +10,7 @@ use super::limits::{CpuBudget, MemoryLimiter};
 use super::stdio::{GuestLog, Stdio};
 use super::worlds::wasi_http::ProxyState;
 use super::{GuestSettings, Invocation};
-use crate::request::{BodyReceiver, InterruptHook, KillReason, MustTrap, Output, RequestHead, RequestState, StderrSink};
+use crate::request::{BodyReceiver, InterruptHook, KillReason, MustTrap, Output, RequestHead, RequestState, SlowRecord, StderrSink};
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +38,16 @@ pub struct HostState {
     pub state: Arc<RequestState>,
     /// A wasi:http proxy request's own state; `None` in other worlds.
     pub http: Option<Box<ProxyState>>,
+    /// Request id, route and arrival, for the slow log.
+    id: u64,
+    route: Arc<str>,
+    arrived: Instant,
+    /// When the guest last called into the host: the slow log tells a guest that waited in a
+    /// host call from one that called it after its time was up.
+    host_called: Instant,
+    /// Whether the guest's last exit to the host was the epoch callback making it yield (a
+    /// computing guest), rather than a host call it waits in.
+    yielded: bool,
 }
 
 /// A request's WASI context, built when the guest first calls into WASI. Most requests never do
@@ -109,6 +119,11 @@ impl HostState {
             output: invocation.output,
             state: invocation.state,
             http: None,
+            id: invocation.id,
+            route: settings.route.clone(),
+            arrived: invocation.arrived,
+            host_called: invocation.arrived,
+            yielded: false,
         })
     }
 
@@ -145,11 +160,19 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
     store.limiter(|state| &mut state.limiter);
     store.call_hook(|mut cx, hook| {
         let now = Instant::now();
-        let budget = &mut cx.data_mut().budget;
+        let data = cx.data_mut();
         if hook.entering_host() {
-            budget.leave(now)
+            data.budget.leave(now);
+            data.host_called = now;
         } else {
-            budget.enter(now)
+            data.budget.enter(now);
+            // Back from a host call, where the slow log may have found it waiting (its stack is
+            // the one it waited with), or from a yield, which a computing guest makes.
+            let yielded = std::mem::take(&mut data.yielded);
+            if let Some(wanted) = data.state.take_stack_wish() {
+                let doing = if !yielded && data.host_called <= wanted { "in a host call" } else { "running" };
+                log_slow(&cx, doing);
+            }
         }
         Ok(())
     });
@@ -157,6 +180,9 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
     let mut running = engine.running();
     let mut computing_ticks: u32 = 0;
     store.epoch_deadline_callback(move |mut cx| {
+        if cx.data().state.take_stack_wish().is_some() {
+            log_slow(&cx, "running");
+        }
         let state = cx.data_mut();
         if state.state.kill_reason().is_some() {
             return Ok(UpdateDeadline::Interrupt);
@@ -171,6 +197,7 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         // executor there, and its task moves to the guest threads.
         if crate::sched::on_io_thread() {
             crate::sched::leave_io_thread();
+            state.yielded = true;
             return Ok(UpdateDeadline::Yield(1));
         }
         // A guest that computes gives up the CPU for a moment at each tick: the kernel only
@@ -185,12 +212,24 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
             crate::sched::yield_cpu();
             computing_ticks = computing_ticks.wrapping_add(1);
             if computing_ticks.is_multiple_of(TICKS_PER_EXECUTOR_TURN) {
+                state.yielded = true;
                 return Ok(UpdateDeadline::Yield(1));
             }
         }
         Ok(UpdateDeadline::Continue(1))
     });
     store
+}
+
+/// Logs the slow-log record of the store's request, with its guest's Wasm stack now.
+fn log_slow(cx: &impl wasmtime::AsContext<Data = HostState>, state: &'static str) {
+    let stack = wasmtime::WasmBacktrace::force_capture(cx)
+        .frames()
+        .iter()
+        .map(|frame| frame.func_name().map_or_else(|| format!("<function {}>", frame.func_index()), str::to_owned))
+        .collect();
+    let data = cx.as_context().data();
+    SlowRecord { id: data.id, route: &data.route, age: data.arrived.elapsed(), state, stack: Some(stack) }.log();
 }
 
 /// The hook that makes the running guests of `engine` look at their kill switches now: it
