@@ -97,6 +97,10 @@ stream!(UnixStream, unix, |_: &UnixStream| None, |_: &UnixStream| None);
 /// clients connecting at once (the kernel caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Pause after a failed `accept` (for example out of file descriptors), so that the loop does
+/// not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A bound listener.
 #[derive(Debug)]
 pub enum Listener {
@@ -166,6 +170,25 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()),
             Listener::Unix(_, path, _) => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// The next connection, or `None` once `stop` is cancelled. A failed `accept` (out of file
+    /// descriptors, say) is logged, with the listener's `protocol`, and tried again after
+    /// `ACCEPT_BACKOFF`.
+    pub async fn accept_until(&self, stop: &tokio_util::sync::CancellationToken, protocol: &str) -> Option<Accepted> {
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => return None,
+                accepted = self.accept() => accepted,
+            };
+            match accepted {
+                Ok(stream) => return Some(stream),
+                Err(error) => {
+                    tracing::warn!(%error, protocol, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
         }
     }
 

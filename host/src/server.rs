@@ -118,9 +118,6 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 /// After `shutdown_grace`, how long the requests stopped then get to send their last bytes
 /// and log their access lines.
 const STOPPED_WAIT: Duration = Duration::from_secs(5);
-/// Pause after a failed `accept` (for example out of file descriptors), so that the loop does
-/// not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A server with its routes loaded and its listeners bound.
 #[derive(Debug)]
@@ -391,18 +388,7 @@ async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor,
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, protocol = protocol.as_str(), "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let Some(stream) = listener.accept_until(&stop, protocol.as_str()).await else { return };
         let dispatcher = acceptor.dispatcher.clone();
         let shutdown = acceptor.shutdown.clone();
         let open = dispatcher.metrics().map(|metrics| metrics.connection_opened(protocol));

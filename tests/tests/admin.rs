@@ -23,6 +23,18 @@ fn start() -> Server {
     Server::start(&manifest)
 }
 
+/// A server (and its admin address) that has answered three hellos, each on a connection of its
+/// own, and a 404 for a path no route serves.
+fn start_after_hellos_and_a_404() -> (Server, String) {
+    let server = start();
+    let admin = server.admin();
+    for _ in 0..3 {
+        assert_eq!(tests::get(server.addr(), "/hello").status, 200);
+    }
+    assert_eq!(tests::get(server.addr(), "/nowhere").status, 404);
+    (server, admin)
+}
+
 /// GETs `path` from the admin listener at `admin` and returns the response.
 fn admin_get(admin: &str, path: &str) -> tests::Response {
     tests::get(admin, path)
@@ -67,12 +79,7 @@ fn ping_answers_pong_and_anything_else_is_a_404() {
 
 #[test]
 fn status_shows_each_request_in_flight_with_its_state_and_the_totals() {
-    let server = start();
-    let admin = server.admin();
-    for _ in 0..3 {
-        assert_eq!(tests::get(server.addr(), "/hello").status, 200);
-    }
-    assert_eq!(tests::get(server.addr(), "/nowhere").status, 404);
+    let (server, admin) = start_after_hellos_and_a_404();
 
     // One request in each state.
     let sleeping = format!("/seed-a?ms={FOREVER_MS}");
@@ -177,12 +184,7 @@ fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn metrics_count_requests_by_route_protocol_and_outcome_and_parse_as_openmetrics() {
-    let server = start();
-    let admin = server.admin();
-    for _ in 0..3 {
-        assert_eq!(tests::get(server.addr(), "/hello").status, 200);
-    }
-    assert_eq!(tests::get(server.addr(), "/nowhere").status, 404);
+    let (server, admin) = start_after_hellos_and_a_404();
     let aborted = format!("/seed-a?ms={FOREVER_MS}");
     tests::leave_after_line(&server, server.addr(), &aborted, "/seed-a", "start", Close::Rst);
     assert_eq!(server.access(&aborted)["outcome"], "aborted-trapped");

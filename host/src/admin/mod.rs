@@ -24,18 +24,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// Answers admin requests on `listener` until `shutdown`.
 pub async fn serve(listener: Listener, dispatcher: Arc<Dispatcher>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     tracing::info!(protocol = "admin", addr = %listener.local_addr(), "listening");
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, protocol = "admin", "accept failed");
-                continue;
-            }
-        };
+    while let Some(stream) = listener.accept_until(&shutdown, "admin").await {
         let (dispatcher, metrics, shutdown) = (dispatcher.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
