@@ -243,8 +243,11 @@ impl<R: ReadHalf> Connection<R> {
                 SocketWork::Nothing
             };
             // Whether the hand-back must wake this task: unless it waits for the client's next
-            // bytes with nothing buffered, nothing else would.
-            let wake_wanted = shutting_down || feed.is_open() || !self.reader.buf.is_empty() || !matches!(socket, SocketWork::Read);
+            // bytes with nothing buffered, nothing else would. A broken body (malformed, or past
+            // `max_body_size`) closes the connection after the response, so there is no next
+            // request to wait for.
+            let wake_wanted =
+                shutting_down || feed.is_open() || feed.is_broken() || !self.reader.buf.is_empty() || !matches!(socket, SocketWork::Read);
             tokio::select! {
                 biased;
                 returned = std::future::poll_fn(|cx| taker.poll_take(cx, wake_wanted)) => return returned,
