@@ -1,9 +1,10 @@
 //! The server: its threads (the I/O, guest and reaper runtimes, at their priorities), its
 //! listeners, accepting connections (at most `max_connections` at once) and handing each to its
-//! front end; reloading on SIGHUP (and, with `--watch`, when a file changes): the manifest read again becomes the next generation (see
-//! [`crate::generation`]), listeners it adds open and listeners it drops close; and shutting
-//! down gracefully on SIGINT or SIGTERM: listeners close, idle connections end, running
-//! requests get `shutdown_grace` to finish and are stopped after it.
+//! front end; reloading on SIGHUP (and, with `--watch`, when a file changes): the manifest read
+//! again becomes the next generation (see [`crate::generation`]), listeners it adds open and
+//! listeners it drops close; and shutting down gracefully on SIGINT or SIGTERM: listeners
+//! close, idle connections end, running requests get `shutdown_grace` to finish and are
+//! stopped after it.
 
 use crate::dispatch::{Dispatcher, Executors};
 use crate::generation::CacheChoice;
@@ -167,12 +168,14 @@ async fn bind_new(
 /// What accepting takes, shared by every accept loop.
 #[derive(Clone)]
 struct Acceptor {
+    /// Where each connection's requests go.
     dispatcher: Arc<Dispatcher>,
     /// Ends idle connections and accept loops at shutdown.
     shutdown: CancellationToken,
     /// The accept loops, so that shutdown can wait for them to stop before it waits for the
     /// connections.
     accepting: TaskTracker,
+    /// The connections, so that shutdown can wait for them.
     connections: TaskTracker,
     /// One permit per open connection (`max_connections`).
     limit: Arc<Semaphore>,
@@ -180,7 +183,9 @@ struct Acceptor {
 
 /// An accept loop, and how to stop it.
 struct Accepting {
+    /// Stops the loop; its listener closes when the loop ends.
     stop: CancellationToken,
+    /// The loop.
     task: tokio::task::JoinHandle<()>,
 }
 
