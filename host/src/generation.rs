@@ -218,8 +218,7 @@ impl Generations {
         let number = self.current().number + 1;
         let next = Arc::new(Generation::build(number, manifest, &self.cache)?);
         *self.current.write().expect("generation lock") = next.clone();
-        heap::trim();
-        self.fresh_anonymous.store(heap::anonymous_resident(), Ordering::Relaxed);
+        self.fresh_pool();
         Ok(next)
     }
 
@@ -247,9 +246,7 @@ impl Generations {
                     *current = Arc::new(fresh);
                 }
                 drop(old);
-                // The new baseline is taken on a trimmed heap, as the next check will be.
-                heap::trim();
-                self.fresh_anonymous.store(heap::anonymous_resident(), Ordering::Relaxed);
+                self.fresh_pool();
                 tracing::info!(pool_kib = resident / 1024, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "{POOL_RELEASED}");
             }
             Err(error) => tracing::info!(
@@ -258,6 +255,14 @@ impl Generations {
                 "idle: the instance pool keeps its memory (it is released by loading the routes again from the compile cache)"
             ),
         }
+    }
+
+    /// A fresh pool is in force: trims the heap and takes the process's anonymous memory as the
+    /// baseline [`Self::pool_resident`] measures growth from (on a trimmed heap, as the next
+    /// check will be).
+    fn fresh_pool(&self) {
+        heap::trim();
+        self.fresh_anonymous.store(heap::anonymous_resident(), Ordering::Relaxed);
     }
 
     /// What the unused slots of `runtime`'s pool keep resident, as far as it can be told, or

@@ -55,19 +55,17 @@ fn respond<B>(request: &Request<B>, dispatcher: &Dispatcher, metrics: &Metrics) 
     let (content_type, body) = match request.uri().path() {
         "/ping" => ("text/plain; charset=utf-8", "pong\n".to_owned()),
         "/metrics" => (OPENMETRICS, metrics.encode()),
-        "/status" => {
-            let format = [("json", Format::Json), ("html", Format::Html), ("openmetrics", Format::OpenMetrics)]
-                .into_iter()
-                .find_map(|(name, format)| flag(name).then_some(format))
-                .unwrap_or(Format::Text);
-            let content_type = match format {
-                Format::Text => "text/plain; charset=utf-8",
-                Format::Json => "application/json",
-                Format::Html => "text/html; charset=utf-8",
-                Format::OpenMetrics => OPENMETRICS,
-            };
-            (content_type, Status::take(dispatcher, metrics).render(format, flag("full"), metrics))
-        }
+        "/status" => match ["json", "html", "openmetrics"].into_iter().find(|view| flag(view)) {
+            Some("openmetrics") => (OPENMETRICS, metrics.encode()),
+            view => {
+                let format = match view {
+                    Some("json") => Format::Json,
+                    Some("html") => Format::Html,
+                    _ => Format::Text,
+                };
+                (format.content_type(), Status::take(dispatcher, metrics).render(format, flag("full")))
+            }
+        },
         _ => {
             let mut response = Response::new(Full::new(Bytes::from_static(b"not found: /ping, /status, /metrics\n")));
             *response.status_mut() = StatusCode::NOT_FOUND;

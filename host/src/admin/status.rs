@@ -1,7 +1,7 @@
 //! `/status`: what the server is doing now, as php-fpm's status page shows its pool. One
 //! [`Status`] is taken from the dispatcher and the metrics, then rendered as text (the
-//! default), `?json`, `?html` or, with `?openmetrics`, as `/metrics` is; `?full` adds every
-//! request in flight.
+//! default), `?json` or `?html`; `?full` adds every request in flight. (`?openmetrics` is
+//! `/metrics`, which the admin listener answers without taking a status.)
 
 use super::metrics::Metrics;
 use crate::dispatch::{Dispatcher, LiveRequest};
@@ -96,7 +96,17 @@ pub enum Format {
     Text,
     Json,
     Html,
-    OpenMetrics,
+}
+
+impl Format {
+    /// The response's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
 }
 
 impl Status {
@@ -140,12 +150,11 @@ impl Status {
     }
 
     /// The status in `format`; `full` adds every request in flight.
-    pub fn render(&self, format: Format, full: bool, metrics: &Metrics) -> String {
+    pub fn render(&self, format: Format, full: bool) -> String {
         match format {
             Format::Text => self.text(full),
             Format::Json => self.json(full),
             Format::Html => self.html(full),
-            Format::OpenMetrics => metrics.encode(),
         }
     }
 
