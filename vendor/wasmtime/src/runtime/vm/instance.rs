@@ -144,6 +144,13 @@ pub struct Instance {
     /// cross-thread stuff used in `InstancePre`)
     store: Option<VMStoreRawPtr>,
 
+    /// The text section of this instance's module as its store holds it, looked up in the
+    /// store's module registry when the instance first builds a function reference. The
+    /// registry keeps that code for the store's lifetime, which outlives the instance, so each
+    /// later reference skips the registry's two ordered-map lookups. A componentize-py
+    /// instance builds thousands of references at start-up.
+    store_text: Option<SendSyncPtr<[u8]>>,
+
     /// Additional context used by compiled wasm code. This field is last, and
     /// represents a dynamically-sized array that extends beyond the nominal
     /// end of the struct (similar to a flexible array member).
@@ -209,6 +216,7 @@ impl Instance {
             #[cfg(feature = "wmemcheck")]
             wmemcheck_state,
             store: None,
+            store_text: None,
             vmctx: OwnedVMContext::new(),
         })?;
 
@@ -926,7 +934,7 @@ impl Instance {
     /// functions here. Effectively all the arguments here must be "logically
     /// correct" for the `VMFuncRef` being initialized.
     unsafe fn initialize_and_return_funcref(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
@@ -953,25 +961,35 @@ impl Instance {
         // it's better for instantiation performance if we don't have to track
         // "is-initialized" state at all!
 
-        let module_with_code = ModuleWithCode::in_store(
-            registry,
-            self.runtime_module()
-                .expect("funcref impossible in fake module"),
-        )
-        .expect("module not in store");
-
+        let text = match self.store_text {
+            Some(text) => text,
+            None => {
+                let module = self.runtime_module().expect("funcref impossible in fake module");
+                let module_with_code = ModuleWithCode::in_store(registry, module).expect("module not in store");
+                let text = SendSyncPtr::from(module_with_code.text());
+                // SAFETY: only a field that is not part of the pinned `vmctx` is written.
+                unsafe { self.as_mut().get_unchecked_mut().store_text = Some(text) };
+                text
+            }
+        };
+        // SAFETY: the registry keeps the store's code alive while the store, and so this
+        // instance, lives.
+        let text = unsafe { text.as_ref() };
         let (array_call, wasm_call) = match code {
             FuncRefCode::Offsets(offsets) => (
-                module_with_code.text_at(offsets.array_call),
-                module_with_code.text_at(offsets.wasm_call),
+                NonNull::from(&text[offsets.array_call..]).cast::<u8>(),
+                NonNull::from(&text[offsets.wasm_call..]).cast::<u8>(),
             ),
             FuncRefCode::Keys {
                 array_call,
                 wasm_call,
-            } => (
-                NonNull::from(module_with_code.function(array_call)).cast(),
-                NonNull::from(module_with_code.function(wasm_call)).cast(),
-            ),
+            } => {
+                let compiled = self.runtime_module().expect("funcref impossible in fake module").compiled_module();
+                (
+                    NonNull::from(&text[compiled.function_range(array_call)]).cast::<u8>(),
+                    NonNull::from(&text[compiled.function_range(wasm_call)]).cast::<u8>(),
+                )
+            }
         };
         let array_call = VmPtr::from(array_call.cast());
         let wasm_call = Some(VmPtr::from(wasm_call.cast::<VMWasmCallFunction>()));
