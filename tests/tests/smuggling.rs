@@ -1,9 +1,9 @@
 //! The request smuggling and desync corpus: every shape on which two HTTP/1.1 parsers are known
 //! to disagree about where a request ends, sent to Tether directly and through nginx in front of
 //! its FastCGI listener. Each shape gets its defined answers (statuses, and whether the
-//! connection closes after them), and the server runs exactly as many requests as it answered:
-//! never two where the client sent one. A request hidden in a body targets `/smuggled`, which no
-//! access record may ever name.
+//! connection closes after them, which the last answer's head then says), and the server runs
+//! exactly as many requests as it answered: never two where the client sent one. A request
+//! hidden in a body targets `/smuggled`, which no access record may ever name.
 
 use tests::nginx::{Nginx, pass};
 use tests::{Client, Manifest, Server, get, run_rows};
@@ -41,6 +41,11 @@ const fn refused(status: &'static [u16]) -> Answer {
 /// Refused by nginx itself: nothing reaches Tether.
 const fn refused_by_nginx(status: &'static [u16]) -> Answer {
     Answer { statuses: status, closes: true, requests: 0 }
+}
+
+/// Closed by nginx without an answer (after its `client_body_timeout`): nothing reaches Tether.
+const fn dropped_by_nginx() -> Answer {
+    Answer { statuses: &[], closes: true, requests: 0 }
 }
 
 /// Answered, one request per status, with the connection kept.
@@ -176,6 +181,12 @@ const SHAPES: &[Shape] = &[
         nginx: refused_by_nginx(&[400]),
     },
     Shape {
+        name: "a chunk size past max_body_size, its data withheld",
+        bytes: "POST /echo?{row} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n",
+        direct: served_then_closed(&[400]),
+        nginx: dropped_by_nginx(),
+    },
+    Shape {
         name: "chunk extensions",
         bytes: "POST /echo?{row} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d\"\r\nhello\r\n0;e\r\n\r\n",
         direct: served(&[200]),
@@ -223,6 +234,10 @@ const SHAPES: &[Shape] = &[
 /// corpus's bodies and not for the one that a huge chunk size announces.
 const MAX_BODY: u64 = 16;
 
+/// nginx's `client_body_timeout`: how long nginx waits for a body that does not come, before it
+/// gives up on the request (its default is a minute).
+const NGINX_BODY_TIMEOUT: &str = "2s";
+
 fn manifest() -> Manifest {
     Manifest::new().route("/echo", "echo", &format!("max_body_size = \"{MAX_BODY}\""))
 }
@@ -240,12 +255,14 @@ fn exchange(addr: &str, bytes: &str, answer: Answer, probe: Option<&str>) -> Res
         }
     }
     client.send(bytes);
-    let mut statuses = Vec::new();
-    for _ in answer.statuses {
-        statuses.push(client.read_response().status);
-    }
+    let responses: Vec<_> = answer.statuses.iter().map(|_| client.read_response()).collect();
+    let statuses: Vec<u16> = responses.iter().map(|response| response.status).collect();
     if statuses != answer.statuses {
         return Err(format!("statuses {statuses:?}, expected {:?}", answer.statuses));
+    }
+    let says_close = responses.last().and_then(|last| last.header("connection")).is_some_and(|c| c.eq_ignore_ascii_case("close"));
+    if answer.closes && !responses.is_empty() && !says_close {
+        return Err("the connection closes after an answer without `connection: close`".to_owned());
     }
     if !answer.closes {
         client.send("GET /echo?closing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -317,7 +334,10 @@ fn every_shape_gets_its_answer_and_one_request_per_answer_directly() {
 #[test]
 fn nginx_and_tether_agree_on_every_boundary() {
     let server = Server::start_fastcgi(&manifest());
-    let nginx = Nginx::start(&format!("    client_max_body_size {MAX_BODY};"), &[pass(server.fastcgi_tcp(), false, true)]);
+    let nginx = Nginx::start(
+        &format!("    client_max_body_size {MAX_BODY};\n    client_body_timeout {NGINX_BODY_TIMEOUT};"),
+        &[pass(server.fastcgi_tcp(), false, true)],
+    );
     let addr = nginx.addr(0);
     run_rows(
         SHAPES,
