@@ -134,14 +134,17 @@ const RECOVERED: usize = 20;
 #[test]
 fn an_exhausted_pool_answers_503_with_retry_after_and_recovers() {
     let manifest = Manifest::new().server(&format!("max_instances = {POOL}")).route("/hello", "hello", "").route("/seed-a", "seed_a", "");
-    let server = Server::start(&manifest);
+    let server = Server::start_fastcgi(&manifest);
+    let nginx = Nginx::start("", &[pass(server.fastcgi_tcp(), false, true)]);
     let mark = server.log_len();
     let sleepers = send_all(server.addr(), SLEEPER, POOL);
     wait_started(&server, mark, "/seed-a", POOL);
+    // Half the clients straight to Tether, half through nginx, which passes the 503 on.
+    let fronts = [server.addr().to_owned(), nginx.addr(0)];
     std::thread::scope(|scope| {
-        for _ in 0..REFUSED_CLIENTS {
+        for front in fronts.iter().cycle().take(REFUSED_CLIENTS) {
             scope.spawn(|| {
-                let mut client = Client::connect(server.addr());
+                let mut client = Client::connect(front);
                 for _ in 0..REFUSED_EACH {
                     client.get("/hello");
                     let response = client.read_response();

@@ -1,12 +1,13 @@
 //! Nothing lost: the work a guest does after its client may have gone, having called
 //! ignore-user-abort(true) or finish-request, happens exactly once, whatever happens to the
-//! connection meanwhile: the client leaving with FIN or RST, a SIGTERM within
-//! `shutdown_grace`, and hundreds of such requests at once with clients leaving at random.
-//! The `record` fixture appends one line per request to a file in its preopened directory; the
-//! tests count the lines.
+//! connection meanwhile: the client leaving with FIN or RST (directly, and through nginx over
+//! FastCGI), a SIGTERM within `shutdown_grace`, and hundreds of such requests at once with
+//! clients leaving at random. The `record` fixture appends one line per request to a file in
+//! its preopened directory; the tests count the lines.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use tests::nginx::{Nginx, pass};
 use tests::{Client, Close, Manifest, Server};
 
 /// The ways the fixture keeps working after its client may have gone.
@@ -54,10 +55,10 @@ impl Row {
     }
 }
 
-/// A server whose `/record` route may write into `dir` (its `data`).
-fn start(dir: &Path) -> Server {
+/// A `/record` route that may write into `dir` (its `data`).
+fn manifest(dir: &Path) -> Manifest {
     let preopen = format!("[[route.preopen]]\nhost = \"{}\"\nguest = \"data\"\nwritable = true", dir.display());
-    Server::start(&Manifest::new().route("/record", "record", &preopen))
+    Manifest::new().route("/record", "record", &preopen)
 }
 
 /// The target of request `id`.
@@ -90,15 +91,16 @@ fn assert_each_recorded_once(dir: &Path, n: usize) {
     assert_eq!(counts.len(), n, "records of requests never sent: {counts:?}");
 }
 
-/// Runs every row at once, their guests held (`wait=1`) until every client that leaves has left
+/// Runs every row at once through `addr` (the server, or a web server in front of it), their
+/// guests held (`wait=1`) until every client that leaves has left
 /// and every guest ignoring aborts has seen it; then `before_work` runs, the guests are let go,
 /// and `after_work` waits for them to end. Each record is then written exactly once, and each
 /// client that stayed read a complete response.
-fn run_table(dir: &Path, server: &mut Server, before_work: impl FnOnce(&Server), after_work: impl FnOnce(&mut Server)) {
+fn run_table(dir: &Path, server: &mut Server, addr: &str, before_work: impl FnOnce(&Server), after_work: impl FnOnce(&mut Server)) {
     let rows = Row::all();
     let mut stayed = Vec::new();
     for (id, row) in rows.iter().enumerate() {
-        let mut client = Client::connect(server.addr());
+        let mut client = Client::connect(addr);
         answered(&mut client, &uri(id, row.how, true));
         match row.leave {
             Some(how) => {
@@ -129,14 +131,25 @@ fn run_table(dir: &Path, server: &mut Server, before_work: impl FnOnce(&Server),
 #[test]
 fn work_after_an_abort_or_finish_request_is_done_exactly_once() {
     let dir = tests::fresh_dir("nothing-lost-aborts");
-    let mut server = start(&dir);
-    run_table(&dir, &mut server, |_| {}, |_| {});
+    let mut server = Server::start(&manifest(&dir));
+    let addr = server.addr().to_owned();
+    run_table(&dir, &mut server, &addr, |_| {}, |_| {});
+}
+
+#[test]
+fn work_after_an_abort_or_finish_request_behind_nginx_is_done_exactly_once() {
+    let dir = tests::fresh_dir("nothing-lost-nginx");
+    let mut server = Server::start_fastcgi(&manifest(&dir));
+    // Unbuffered, so that the flushed answer reaches the client while the guest works on.
+    let nginx = Nginx::start("", &[pass(server.fastcgi_unix(), false, false)]);
+    run_table(&dir, &mut server, &nginx.addr(0), |_| {}, |_| {});
 }
 
 #[test]
 fn work_under_way_at_sigterm_within_shutdown_grace_is_done_exactly_once() {
     let dir = tests::fresh_dir("nothing-lost-sigterm");
-    let mut server = start(&dir);
+    let mut server = Server::start(&manifest(&dir));
+    let addr = server.addr().to_owned();
     let before_work = |server: &Server| {
         let mark = server.log_len();
         server.terminate();
@@ -146,7 +159,7 @@ fn work_under_way_at_sigterm_within_shutdown_grace_is_done_exactly_once() {
     };
     // The server exits once every guest has done its work, well within `shutdown_grace`.
     let after_work = |server: &mut Server| assert_eq!(server.wait_exit(), Some(0));
-    run_table(&dir, &mut server, before_work, after_work);
+    run_table(&dir, &mut server, &addr, before_work, after_work);
 }
 
 /// Clients at once in the load test, and requests each sends.
@@ -156,7 +169,7 @@ const LOAD_REQUESTS: usize = 40;
 #[test]
 fn work_under_load_with_clients_leaving_at_random_is_done_exactly_once() {
     let dir = tests::fresh_dir("nothing-lost-load");
-    let server = start(&dir);
+    let server = Server::start(&manifest(&dir));
     let addr = server.addr();
     let rows = Row::all();
     std::thread::scope(|scope| {
