@@ -58,19 +58,32 @@ fn send_all(addr: &str, uri: &str, n: usize) -> Vec<Client> {
 }
 
 /// Hello requests on one keep-alive connection after another until `stop`, each answered 200
-/// `hello`; returns how many were, or the first that was not.
-fn hello_load(addr: &str, stop: &AtomicBool) -> Result<usize, String> {
-    let mut served = 0;
+/// `hello`; says so on `running` after the first, so that what the caller does next happens
+/// under load. Returns the first request that was not answered so.
+fn hello_load(addr: &str, running: mpsc::Sender<()>, stop: &AtomicBool) -> Result<(), String> {
     let mut client = Client::connect(addr);
-    while !stop.load(Ordering::Relaxed) {
+    for served in 0.. {
         client.get("/hello");
         let response = client.read_response();
         if (response.status, response.text().as_str()) != (200, "hello\n") {
             return Err(format!("request {served} of the load got {} {:?}", response.status, response.text()));
         }
-        served += 1;
+        let _ = running.send(());
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
     }
-    Ok(served)
+    Ok(())
+}
+
+/// Sets its flag when dropped: the load threads of a scope stop when the scope's body ends,
+/// whether it returns or fails (a failure would otherwise wait for them for ever).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Guests through nginx, over each FastCGI transport, when nginx dies.
@@ -108,8 +121,11 @@ fn an_rst_storm_during_load_stops_every_guest_and_fails_no_other_request() {
     assert_eq!(get(server.addr(), "/hello").status, 200);
     let baseline = server.usage();
     let stop = AtomicBool::new(false);
+    let (running, load_runs) = mpsc::channel();
     std::thread::scope(|scope| {
-        let load = scope.spawn(|| hello_load(server.addr(), &stop));
+        let stopping = StopOnDrop(&stop);
+        let load = scope.spawn(|| hello_load(server.addr(), running, &stop));
+        load_runs.recv_timeout(TIMEOUT).expect("the load's first request");
         let mark = server.log_len();
         let storm = send_all(server.addr(), SLEEPER, STORM);
         wait_started(&server, mark, "/seed-a", STORM);
@@ -117,9 +133,8 @@ fn an_rst_storm_during_load_stops_every_guest_and_fails_no_other_request() {
             client.close_rst();
         }
         wait_ended(&server, mark, "aborted-trapped", STORM);
-        stop.store(true, Ordering::Relaxed);
-        let served = load.join().expect("the load's thread").unwrap_or_else(|failure| panic!("{failure}"));
-        assert!(served > 0, "the load ran no request");
+        drop(stopping);
+        load.join().expect("the load's thread").unwrap_or_else(|failure| panic!("{failure}"));
     });
     server.settles_to(baseline);
 }
@@ -285,6 +300,7 @@ fn sigkill_and_restart_under_load_replace_the_unix_socket_and_serving_resumes() 
     let stop = AtomicBool::new(false);
     let (statuses, answered) = mpsc::channel();
     std::thread::scope(|scope| {
+        let _stopping = StopOnDrop(&stop);
         scope.spawn(|| {
             let mut client = Client::connect(&addr);
             while !stop.load(Ordering::Relaxed) {
@@ -303,7 +319,6 @@ fn sigkill_and_restart_under_load_replace_the_unix_socket_and_serving_resumes() 
         let _second = Server::start_with(&manifest, &args);
         while next() != 200 {}
         let resumed: Vec<u16> = (0..RESUMED).map(|_| next()).collect();
-        stop.store(true, Ordering::Relaxed);
         assert!(resumed.iter().all(|&status| status == 200), "after serving resumed: {resumed:?}");
     });
 }
