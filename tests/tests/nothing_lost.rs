@@ -91,11 +91,11 @@ fn assert_each_recorded_once(dir: &Path, n: usize) {
     assert_eq!(counts.len(), n, "records of requests never sent: {counts:?}");
 }
 
-/// Runs every row at once through `addr` (the server, or a web server in front of it), their
-/// guests held (`wait=1`) until every client that leaves has left
-/// and every guest ignoring aborts has seen it; then `before_work` runs, the guests are let go,
-/// and `after_work` waits for them to end. Each record is then written exactly once, and each
-/// client that stayed read a complete response.
+/// Sends every row's request through `addr` (the server, or a web server in front of it),
+/// their guests held (`wait=1`) until every client that leaves has left and every guest
+/// ignoring aborts has seen it; then `before_work` runs, the guests are let go, and
+/// `after_work` waits for them to end. Each record is then written exactly once, each request
+/// ends with its row's outcome, and each client that stayed reads its response to the end.
 fn run_table(dir: &Path, server: &mut Server, addr: &str, before_work: impl FnOnce(&Server), after_work: impl FnOnce(&mut Server)) {
     let rows = Row::all();
     let mut stayed = Vec::new();
@@ -117,8 +117,9 @@ fn run_table(dir: &Path, server: &mut Server, addr: &str, before_work: impl FnOn
     std::fs::write(dir.join("go"), b"").expect("letting the guests go");
     for (row, mut client) in stayed {
         if let How::IgnoreAbort = row.how {
-            // The rest of the chunked body: the working guest's response ends when it does.
-            assert!(client.read_until(b"0\r\n\r\n").ends_with(b"0\r\n\r\n"), "{row:?}");
+            // The rest of the chunked body, up to its last chunk (which fails if the connection
+            // ends first): the working guest's response ends when it does.
+            client.read_until(b"0\r\n\r\n");
         }
     }
     after_work(server);
