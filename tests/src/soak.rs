@@ -159,7 +159,7 @@ pub fn run(server: &Server, soak: Soak) -> Report {
                     if n >= soak.requests {
                         return;
                     }
-                    if n > 0 && n % soak.every == 0 {
+                    if n > 0 && n.is_multiple_of(soak.every) {
                         let checkpoint = checkpoint(server, &admin, n);
                         report.lock().expect("the report").checkpoints.push(checkpoint);
                     }
