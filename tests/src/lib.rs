@@ -165,8 +165,10 @@ pub fn tether_bin() -> &'static Path {
 /// What a test server logs: everything from info up, guest lines and access records included.
 const LOG_ALL: &str = "info,tether::guest=info";
 /// What a server under long load logs ([`Options::log`]): warnings and errors, and the lines the
-/// harness waits for at start-up (`listening`), without a line per request.
-pub const LOG_QUIET: &str = "warn,host::server=info,host::admin=info";
+/// harness waits for at start-up (`listening`), without a line per request: the dispatcher's
+/// warning for each guest that traps or is refused an instance is left out too (the admin
+/// listener's `/status` counts those requests by outcome).
+pub const LOG_QUIET: &str = "warn,host::dispatch=error,host::server=info,host::admin=info";
 
 /// How a test server is started, beyond its manifest.
 #[derive(Clone, Debug, Default)]
