@@ -198,7 +198,10 @@ fn highest_fd(pid: u32) -> u64 {
 #[test]
 fn out_of_file_descriptors_on_accept_is_logged_once_retried_and_recovered() {
     let server = Server::start(&Manifest::new().route("/hello", "hello", ""));
-    assert_eq!(get(server.addr(), "/hello").status, 200);
+    // A connection open before the fault, which must be served throughout it.
+    let mut open = Client::connect(server.addr());
+    open.get("/hello");
+    assert_eq!(open.read_response().status, 200);
     // A new descriptor gets the lowest free number, and the limit bounds numbers: with the
     // limit just above the highest one open, connections are accepted while free numbers
     // below it last (each held open), and then no more.
@@ -231,6 +234,8 @@ fn out_of_file_descriptors_on_accept_is_logged_once_retried_and_recovered() {
         held.push(client);
     };
     std::thread::sleep(FAULT_LASTS);
+    open.get("/hello");
+    assert_eq!(open.read_response().status, 200, "a connection accepted before the fault is served during it");
     // As an operator would (connections closing would do too, but each would let one accept
     // through into a full table again, a new run of failures).
     set_limit(original.current);
