@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest, Ready};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -101,6 +101,13 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// What the log says when accepting starts failing (with `error`, `protocol` and `backoff_ms`):
+/// once per run of failures, however long it lasts.
+pub const ACCEPT_FAILING: &str = "accept failed; retrying until it works again";
+/// What the log says when accepting works again after failing (with `protocol`, `failures` and
+/// `failing_ms`).
+pub const ACCEPTING_AGAIN: &str = "accepting again";
+
 /// A bound listener.
 #[derive(Debug)]
 pub enum Listener {
@@ -174,18 +181,30 @@ impl Listener {
     }
 
     /// The next connection, or `None` once `stop` is cancelled. A failed `accept` (out of file
-    /// descriptors, say) is logged, with the listener's `protocol`, and tried again after
-    /// `ACCEPT_BACKOFF`.
+    /// descriptors, say) is tried again after `ACCEPT_BACKOFF`, for as long as it fails: the
+    /// first failure of such a run is logged ([`ACCEPT_FAILING`], with the listener's
+    /// `protocol`), and so is its end ([`ACCEPTING_AGAIN`], with how many tries failed), not
+    /// every try.
     pub async fn accept_until(&self, stop: &tokio_util::sync::CancellationToken, protocol: &str) -> Option<Accepted> {
+        let mut failing: Option<(Instant, u64)> = None;
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return None,
                 accepted = self.accept() => accepted,
             };
             match accepted {
-                Ok(stream) => return Some(stream),
+                Ok(stream) => {
+                    if let Some((since, failures)) = failing {
+                        tracing::info!(protocol, failures, failing_ms = since.elapsed().as_millis(), "{ACCEPTING_AGAIN}");
+                    }
+                    return Some(stream);
+                }
                 Err(error) => {
-                    tracing::warn!(%error, protocol, "accept failed");
+                    let (_, failures) = failing.get_or_insert_with(|| {
+                        tracing::warn!(%error, protocol, backoff_ms = ACCEPT_BACKOFF.as_millis(), "{ACCEPT_FAILING}");
+                        (Instant::now(), 0)
+                    });
+                    *failures += 1;
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }

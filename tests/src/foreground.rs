@@ -106,11 +106,28 @@ impl Foreground {
     pub fn addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.ports[i])
     }
+
+    /// Kills the server as a crash or the OOM killer would: SIGKILL to itself and then to the
+    /// processes it started (nginx's workers, which hold the connections; the master goes
+    /// first so that it cannot start new ones), with no chance to close anything cleanly;
+    /// returns once it is gone.
+    pub fn kill(&mut self) {
+        let pid = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let pids = [pid].into_iter().chain(children.split_whitespace().filter_map(|child| child.parse().ok()));
+        for pid in pids.filter_map(|pid: u32| rustix::process::Pid::from_raw(pid.try_into().ok()?)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Foreground {
     /// Sends the server its stop signal and waits for it; it stops the processes it started.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let pid = rustix::process::Pid::from_child(&self.child);
         if rustix::process::kill_process(pid, self.stop).is_err() {
             let _ = self.child.kill();

@@ -13,6 +13,7 @@ pub mod front;
 pub mod matrix;
 pub mod nginx;
 pub mod proxy;
+pub mod soak;
 
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -115,6 +116,14 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh path for a Unix socket. Unix socket paths are short (108 bytes): it is in the
+/// system's temp directory.
+pub fn socket_path() -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("tether-test-{}-{n}.sock", std::process::id()))
+}
+
 /// `<target>`: the cargo target directory of the running binary.
 pub fn target_dir() -> PathBuf {
     profile_dir().parent().expect("<target>").to_path_buf()
@@ -153,6 +162,28 @@ pub fn tether_bin() -> &'static Path {
     })
 }
 
+/// What a test server logs: everything from info up, guest lines and access records included.
+const LOG_ALL: &str = "info,tether::guest=info";
+/// What a server under long load logs ([`Options::log`]): warnings and errors, and the lines the
+/// harness waits for at start-up (`listening`), without a line per request: the dispatcher's
+/// warning for each guest that traps or is refused an instance is left out too (the admin
+/// listener's `/status` counts those requests by outcome).
+pub const LOG_QUIET: &str = "warn,host::dispatch=error,host::server=info,host::admin=info";
+
+/// How a test server is started, beyond its manifest.
+#[derive(Clone, Debug, Default)]
+pub struct Options<'a> {
+    /// Extra `serve` arguments.
+    pub args: &'a [&'a str],
+    /// Caps the process's address space at this many KiB (`ulimit -v`), so that reserving
+    /// memory fails as on an exhausted machine.
+    pub address_space_kib: Option<u64>,
+    /// The compile cache directory, instead of the tests' shared one.
+    pub cache_dir: Option<PathBuf>,
+    /// `TETHER_LOG`, instead of everything from info up.
+    pub log: Option<&'a str>,
+}
+
 /// A running `tether serve` with JSON logs.
 pub struct Server {
     /// The child process.
@@ -176,26 +207,31 @@ impl Server {
 
     /// Starts a server with `manifest` and extra `serve` arguments.
     pub fn start_with(manifest: &Manifest, args: &[&str]) -> Server {
-        Self::launch(Some(manifest), args, None)
+        Self::launch(Some(manifest), &Options { args, ..Options::default() })
     }
 
     /// Starts a server with `manifest` in a process whose address space the kernel caps at
     /// `kib` KiB (`ulimit -v`), so that reserving memory fails as on an exhausted machine.
     pub fn start_with_address_space(manifest: &Manifest, kib: u64) -> Server {
-        Self::launch(Some(manifest), &["--listen", "127.0.0.1:0"], Some(kib))
+        Self::start_options(manifest, &Options { address_space_kib: Some(kib), ..Options::default() })
+    }
+
+    /// Starts a server with `manifest` as `options` say; unless they give listeners, it listens
+    /// for HTTP on an ephemeral port.
+    pub fn start_options(manifest: &Manifest, options: &Options) -> Server {
+        let listens = options.args.iter().any(|a| *a == "--listen" || *a == "--fastcgi");
+        let args: Vec<&str> = if listens { options.args.to_vec() } else { [&["--listen", "127.0.0.1:0"], options.args].concat() };
+        Self::launch(Some(manifest), &Options { args: &args, ..options.clone() })
     }
 
     /// Starts a server with `manifest` that listens for FastCGI on an ephemeral TCP port and on
     /// a Unix socket, and for HTTP on an ephemeral port.
     pub fn start_fastcgi(manifest: &Manifest) -> Server {
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Unix socket paths are short (108 bytes): keep them in the system's temp directory.
-        let socket = std::env::temp_dir().join(format!("tether-test-{}-{n}.sock", std::process::id()));
-        let unix = format!("unix:{}", socket.display());
+        let unix = format!("unix:{}", socket_path().display());
         // nginx's workers run as another user: the socket must be open to them.
         let manifest = manifest.clone().server("socket_mode = 0o666");
-        Self::launch(Some(&manifest), &["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix], None)
+        let args = ["--listen", "127.0.0.1:0", "--fastcgi", "127.0.0.1:0", "--fastcgi", &unix];
+        Self::launch(Some(&manifest), &Options { args: &args, ..Options::default() })
     }
 
     /// The FastCGI TCP address (`127.0.0.1:PORT`).
@@ -213,7 +249,7 @@ impl Server {
     /// than [`TIMEOUT`] to compile in a debug build.
     pub fn start_with_builtin() -> Server {
         compile(None);
-        Self::launch(None, &["--listen", "127.0.0.1:0"], None)
+        Self::launch(None, &Options { args: &["--listen", "127.0.0.1:0"], ..Options::default() })
     }
 
     /// Starts a server with the manifest file at `path`, listening for HTTP on an ephemeral
@@ -226,21 +262,22 @@ impl Server {
     /// listening for HTTP on an ephemeral port.
     pub fn start_file_with(path: &Path, args: &[&str]) -> Server {
         let args: Vec<&str> = ["--listen", "127.0.0.1:0"].iter().chain(args).copied().collect();
-        Self::launch_file(Some(path), fresh_dir("server"), &args, None)
+        Self::launch_file(Some(path), fresh_dir("server"), &Options { args: &args, ..Options::default() })
     }
 
-    fn launch(manifest: Option<&Manifest>, args: &[&str], address_space_kib: Option<u64>) -> Server {
+    fn launch(manifest: Option<&Manifest>, options: &Options) -> Server {
         let dir = fresh_dir("server");
         let manifest_path = manifest.map(|manifest| {
             let path = dir.join("tether.toml");
             std::fs::write(&path, manifest.to_string()).expect("writing the manifest");
             path
         });
-        Self::launch_file(manifest_path.as_deref(), dir, args, address_space_kib)
+        Self::launch_file(manifest_path.as_deref(), dir, options)
     }
 
-    fn launch_file(manifest: Option<&Path>, dir: PathBuf, args: &[&str], address_space_kib: Option<u64>) -> Server {
-        let mut command = match address_space_kib {
+    fn launch_file(manifest: Option<&Path>, dir: PathBuf, options: &Options) -> Server {
+        let args = options.args;
+        let mut command = match options.address_space_kib {
             // The shell sets the limit and then becomes the server, with the arguments below.
             Some(kib) => {
                 let mut shell = Command::new("/bin/sh");
@@ -255,9 +292,9 @@ impl Server {
         }
         command
             .arg("--cache-dir")
-            .arg(scratch_dir().join("cache"))
+            .arg(options.cache_dir.clone().unwrap_or_else(|| scratch_dir().join("cache")))
             .args(args)
-            .env("TETHER_LOG", "info,tether::guest=info")
+            .env("TETHER_LOG", options.log.unwrap_or(LOG_ALL))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("starting tether");
@@ -302,6 +339,27 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the server holds now.
+    pub fn usage(&self) -> Usage {
+        Usage::of(self.pid())
+    }
+
+    /// Waits until the server holds no more file descriptors and threads than at `baseline`,
+    /// and returns what it holds then. A thread of tokio's blocking pool (WASI's file calls)
+    /// ends after ten idle seconds, within [`TIMEOUT`]; nothing the server logs says when, so
+    /// this looks every [`POLL`].
+    pub fn settles_to(&self, baseline: Usage) -> Usage {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = self.usage();
+            if now.fds <= baseline.fds && now.threads <= baseline.threads {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "the server holds more than at {baseline:?} after {TIMEOUT:?}: {now:?}");
+            std::thread::sleep(POLL);
+        }
     }
 
     /// The HTTP address.
@@ -476,6 +534,35 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// How often a wait for a condition nothing announces (a process's file descriptors and
+/// threads) looks again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// What a process holds: open file descriptors, threads and resident memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Entries of `/proc/PID/fd`.
+    pub fds: usize,
+    /// Entries of `/proc/PID/task`.
+    pub threads: usize,
+    /// `VmRSS` of `/proc/PID/status`, in KiB.
+    pub rss_kib: u64,
+}
+
+impl Usage {
+    /// What process `pid` holds now.
+    pub fn of(pid: u32) -> Usage {
+        let entries = |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).map_or(0, Iterator::count);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Usage { fds: entries("fd"), threads: entries("task"), rss_kib }
     }
 }
 

@@ -91,4 +91,9 @@ impl Nginx {
     pub fn addr(&self, i: usize) -> String {
         self.server.addr(i)
     }
+
+    /// Kills the master and its worker with SIGKILL (see [`Foreground::kill`]).
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
 }

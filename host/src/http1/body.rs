@@ -68,6 +68,15 @@ impl Decoder {
         *self == Decoder::Done
     }
 
+    /// Body bytes the framing has announced and not yet delivered: the rest of the
+    /// `Content-Length`, or of the chunk whose size line was read.
+    pub fn pending(&self) -> u64 {
+        match *self {
+            Decoder::Length(left) | Decoder::Chunked(Chunked::Data(left)) => left,
+            _ => 0,
+        }
+    }
+
     /// Consumes bytes from `buf` and returns the next piece of body, if any.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Malformed> {
         loop {

@@ -127,6 +127,7 @@ impl<R: ReadHalf> Connection<R> {
         let is_head = head.is_head();
         // A client sending no body waits for nothing.
         let expect_continue = expect_continue && framing != Framing::Empty;
+        let keep_alive = keep_alive.with_body(feed.broken());
         let sink = Sink::new(wr, giver, version, is_head, keep_alive, expect_continue, settings.send_timeout);
         dispatcher.start(Start { admitted, head, body, sink: Box::new(sink) });
         let returned = self.drive(&mut feed, &state, &taker, shutdown).await;

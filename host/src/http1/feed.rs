@@ -38,7 +38,18 @@ impl Feed {
             return;
         }
         while self.body.wants_input() {
-            match self.decoder.decode(buf) {
+            let decoded = self.decoder.decode(buf);
+            // A chunk that can never fit `max_body_size` is refused as soon as its size line is
+            // read, before any of it is passed on or waited for.
+            let piece = match &decoded {
+                Ok(Decoded::Data(bytes)) => bytes.len() as u64,
+                _ => 0,
+            };
+            if !self.body.fits(piece.saturating_add(self.decoder.pending())) {
+                self.body.fail(BodyError::TooLarge);
+                return;
+            }
+            match decoded {
                 Ok(Decoded::NeedMore) => return,
                 Ok(Decoded::End) => self.body.end(),
                 Ok(Decoded::Data(bytes)) => self.body.data(bytes),
@@ -73,6 +84,11 @@ impl Feed {
     /// Whether the body's framing (or its size) broke it: the connection cannot be reused.
     pub fn is_broken(&self) -> bool {
         self.body.failed()
+    }
+
+    /// The body's [`body::Broken`] flag, for the response sink's keep-alive promise.
+    pub fn broken(&self) -> body::Broken {
+        self.body.broken()
     }
 
     /// Whether the socket delivered the whole body.
@@ -114,5 +130,21 @@ impl Feed {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_that_can_never_fit_is_refused_at_its_size_line() {
+        let size_line = |line: &'static [u8]| {
+            let (mut feed, _guest) = Feed::new(Framing::Chunked, 16);
+            feed.pump(&mut bytes::BytesMut::from(line));
+            feed.is_broken()
+        };
+        assert!(!size_line(b"10\r\n"), "16 bytes fit");
+        assert!(size_line(b"11\r\n"), "17 bytes never do, whether or not they are sent");
     }
 }

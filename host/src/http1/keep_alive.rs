@@ -6,6 +6,7 @@
 use super::encode::BodyFraming;
 use super::parse::Framing;
 use crate::request::PeerClose;
+use crate::request::body::Broken;
 use tokio_util::sync::CancellationToken;
 
 /// What one request's connection may do after its response.
@@ -15,21 +16,34 @@ pub(super) struct KeepAlive {
     client_allows: bool,
     /// The server's shutdown: a response whose head goes out after it closes the connection.
     shutdown: CancellationToken,
+    /// The request body's: a response whose head goes out after it broke closes the connection
+    /// (the connection does, whatever the head said), and says so.
+    body: Broken,
 }
 
 impl KeepAlive {
     /// For a request whose client allows keep-alive or not.
     pub fn new(client_allows: bool, shutdown: CancellationToken) -> Self {
-        Self { client_allows, shutdown }
+        Self { client_allows, shutdown, body: Broken::default() }
+    }
+
+    /// The same, for a request whose body's flag is `body`.
+    pub fn with_body(self, body: Broken) -> Self {
+        Self { body, ..self }
     }
 
     /// Whether a response head going out now with `framing` promises to keep the connection.
-    /// Not for a body delimited by closing the connection, not during a shutdown, and not when
+    /// Not for a body delimited by closing the connection, not during a shutdown, not after the
+    /// request body broke, and not when
     /// the client was told it may wait with its body (`Expect: 100-continue`) and was never
     /// asked for it: whether it sends that body after all is up to it, so the next bytes cannot
     /// be trusted to start a request.
     pub fn promise(&self, framing: BodyFraming, continue_unanswered: bool) -> bool {
-        self.client_allows && !self.shutdown.is_cancelled() && framing != BodyFraming::CloseDelimited && !continue_unanswered
+        self.client_allows
+            && !self.shutdown.is_cancelled()
+            && !self.body.get()
+            && framing != BodyFraming::CloseDelimited
+            && !continue_unanswered
     }
 
     /// Whether a request the host refuses keeps the connection: only if it has no body to skip.
@@ -65,6 +79,11 @@ mod tests {
         let closing = KeepAlive::new(true, shutdown.clone());
         shutdown.cancel();
         assert!(!closing.promise(BodyFraming::Chunked, false) && !closing.after_refusal(Framing::Empty), "a shutdown");
+        let (mut body, _guest) = crate::request::body::channel(1);
+        let broken = KeepAlive::new(true, CancellationToken::new()).with_body(body.broken());
+        assert!(broken.promise(BodyFraming::Length(1), false));
+        body.fail(crate::request::body::BodyError::Malformed);
+        assert!(!broken.promise(BodyFraming::Length(1), false), "a request body that broke");
         assert!(KeepAlive::goes_on(true, None, false, false));
         assert!(!KeepAlive::goes_on(false, None, false, false), "a response that did not go out whole");
         assert!(!KeepAlive::goes_on(true, Some(PeerClose::Reset), true, false), "a client that left");

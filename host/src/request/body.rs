@@ -10,6 +10,8 @@
 //! through a [`BodyFeed`], which counts the bytes against that limit.
 
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -83,17 +85,37 @@ pub struct BodyFeed {
     /// The route's `max_body_size`.
     limit: u64,
     /// Whether the body ended with an error: the stream it came in is not to be trusted.
-    failed: bool,
+    failed: Broken,
+}
+
+/// Whether a request body ended with an error (too large, malformed, aborted), for whoever
+/// answers the request as well as the feed: set before the guest can learn of the error, so a
+/// response the guest writes about it already knows. A request without a body never breaks,
+/// and has no flag to share.
+#[derive(Clone, Debug, Default)]
+pub struct Broken(Option<Arc<AtomicBool>>);
+
+impl Broken {
+    /// Whether the body broke.
+    pub fn get(&self) -> bool {
+        self.0.as_ref().is_some_and(|broken| broken.load(Ordering::Acquire))
+    }
+
+    fn set(&self) {
+        if let Some(broken) = &self.0 {
+            broken.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl BodyFeed {
     fn new(tx: Tx, limit: u64) -> Self {
-        Self { tx: Some(tx), pending: None, received: 0, limit, failed: false }
+        Self { tx: Some(tx), pending: None, received: 0, limit, failed: Broken(Some(Arc::default())) }
     }
 
     /// A feed for a request without a body: ended before it began.
     pub fn ended() -> Self {
-        Self { tx: None, pending: None, received: 0, limit: 0, failed: false }
+        Self { tx: None, pending: None, received: 0, limit: 0, failed: Broken::default() }
     }
 
     /// Passes on the next bytes of the body, or [`BodyError::TooLarge`] instead once they take
@@ -101,6 +123,12 @@ impl BodyFeed {
     pub fn data(&mut self, bytes: Bytes) {
         self.received += bytes.len() as u64;
         if self.received > self.limit { self.fail(BodyError::TooLarge) } else { self.offer(BodyMsg::Data(bytes)) }
+    }
+
+    /// Whether `more` bytes beyond those passed on still fit the limit: the framing announces
+    /// them (a chunk's size line) before they arrive.
+    pub fn fits(&self, more: u64) -> bool {
+        self.received.saturating_add(more) <= self.limit
     }
 
     /// The body is complete.
@@ -111,7 +139,7 @@ impl BodyFeed {
     /// The body stops early; the guest's next read fails with `error`.
     pub fn fail(&mut self, error: BodyError) {
         if self.tx.is_some() {
-            self.failed = true;
+            self.failed.set();
             // Ahead of anything still pending: the body is over.
             self.pending = None;
             self.offer(BodyMsg::Error(error));
@@ -167,7 +195,12 @@ impl BodyFeed {
 
     /// Whether the body ended with an error (too large, malformed, aborted).
     pub fn failed(&self) -> bool {
-        self.failed
+        self.failed.get()
+    }
+
+    /// The body's [`Broken`] flag, to share with whoever answers the request.
+    pub fn broken(&self) -> Broken {
+        self.failed.clone()
     }
 
     /// Body bytes passed on so far.

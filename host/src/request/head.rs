@@ -118,10 +118,19 @@ impl Default for ResponseHead {
     }
 }
 
+/// The `retry-after` of the host's own 503s (every instance busy, no room for another, shutting
+/// down), in seconds: a client or proxy that honours it comes back once a burst has had time to
+/// pass instead of at once (RFC 9110 §10.2.3).
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 impl ResponseHead {
-    /// A plain-text head for a response the host itself generates.
+    /// A plain-text head for a response the host itself generates; a 503 says when to retry.
     pub fn host_error(status: u16) -> Self {
-        Self { status, headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())], declared_length: None }
+        let mut headers = vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())];
+        if status == 503 {
+            headers.push(("retry-after".to_owned(), RETRY_AFTER_SECONDS.to_owned()));
+        }
+        Self { status, headers, declared_length: None }
     }
 
     /// Whether a response with this status never has a body on the wire: 204 and 304 (RFC 9110
