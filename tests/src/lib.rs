@@ -534,6 +534,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // A killed server leaves its Unix sockets' files behind, in the system's temp directory.
+        for path in self.fastcgi.iter().filter_map(|addr| addr.strip_prefix("unix:")) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
