@@ -1,0 +1,232 @@
+//! PHP as a guest: the PHP component (`builtin:php`, which `scripts/build-php` builds) on a
+//! route whose document root is the PHP-FPM reference's script directory,
+//! `../shared/reference/php-fpm/www`, preopened read-only, so its scripts run unmodified. Their
+//! logger writes `/tmp/phpref/log/events.jsonl`; the route preopens a fresh directory there.
+//!
+//! Each table row is one request, over Tether's HTTP listener or through a real nginx passing
+//! FastCGI over TCP or a Unix socket, and says what the client gets and which events the script
+//! logs, with the `connection_status()` it read at each. A request is over when the server
+//! logs its access record, which it writes after the guest ended; the events are read then.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tests::nginx::{self, Nginx};
+use std::time::{Duration, Instant};
+use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
+
+/// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
+const GUEST_LOG_DIR: &str = "/tmp/phpref/log";
+/// The guest path of the document root (the PHP component's `DOCUMENT_ROOT`).
+const GUEST_DOCUMENT_ROOT: &str = "/www";
+/// How often a wait for a script's event rereads its log file: the file is the only sign of
+/// progress a script that writes nothing gives.
+const EVENT_POLL: Duration = Duration::from_millis(5);
+
+/// The reference's scripts: `../shared/reference/php-fpm/www` beside the workspace.
+fn reference_www() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace");
+    let www = workspace.join("../shared/reference/php-fpm/www");
+    assert!(www.join("common.php").is_file(), "the PHP-FPM reference's scripts are missing: {}", www.display());
+    www
+}
+
+/// A server with one PHP route on `/` in `mode` (`prompt` or `write`), its log directory, and
+/// the address of each front end.
+struct Site {
+    server: Server,
+    log_dir: PathBuf,
+    _nginx: Option<Nginx>,
+    addr: String,
+}
+
+/// How a row's request reaches Tether.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Front {
+    /// Tether's own HTTP listener.
+    Http,
+    /// nginx, FastCGI over TCP.
+    NginxTcp,
+    /// nginx, FastCGI over a Unix socket.
+    NginxUnix,
+}
+
+impl Front {
+    const ALL: [Front; 3] = [Front::Http, Front::NginxTcp, Front::NginxUnix];
+
+    fn name(self) -> &'static str {
+        match self {
+            Front::Http => "http",
+            Front::NginxTcp => "nginx-tcp",
+            Front::NginxUnix => "nginx-unix",
+        }
+    }
+}
+
+/// The PHP route's manifest in `mode`, logging into `log_dir`.
+fn manifest(mode: &str, log_dir: &Path) -> Manifest {
+    let settings = format!(
+        "abort_detection = \"{mode}\"\nenv = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\" }}\n\
+         [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n\
+         [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_LOG_DIR}\"\nwritable = true\n",
+        reference_www().display(),
+        log_dir.display()
+    );
+    Manifest::new().route_to("/", "builtin:php", &settings)
+}
+
+/// Starts a site in `mode` behind `front`, its component compiled ahead (once per process:
+/// the compile cache keeps it).
+fn site(mode: &str, front: Front) -> Site {
+    let log_dir = fresh_dir("php-log");
+    let manifest = manifest(mode, &log_dir);
+    static COMPILED: std::sync::Once = std::sync::Once::new();
+    COMPILED.call_once(|| compile_ahead(&manifest));
+    let (server, nginx, addr) = match front {
+        Front::Http => {
+            let server = Server::start(&manifest);
+            let addr = server.addr().to_owned();
+            (server, None, addr)
+        }
+        Front::NginxTcp | Front::NginxUnix => {
+            let server = Server::start_fastcgi(&manifest);
+            let upstream = if front == Front::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
+            let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
+            let addr = nginx.addr(0);
+            (server, Some(nginx), addr)
+        }
+    };
+    Site { server, log_dir, _nginx: nginx, addr }
+}
+
+impl Site {
+    /// The events the scripts logged with `tag`, in order.
+    fn events(&self, tag: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.log_dir.join("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|error| panic!("event {line:?}: {error}")))
+            .filter(|event| event["tag"] == tag)
+            .collect()
+    }
+
+    /// Waits until the script logged the event `name` with `tag`.
+    fn wait_for_event(&self, tag: &str, name: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.events(tag).iter().any(|event| event["ev"] == name) {
+            assert!(Instant::now() < deadline, "timed out waiting for the event {name} of {tag}");
+            std::thread::sleep(EVENT_POLL);
+        }
+    }
+}
+
+/// `name` and connection status of each event, as `name:cs`.
+fn summary(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| format!("{}:{}", e["ev"].as_str().unwrap_or("?"), e["cs"])).collect()
+}
+
+/// A request whose client reads the whole response.
+struct Row {
+    /// The script and its query, without `tag` (the row adds its own).
+    uri: &'static str,
+    /// The status the client gets.
+    status: u16,
+    /// The body the client gets.
+    body: String,
+    /// The events the script logs, `name:cs`, in order.
+    events: &'static [&'static str],
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: &[] },
+        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: &[] },
+        // The reference's RESULTS.md is one level above the document root: not reachable.
+        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: &[] },
+        // Seed A1: no output; it runs to its end (RESULTS.md, key fact 4).
+        Row { uri: "/seed_a1.php?iua=0", status: 200, body: String::new(), events: &["start:0", "end:0", "shutdown:0"] },
+        Row {
+            uri: "/seed_a2.php?n=2",
+            status: 200,
+            body: "22222".repeat(2),
+            events: &["start:0", "w:0", "iter:0", "w:0", "iter:0", "end:0", "shutdown:0"],
+        },
+        Row {
+            uri: "/seed_b.php?iua=1&sleep_ms=10",
+            status: 200,
+            body: "a".repeat(6 * 4096),
+            events: &[
+                "start:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0",
+                "done:0", "shutdown:0",
+            ],
+        },
+        Row {
+            uri: "/fast_writer.php?iua=1&n=3&ms=1",
+            status: 200,
+            body: "x".repeat(300),
+            events: &["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
+        },
+        // fastcgi_finish_request(): the client has its response while the script sleeps on.
+        Row {
+            uri: "/finish.php",
+            status: 200,
+            body: "response-body\n".into(),
+            events: &["start:0", "finished:0", "after_sleep:0", "end:0", "shutdown:0"],
+        },
+    ]
+}
+
+/// Runs `row` on `site` with the tag `tag`.
+fn check(site: &Site, front: Front, row: &Row) -> Result<(), String> {
+    let tag = format!("{}-{}", front.name(), row.uri.trim_start_matches('/').replace(['?', '&', '=', '.', '%'], "_"));
+    let separator = if row.uri.contains('?') { '&' } else { '?' };
+    let uri = format!("{}{separator}tag={tag}", row.uri);
+    let mut client = Client::connect(&site.addr);
+    client.send(format!("GET {uri} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
+    let response = client.read_response();
+    if response.status != row.status || response.text() != row.body {
+        return Err(format!("got {} {:?}, expected {} {:?}", response.status, response.text(), row.status, row.body));
+    }
+    site.server.access(&uri);
+    let events = summary(&site.events(&tag));
+    if events != row.events {
+        return Err(format!("events {events:?}, expected {:?}", row.events));
+    }
+    Ok(())
+}
+
+#[test]
+fn reference_scripts_run_unmodified_in_write_mode() {
+    for front in Front::ALL {
+        let site = site("write", front);
+        run_rows(&rows(), |row| format!("{} {}", front.name(), row.uri), |row| check(&site, front, row));
+    }
+}
+
+#[test]
+fn the_response_head_is_php_s() {
+    let site = site("write", Front::Http);
+    let mut client = Client::connect(&site.addr);
+    client.get("/hello.php");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("text/html; charset=UTF-8"));
+    assert_eq!(response.header("x-powered-by"), Some("PHP/8.2.32"));
+}
+
+/// Prompt mode: a script that writes nothing is stopped where it sleeps when its client
+/// leaves (no `end`, no shutdown function), unless it ignores user aborts: then it runs to its
+/// end and reads ABORTED.
+#[test]
+fn prompt_mode_stops_a_script_that_writes_nothing() {
+    let site = site("prompt", Front::Http);
+    for (iua, expected) in [("0", &["start:0"][..]), ("1", &["start:0", "end:1", "shutdown:1"][..])] {
+        let tag = format!("prompt-a1-{iua}");
+        let uri = format!("/seed_a1.php?iua={iua}&tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        // The script logs `start` before its sleep: leave once it is there.
+        site.wait_for_event(&tag, "start");
+        client.close_fin();
+        site.server.access(&uri);
+        assert_eq!(summary(&site.events(&tag)), expected, "iua={iua}");
+    }
+}
