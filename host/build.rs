@@ -24,9 +24,18 @@ const GUEST_PROFILE: &str = "guest";
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
-    for watched in
-        ["guest/src", "guest/examples", "guest/fixtures", "guest/Cargo.toml", "guest/sdk", "guest/tools", "guest/php", "wit", "scripts/build-langs", "scripts/build-php"]
-    {
+    for watched in [
+        "guest/src",
+        "guest/examples",
+        "guest/fixtures",
+        "guest/Cargo.toml",
+        "guest/sdk",
+        "guest/tools",
+        "guest/php",
+        "wit",
+        "scripts/build-langs",
+        "scripts/build-php",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

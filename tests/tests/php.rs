@@ -10,8 +10,8 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tests::nginx::{self, Nginx};
 use std::time::{Duration, Instant};
+use tests::nginx::{self, Nginx};
 use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
 
 /// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
@@ -132,44 +132,41 @@ struct Row {
     /// The body the client gets.
     body: String,
     /// The events the script logs, `name:cs`, in order.
-    events: &'static [&'static str],
+    events: Vec<&'static str>,
 }
 
 fn rows() -> Vec<Row> {
     vec![
-        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: &[] },
-        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: &[] },
+        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: vec![] },
+        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: vec![] },
         // The reference's RESULTS.md is one level above the document root: not reachable.
-        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: &[] },
+        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: vec![] },
         // Seed A1: no output; it runs to its end (RESULTS.md, key fact 4).
-        Row { uri: "/seed_a1.php?iua=0", status: 200, body: String::new(), events: &["start:0", "end:0", "shutdown:0"] },
+        Row { uri: "/seed_a1.php?iua=0", status: 200, body: String::new(), events: vec!["start:0", "end:0", "shutdown:0"] },
         Row {
             uri: "/seed_a2.php?n=2",
             status: 200,
             body: "22222".repeat(2),
-            events: &["start:0", "w:0", "iter:0", "w:0", "iter:0", "end:0", "shutdown:0"],
+            events: vec!["start:0", "w:0", "iter:0", "w:0", "iter:0", "end:0", "shutdown:0"],
         },
         Row {
             uri: "/seed_b.php?iua=1&sleep_ms=10",
             status: 200,
             body: "a".repeat(6 * 4096),
-            events: &[
-                "start:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0", "iter:0", "w:0",
-                "done:0", "shutdown:0",
-            ],
+            events: ["start:0"].into_iter().chain(["iter:0", "w:0"].repeat(6)).chain(["done:0", "shutdown:0"]).collect(),
         },
         Row {
             uri: "/fast_writer.php?iua=1&n=3&ms=1",
             status: 200,
             body: "x".repeat(300),
-            events: &["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
+            events: vec!["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
         },
         // fastcgi_finish_request(): the client has its response while the script sleeps on.
         Row {
             uri: "/finish.php",
             status: 200,
             body: "response-body\n".into(),
-            events: &["start:0", "finished:0", "after_sleep:0", "end:0", "shutdown:0"],
+            events: vec!["start:0", "finished:0", "after_sleep:0", "end:0", "shutdown:0"],
         },
     ]
 }

@@ -407,6 +407,9 @@ static void fill_request_info(void) {
     SG(request_info).content_type = content_type;
     SG(request_info).content_length = content_length != NULL ? ZEND_STRTOL(content_length, NULL, 10) : 0;
     SG(request_info).proto_num = strcmp(protocol, "HTTP/1.0") == 0 ? 1000 : 1100;
+    /* As php-cgi and php-fpm start a response: PHP answers a fatal error before any output
+     * with 500 only when the status is still 200. */
+    SG(sapi_headers).http_response_code = 200;
     SG(server_context) = &tether_sapi_module;
     free(protocol);
     free(content_length);
@@ -417,9 +420,10 @@ static void handle(void) {
         not_found();
         return;
     }
+    sapi_startup(&tether_sapi_module);
+    /* After sapi_startup, which clears them. */
     tether_sapi_module.ini_entries = INI_DEFAULTS;
     tether_sapi_module.additional_functions = tether_functions;
-    sapi_startup(&tether_sapi_module);
     if (tether_sapi_module.startup(&tether_sapi_module) == FAILURE) {
         tether_response_set_status(500, NULL);
         tether_log("PHP: module start-up failed");
