@@ -62,10 +62,15 @@ impl Front {
     }
 }
 
+/// The route's output buffer: php-fpm's FastCGI buffer (8 KiB, `fcgi_request.out_buf`), behind
+/// PHP's own output buffer as it is in php-fpm, so that a socket write happens where php-fpm
+/// makes one: at `flush()`, or when 8 KiB are pending.
+const OUTPUT_BUFFER: &str = "8KiB";
+
 /// The PHP route's manifest in `mode`, logging into `log_dir`.
 fn manifest(mode: &str, log_dir: &Path) -> Manifest {
     let settings = format!(
-        "abort_detection = \"{mode}\"\nenv = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\" }}\n\
+        "abort_detection = \"{mode}\"\noutput_buffer = \"{OUTPUT_BUFFER}\"\nenv = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\" }}\n\
          [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n\
          [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_LOG_DIR}\"\nwritable = true\n",
         reference_www().display(),
@@ -133,33 +138,45 @@ struct Row {
     body: String,
     /// The events the script logs, `name:cs`, in order.
     events: Vec<&'static str>,
+    /// Whether the row needs Tether's HTTP listener: nginx refuses some requests itself.
+    direct_only: bool,
 }
 
 fn rows() -> Vec<Row> {
     vec![
-        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: vec![] },
-        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: vec![] },
-        // The reference's RESULTS.md is one level above the document root: not reachable.
-        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: vec![] },
+        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: vec![], direct_only: false },
+        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: false },
+        // The reference's RESULTS.md is one level above the document root: not reachable (nginx
+        // answers such a path with 400 itself).
+        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: true },
         // Seed A1: no output; it runs to its end (RESULTS.md, key fact 4).
-        Row { uri: "/seed_a1.php?iua=0", status: 200, body: String::new(), events: vec!["start:0", "end:0", "shutdown:0"] },
+        Row {
+            uri: "/seed_a1.php?iua=0",
+            status: 200,
+            body: String::new(),
+            events: vec!["start:0", "end:0", "shutdown:0"],
+            direct_only: false,
+        },
         Row {
             uri: "/seed_a2.php?n=2",
             status: 200,
             body: "22222".repeat(2),
             events: vec!["start:0", "w:0", "iter:0", "w:0", "iter:0", "end:0", "shutdown:0"],
+            direct_only: false,
         },
         Row {
             uri: "/seed_b.php?iua=1&sleep_ms=10",
             status: 200,
             body: "a".repeat(6 * 4096),
             events: ["start:0"].into_iter().chain(["iter:0", "w:0"].repeat(6)).chain(["done:0", "shutdown:0"]).collect(),
+            direct_only: false,
         },
         Row {
             uri: "/fast_writer.php?iua=1&n=3&ms=1",
             status: 200,
             body: "x".repeat(300),
             events: vec!["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
+            direct_only: false,
         },
         // fastcgi_finish_request(): the client has its response while the script sleeps on.
         Row {
@@ -167,6 +184,7 @@ fn rows() -> Vec<Row> {
             status: 200,
             body: "response-body\n".into(),
             events: vec!["start:0", "finished:0", "after_sleep:0", "end:0", "shutdown:0"],
+            direct_only: false,
         },
     ]
 }
@@ -194,7 +212,8 @@ fn check(site: &Site, front: Front, row: &Row) -> Result<(), String> {
 fn reference_scripts_run_unmodified_in_write_mode() {
     for front in Front::ALL {
         let site = site("write", front);
-        run_rows(&rows(), |row| format!("{} {}", front.name(), row.uri), |row| check(&site, front, row));
+        let rows: Vec<Row> = rows().into_iter().filter(|row| front == Front::Http || !row.direct_only).collect();
+        run_rows(&rows, |row| format!("{} {}", front.name(), row.uri), |row| check(&site, front, row));
     }
 }
 
@@ -225,5 +244,54 @@ fn prompt_mode_stops_a_script_that_writes_nothing() {
         client.close_fin();
         site.server.access(&uri);
         assert_eq!(summary(&site.events(&tag)), expected, "iua={iua}");
+    }
+}
+
+/// Seed B behind nginx in write mode, its client leaving (FIN) before the first of its six
+/// 4 KiB writes, each after a 300 ms sleep: as under php-fpm (RESULTS.md, fact 2 and the B
+/// rows), the first write after the close fails over a Unix socket, the second over TCP, and
+/// from then on `connection_status()` reads ABORTED. Ignoring user aborts, the script runs to
+/// its end (and logs `stop` at each later iteration); not ignoring them, it is stopped inside
+/// the failing write, where php-fpm bails out and runs the shutdown function: a Tether guest
+/// is stopped there, so no shutdown function runs.
+#[test]
+fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
+    for front in [Front::NginxTcp, Front::NginxUnix] {
+        let site = site("write", front);
+        let writes_before_failure = if front == Front::NginxTcp { 1 } else { 0 };
+        let rows = [true, false];
+        run_rows(
+            &rows,
+            |iua| format!("{} iua={iua}", front.name()),
+            |&iua| {
+                let tag = format!("abort-{}-{iua}", front.name());
+                let uri = format!("/seed_b.php?iua={}&sleep_ms=300&tag={tag}", u8::from(iua));
+                let mut client = Client::connect(&site.addr);
+                client.get(&uri);
+                site.wait_for_event(&tag, "start");
+                client.close_fin();
+                site.server.access(&uri);
+                let mut expected = vec!["start:0".to_owned()];
+                let mut cs = 0;
+                for i in 0..6 {
+                    expected.push(format!("iter:{cs}"));
+                    if cs == 1 {
+                        expected.push("stop:1".to_owned());
+                    }
+                    if i >= writes_before_failure {
+                        if !iua {
+                            break;
+                        }
+                        cs = 1;
+                    }
+                    expected.push(format!("w:{cs}"));
+                }
+                if iua {
+                    expected.extend(["done:1".to_owned(), "shutdown:1".to_owned()]);
+                }
+                let events = summary(&site.events(&tag));
+                if events != expected { Err(format!("events {events:?}, expected {expected:?}")) } else { Ok(()) }
+            },
+        );
     }
 }
