@@ -178,6 +178,25 @@ fn rows() -> Vec<Row> {
             events: vec!["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
             direct_only: false,
         },
+        // set_time_limit(1), then a 3 s sleep: not stopped, the limit counts time in guest code
+        // (RESULTS.md, fact 12: php-fpm's counts CPU time).
+        Row {
+            uri: "/timeout.php?mode=sleep&lim=1",
+            status: 200,
+            body: "completed\n".into(),
+            events: vec!["start:0", "end:0", "shutdown:0", "sdf:0"],
+            direct_only: false,
+        },
+        // set_time_limit(1), then a busy loop: stopped once it has run 1 s in guest code, with
+        // a 500 before any output (as php-fpm's); a stopped guest runs no shutdown function
+        // (php-fpm's run, reading TIMEOUT).
+        Row {
+            uri: "/timeout.php?mode=busy&lim=1",
+            status: 500,
+            body: "maximum execution time exceeded\n".into(),
+            events: vec!["start:0"],
+            direct_only: false,
+        },
         // fastcgi_finish_request(): the client has its response while the script sleeps on.
         Row {
             uri: "/finish.php",
