@@ -314,3 +314,24 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
         );
     }
 }
+
+/// shutdown_fn.php behind nginx in write mode, not ignoring user aborts: 100 bytes and a flush
+/// every 10 ms until its client leaves, then it is stopped inside the write that fails. php-fpm
+/// bails out there and runs the shutdown function (RESULTS.md, fact 9); a Tether guest is
+/// stopped where it is, so neither the script's end nor its shutdown function runs.
+#[test]
+fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
+    for front in [Front::NginxTcp, Front::NginxUnix] {
+        let site = site("write", front);
+        let tag = format!("sdf-{}", front.name());
+        let uri = format!("/shutdown_fn.php?tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        site.wait_for_event(&tag, "w");
+        client.close_fin();
+        site.server.access(&uri);
+        let events = summary(&site.events(&tag));
+        assert_eq!(events.first().map(String::as_str), Some("start:0"), "{events:?}");
+        assert!(events[1..].iter().all(|event| event == "w:0"), "{}: {events:?}", front.name());
+    }
+}

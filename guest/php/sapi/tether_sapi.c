@@ -145,8 +145,7 @@ static char *tether_read_cookies(void) {
     return tether_request_header("cookie");
 }
 
-/* Registers `name` = `len` bytes of `value`, in PHP's own way (magic quotes and the
- * filter extension's hook included). */
+/* Registers `name` = `len` bytes of `value` through PHP's input filter, as php-cgi does. */
 static void register_bytes(const char *name, const uint8_t *value, size_t len, zval *track) {
     char *copy = estrndup((const char *)value, len);
     size_t new_len = len;
