@@ -11,6 +11,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tests::matrix::Transport;
 use tests::nginx::{self, Nginx};
 use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
 
@@ -30,36 +31,16 @@ fn reference_www() -> PathBuf {
     www
 }
 
-/// A server with one PHP route on `/` in `mode` (`prompt` or `write`), its log directory, and
-/// the address of each front end.
+/// A server with one PHP route on `/`, and the front end its requests go through.
 struct Site {
+    /// The server.
     server: Server,
+    /// The host directory the route maps to the scripts' log directory.
     log_dir: PathBuf,
+    /// nginx in front, for the FastCGI transports; kept running while the site is.
     _nginx: Option<Nginx>,
+    /// Where clients connect: Tether's HTTP listener or nginx.
     addr: String,
-}
-
-/// How a row's request reaches Tether.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Front {
-    /// Tether's own HTTP listener.
-    Http,
-    /// nginx, FastCGI over TCP.
-    NginxTcp,
-    /// nginx, FastCGI over a Unix socket.
-    NginxUnix,
-}
-
-impl Front {
-    const ALL: [Front; 3] = [Front::Http, Front::NginxTcp, Front::NginxUnix];
-
-    fn name(self) -> &'static str {
-        match self {
-            Front::Http => "http",
-            Front::NginxTcp => "nginx-tcp",
-            Front::NginxUnix => "nginx-unix",
-        }
-    }
 }
 
 /// The route's output buffer: php-fpm's FastCGI buffer (8 KiB, `fcgi_request.out_buf`), behind
@@ -81,20 +62,20 @@ fn manifest(mode: &str, log_dir: &Path) -> Manifest {
 
 /// Starts a site in `mode` behind `front`, its component compiled ahead (once per process:
 /// the compile cache keeps it).
-fn site(mode: &str, front: Front) -> Site {
+fn site(mode: &str, front: Transport) -> Site {
     let log_dir = fresh_dir("php-log");
     let manifest = manifest(mode, &log_dir);
     static COMPILED: std::sync::Once = std::sync::Once::new();
     COMPILED.call_once(|| compile_ahead(&manifest));
     let (server, nginx, addr) = match front {
-        Front::Http => {
+        Transport::Http => {
             let server = Server::start(&manifest);
             let addr = server.addr().to_owned();
             (server, None, addr)
         }
-        Front::NginxTcp | Front::NginxUnix => {
+        Transport::NginxTcp | Transport::NginxUnix => {
             let server = Server::start_fastcgi(&manifest);
-            let upstream = if front == Front::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
+            let upstream = if front == Transport::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
             let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
             let addr = nginx.addr(0);
             (server, Some(nginx), addr)
@@ -209,7 +190,7 @@ fn rows() -> Vec<Row> {
 }
 
 /// Runs `row` on `site` with the tag `tag`.
-fn check(site: &Site, front: Front, row: &Row) -> Result<(), String> {
+fn check(site: &Site, front: Transport, row: &Row) -> Result<(), String> {
     let tag = format!("{}-{}", front.name(), row.uri.trim_start_matches('/').replace(['?', '&', '=', '.', '%'], "_"));
     let separator = if row.uri.contains('?') { '&' } else { '?' };
     let uri = format!("{}{separator}tag={tag}", row.uri);
@@ -229,16 +210,16 @@ fn check(site: &Site, front: Front, row: &Row) -> Result<(), String> {
 
 #[test]
 fn reference_scripts_run_unmodified_in_write_mode() {
-    for front in Front::ALL {
+    for front in Transport::ALL {
         let site = site("write", front);
-        let rows: Vec<Row> = rows().into_iter().filter(|row| front == Front::Http || !row.direct_only).collect();
+        let rows: Vec<Row> = rows().into_iter().filter(|row| front == Transport::Http || !row.direct_only).collect();
         run_rows(&rows, |row| format!("{} {}", front.name(), row.uri), |row| check(&site, front, row));
     }
 }
 
 #[test]
 fn the_response_head_is_php_s() {
-    let site = site("write", Front::Http);
+    let site = site("write", Transport::Http);
     let mut client = Client::connect(&site.addr);
     client.get("/hello.php");
     let response = client.read_response();
@@ -252,7 +233,7 @@ fn the_response_head_is_php_s() {
 /// end and reads ABORTED.
 #[test]
 fn prompt_mode_stops_a_script_that_writes_nothing() {
-    let site = site("prompt", Front::Http);
+    let site = site("prompt", Transport::Http);
     for (iua, expected) in [("0", &["start:0"][..]), ("1", &["start:0", "end:1", "shutdown:1"][..])] {
         let tag = format!("prompt-a1-{iua}");
         let uri = format!("/seed_a1.php?iua={iua}&tag={tag}");
@@ -275,9 +256,9 @@ fn prompt_mode_stops_a_script_that_writes_nothing() {
 /// is stopped there, so no shutdown function runs.
 #[test]
 fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
-    for front in [Front::NginxTcp, Front::NginxUnix] {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
         let site = site("write", front);
-        let writes_before_failure = if front == Front::NginxTcp { 1 } else { 0 };
+        let writes_before_failure = if front == Transport::NginxTcp { 1 } else { 0 };
         let rows = [true, false];
         run_rows(
             &rows,
@@ -321,7 +302,7 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
 /// stopped where it is, so neither the script's end nor its shutdown function runs.
 #[test]
 fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
-    for front in [Front::NginxTcp, Front::NginxUnix] {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
         let site = site("write", front);
         let tag = format!("sdf-{}", front.name());
         let uri = format!("/shutdown_fn.php?tag={tag}");
