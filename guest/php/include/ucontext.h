@@ -1,9 +1,10 @@
 /*
  * ucontext.h for PHP on wasm32-wasi: WebAssembly has no way to switch stacks, so there is no
  * ucontext in wasi-libc and PHP's configure would stop ("fibers not available on this
- * platform"). This header lets Zend/zend_fibers.c build with ZEND_FIBER_UCONTEXT; creating a
- * context works, but switching into one (Fiber::start) traps with a message on stderr. Fibers
- * are listed as unsupported in the README's PHP section.
+ * platform"). This header lets Zend/zend_fibers.c build with ZEND_FIBER_UCONTEXT. Fiber::start
+ * fails before it gets here, with a catchable Error ("Fiber stack protect failed": WASI's
+ * mprotect refuses the guard page); swapcontext, should anything reach it, traps with a
+ * message on stderr. Fibers are listed as unsupported in the README's PHP section.
  */
 #ifndef TETHER_PHP_UCONTEXT_H
 #define TETHER_PHP_UCONTEXT_H
