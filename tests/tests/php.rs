@@ -316,3 +316,28 @@ fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
         assert!(events[1..].iter().all(|event| event == "w:0"), "{}: {events:?}", front.name());
     }
 }
+
+/// Seed A2 behind nginx in write mode, ignoring user aborts: "22222" and `flush()` once a
+/// second, its client leaving after the first. PHP's 4 KiB buffer keeps the five bytes, so
+/// each `flush()` writes no bytes: as under php-fpm (RESULTS.md, fact 3), that empty write
+/// fails over a Unix socket whose peer closed, and never over TCP.
+#[test]
+fn seed_a2_sees_the_abort_through_an_empty_flush_where_php_fpm_does() {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
+        let site = site("write", front);
+        let tag = format!("a2-{}", front.name());
+        let uri = format!("/seed_a2.php?iua=1&n=3&tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        site.wait_for_event(&tag, "w");
+        client.close_fin();
+        site.server.access(&uri);
+        let cs = if front == Transport::NginxUnix { 1 } else { 0 };
+        let mut expected = vec!["start:0".to_owned(), "w:0".into(), "iter:0".into()];
+        for _ in 1..3 {
+            expected.extend([format!("w:{cs}"), format!("iter:{cs}")]);
+        }
+        expected.extend([format!("end:{cs}"), format!("shutdown:{cs}")]);
+        assert_eq!(summary(&site.events(&tag)), expected, "{}", front.name());
+    }
+}
