@@ -6,8 +6,9 @@
 //!
 //! Then it runs `scripts/build-langs`, which builds the JavaScript, Python and C examples with
 //! the toolchains `scripts/setup-langs` installs into `<target>/lang-guests/` (leaving a
-//! language whose inputs have not changed as it is), and tells the crate where they are
-//! (`TETHER_LANG_GUEST_DIR`): the host embeds them too.
+//! language whose inputs have not changed as it is), and PHP's component with
+//! `scripts/build-php` (cached per machine under `target/php-build/`), and tells the crate
+//! where they are (`TETHER_LANG_GUEST_DIR`): the host embeds the examples too.
 //!
 //! The guests get their own target directory, so this nested cargo never waits on the lock the
 //! outer build holds.
@@ -23,9 +24,18 @@ const GUEST_PROFILE: &str = "guest";
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
-    for watched in
-        ["guest/src", "guest/examples", "guest/fixtures", "guest/Cargo.toml", "guest/sdk", "guest/tools", "wit", "scripts/build-langs"]
-    {
+    for watched in [
+        "guest/src",
+        "guest/examples",
+        "guest/fixtures",
+        "guest/Cargo.toml",
+        "guest/sdk",
+        "guest/tools",
+        "guest/php",
+        "wit",
+        "scripts/build-langs",
+        "scripts/build-php",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -70,7 +80,7 @@ fn build_lang_guests(workspace: &Path, out: &Path) {
         .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
     if !output.status.success() {
         panic!(
-            "building the JavaScript, Python and C example guests failed:\n{}{}\n\
+            "building the JavaScript, Python, C and PHP guests failed:\n{}{}\n\
              The toolchains come from `scripts/setup-langs` (the README's `make run` and `make test` run it).",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)

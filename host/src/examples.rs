@@ -1,7 +1,8 @@
 //! The example guests compiled into the binary, and the built-in example manifest that serves
 //! them when `tether serve` is given no manifest: the Rust examples (guest/examples/NAME.rs) and
 //! one component per other language serving every example (guest/examples/{js,python,c}/),
-//! which host/build.rs builds.
+//! which host/build.rs builds; and PHP's component (`builtin:php`, scripts/build-php), which
+//! serves the PHP scripts of the directory its route preopens.
 
 use crate::manifest::{Manifest, ManifestError, Origin};
 
@@ -33,6 +34,7 @@ pub const BUILTIN_GUESTS: &[(&str, &[u8])] = &[
     lang_guest!("js"),
     lang_guest!("python"),
     lang_guest!("c"),
+    ("php", include_bytes!(concat!(env!("TETHER_LANG_GUEST_DIR"), "/php/php.wasm")) as &[u8]),
 ];
 
 /// Resolves `builtin:NAME`.

@@ -1,0 +1,343 @@
+//! PHP as a guest: the PHP component (`builtin:php`, which `scripts/build-php` builds) on a
+//! route whose document root is the PHP-FPM reference's script directory,
+//! `../shared/reference/php-fpm/www`, preopened read-only, so its scripts run unmodified. Their
+//! logger writes `/tmp/phpref/log/events.jsonl`; the route preopens a fresh directory there.
+//!
+//! Each table row is one request, over Tether's HTTP listener or through a real nginx passing
+//! FastCGI over TCP or a Unix socket, and says what the client gets and which events the script
+//! logs, with the `connection_status()` it read at each. A request is over when the server
+//! logs its access record, which it writes after the guest ended; the events are read then.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tests::matrix::Transport;
+use tests::nginx::{self, Nginx};
+use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
+
+/// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
+const GUEST_LOG_DIR: &str = "/tmp/phpref/log";
+/// The guest path of the document root (the PHP component's `DOCUMENT_ROOT`).
+const GUEST_DOCUMENT_ROOT: &str = "/www";
+/// How often a wait for a script's event rereads its log file: the file is the only sign of
+/// progress a script that writes nothing gives.
+const EVENT_POLL: Duration = Duration::from_millis(5);
+
+/// The reference's scripts: `../shared/reference/php-fpm/www` beside the workspace.
+fn reference_www() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace");
+    let www = workspace.join("../shared/reference/php-fpm/www");
+    assert!(www.join("common.php").is_file(), "the PHP-FPM reference's scripts are missing: {}", www.display());
+    www
+}
+
+/// A server with one PHP route on `/`, and the front end its requests go through.
+struct Site {
+    /// The server.
+    server: Server,
+    /// The host directory the route maps to the scripts' log directory.
+    log_dir: PathBuf,
+    /// nginx in front, for the FastCGI transports; kept running while the site is.
+    _nginx: Option<Nginx>,
+    /// Where clients connect: Tether's HTTP listener or nginx.
+    addr: String,
+}
+
+/// The route's output buffer: php-fpm's FastCGI buffer (8 KiB, `fcgi_request.out_buf`), behind
+/// PHP's own output buffer as it is in php-fpm, so that a socket write happens where php-fpm
+/// makes one: at `flush()`, or when 8 KiB are pending.
+const OUTPUT_BUFFER: &str = "8KiB";
+
+/// The PHP route's manifest in `mode`, logging into `log_dir`.
+fn manifest(mode: &str, log_dir: &Path) -> Manifest {
+    let settings = format!(
+        "abort_detection = \"{mode}\"\noutput_buffer = \"{OUTPUT_BUFFER}\"\nenv = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\" }}\n\
+         [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n\
+         [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_LOG_DIR}\"\nwritable = true\n",
+        reference_www().display(),
+        log_dir.display()
+    );
+    Manifest::new().route_to("/", "builtin:php", &settings)
+}
+
+/// Starts a site in `mode` behind `front`, its component compiled ahead (once per process:
+/// the compile cache keeps it).
+fn site(mode: &str, front: Transport) -> Site {
+    let log_dir = fresh_dir("php-log");
+    let manifest = manifest(mode, &log_dir);
+    static COMPILED: std::sync::Once = std::sync::Once::new();
+    COMPILED.call_once(|| compile_ahead(&manifest));
+    let (server, nginx, addr) = match front {
+        Transport::Http => {
+            let server = Server::start(&manifest);
+            let addr = server.addr().to_owned();
+            (server, None, addr)
+        }
+        Transport::NginxTcp | Transport::NginxUnix => {
+            let server = Server::start_fastcgi(&manifest);
+            let upstream = if front == Transport::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
+            let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
+            let addr = nginx.addr(0);
+            (server, Some(nginx), addr)
+        }
+    };
+    Site { server, log_dir, _nginx: nginx, addr }
+}
+
+impl Site {
+    /// The events the scripts logged with `tag`, in order.
+    fn events(&self, tag: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.log_dir.join("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|error| panic!("event {line:?}: {error}")))
+            .filter(|event| event["tag"] == tag)
+            .collect()
+    }
+
+    /// Waits until the script logged the event `name` with `tag`.
+    fn wait_for_event(&self, tag: &str, name: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.events(tag).iter().any(|event| event["ev"] == name) {
+            assert!(Instant::now() < deadline, "timed out waiting for the event {name} of {tag}");
+            std::thread::sleep(EVENT_POLL);
+        }
+    }
+}
+
+/// `name` and connection status of each event, as `name:cs`.
+fn summary(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| format!("{}:{}", e["ev"].as_str().unwrap_or("?"), e["cs"])).collect()
+}
+
+/// A request whose client reads the whole response.
+struct Row {
+    /// The script and its query, without `tag` (the row adds its own).
+    uri: &'static str,
+    /// The status the client gets.
+    status: u16,
+    /// The body the client gets.
+    body: String,
+    /// The events the script logs, `name:cs`, in order.
+    events: Vec<&'static str>,
+    /// Whether the row needs Tether's HTTP listener: nginx refuses some requests itself.
+    direct_only: bool,
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row { uri: "/hello.php", status: 200, body: "hello".into(), events: vec![], direct_only: false },
+        Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: false },
+        // The reference's RESULTS.md is one level above the document root: not reachable (nginx
+        // answers such a path with 400 itself).
+        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: true },
+        // Seed A1: no output; it runs to its end (RESULTS.md, key fact 4).
+        Row {
+            uri: "/seed_a1.php?iua=0",
+            status: 200,
+            body: String::new(),
+            events: vec!["start:0", "end:0", "shutdown:0"],
+            direct_only: false,
+        },
+        Row {
+            uri: "/seed_a2.php?n=2",
+            status: 200,
+            body: "22222".repeat(2),
+            events: vec!["start:0", "w:0", "iter:0", "w:0", "iter:0", "end:0", "shutdown:0"],
+            direct_only: false,
+        },
+        Row {
+            uri: "/seed_b.php?iua=1&sleep_ms=10",
+            status: 200,
+            body: "a".repeat(6 * 4096),
+            events: ["start:0"].into_iter().chain(["iter:0", "w:0"].repeat(6)).chain(["done:0", "shutdown:0"]).collect(),
+            direct_only: false,
+        },
+        Row {
+            uri: "/fast_writer.php?iua=1&n=3&ms=1",
+            status: 200,
+            body: "x".repeat(300),
+            events: vec!["start:0", "w:0", "w:0", "w:0", "end:0", "shutdown:0"],
+            direct_only: false,
+        },
+        // set_time_limit(1), then a 3 s sleep: not stopped, the limit counts time in guest code
+        // (RESULTS.md, fact 12: php-fpm's counts CPU time).
+        Row {
+            uri: "/timeout.php?mode=sleep&lim=1",
+            status: 200,
+            body: "completed\n".into(),
+            events: vec!["start:0", "end:0", "shutdown:0", "sdf:0"],
+            direct_only: false,
+        },
+        // set_time_limit(1), then a busy loop: stopped once it has run 1 s in guest code, with
+        // a 500 before any output (as php-fpm's); a stopped guest runs no shutdown function
+        // (php-fpm's run, reading TIMEOUT).
+        Row {
+            uri: "/timeout.php?mode=busy&lim=1",
+            status: 500,
+            body: "maximum execution time exceeded\n".into(),
+            events: vec!["start:0"],
+            direct_only: false,
+        },
+        // fastcgi_finish_request(): the client has its response while the script sleeps on.
+        Row {
+            uri: "/finish.php",
+            status: 200,
+            body: "response-body\n".into(),
+            events: vec!["start:0", "finished:0", "after_sleep:0", "end:0", "shutdown:0"],
+            direct_only: false,
+        },
+    ]
+}
+
+/// Runs `row` on `site` with the tag `tag`.
+fn check(site: &Site, front: Transport, row: &Row) -> Result<(), String> {
+    let tag = format!("{}-{}", front.name(), row.uri.trim_start_matches('/').replace(['?', '&', '=', '.', '%'], "_"));
+    let separator = if row.uri.contains('?') { '&' } else { '?' };
+    let uri = format!("{}{separator}tag={tag}", row.uri);
+    let mut client = Client::connect(&site.addr);
+    client.send(format!("GET {uri} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
+    let response = client.read_response();
+    if response.status != row.status || response.text() != row.body {
+        return Err(format!("got {} {:?}, expected {} {:?}", response.status, response.text(), row.status, row.body));
+    }
+    site.server.access(&uri);
+    let events = summary(&site.events(&tag));
+    if events != row.events {
+        return Err(format!("events {events:?}, expected {:?}", row.events));
+    }
+    Ok(())
+}
+
+#[test]
+fn reference_scripts_run_unmodified_in_write_mode() {
+    for front in Transport::ALL {
+        let site = site("write", front);
+        let rows: Vec<Row> = rows().into_iter().filter(|row| front == Transport::Http || !row.direct_only).collect();
+        run_rows(&rows, |row| format!("{} {}", front.name(), row.uri), |row| check(&site, front, row));
+    }
+}
+
+#[test]
+fn the_response_head_is_php_s() {
+    let site = site("write", Transport::Http);
+    let mut client = Client::connect(&site.addr);
+    client.get("/hello.php");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("text/html; charset=UTF-8"));
+    assert_eq!(response.header("x-powered-by"), Some("PHP/8.2.32"));
+}
+
+/// Prompt mode: a script that writes nothing is stopped where it sleeps when its client
+/// leaves (no `end`, no shutdown function), unless it ignores user aborts: then it runs to its
+/// end and reads ABORTED.
+#[test]
+fn prompt_mode_stops_a_script_that_writes_nothing() {
+    let site = site("prompt", Transport::Http);
+    for (iua, expected) in [("0", &["start:0"][..]), ("1", &["start:0", "end:1", "shutdown:1"][..])] {
+        let tag = format!("prompt-a1-{iua}");
+        let uri = format!("/seed_a1.php?iua={iua}&tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        // The script logs `start` before its sleep: leave once it is there.
+        site.wait_for_event(&tag, "start");
+        client.close_fin();
+        site.server.access(&uri);
+        assert_eq!(summary(&site.events(&tag)), expected, "iua={iua}");
+    }
+}
+
+/// Seed B behind nginx in write mode, its client leaving (FIN) before the first of its six
+/// 4 KiB writes, each after a 300 ms sleep: as under php-fpm (RESULTS.md, fact 2 and the B
+/// rows), the first write after the close fails over a Unix socket, the second over TCP, and
+/// from then on `connection_status()` reads ABORTED. Ignoring user aborts, the script runs to
+/// its end (and logs `stop` at each later iteration); not ignoring them, it is stopped inside
+/// the failing write, where php-fpm bails out and runs the shutdown function: a Tether guest
+/// is stopped there, so no shutdown function runs.
+#[test]
+fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
+        let site = site("write", front);
+        let writes_before_failure = if front == Transport::NginxTcp { 1 } else { 0 };
+        let rows = [true, false];
+        run_rows(
+            &rows,
+            |iua| format!("{} iua={iua}", front.name()),
+            |&iua| {
+                let tag = format!("abort-{}-{iua}", front.name());
+                let uri = format!("/seed_b.php?iua={}&sleep_ms=300&tag={tag}", u8::from(iua));
+                let mut client = Client::connect(&site.addr);
+                client.get(&uri);
+                site.wait_for_event(&tag, "start");
+                client.close_fin();
+                site.server.access(&uri);
+                let mut expected = vec!["start:0".to_owned()];
+                let mut cs = 0;
+                for i in 0..6 {
+                    expected.push(format!("iter:{cs}"));
+                    if cs == 1 {
+                        expected.push("stop:1".to_owned());
+                    }
+                    if i >= writes_before_failure {
+                        if !iua {
+                            break;
+                        }
+                        cs = 1;
+                    }
+                    expected.push(format!("w:{cs}"));
+                }
+                if iua {
+                    expected.extend(["done:1".to_owned(), "shutdown:1".to_owned()]);
+                }
+                let events = summary(&site.events(&tag));
+                if events != expected { Err(format!("events {events:?}, expected {expected:?}")) } else { Ok(()) }
+            },
+        );
+    }
+}
+
+/// shutdown_fn.php behind nginx in write mode, not ignoring user aborts: 100 bytes and a flush
+/// every 10 ms until its client leaves, then it is stopped inside the write that fails. php-fpm
+/// bails out there and runs the shutdown function (RESULTS.md, fact 9); a Tether guest is
+/// stopped where it is, so neither the script's end nor its shutdown function runs.
+#[test]
+fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
+        let site = site("write", front);
+        let tag = format!("sdf-{}", front.name());
+        let uri = format!("/shutdown_fn.php?tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        site.wait_for_event(&tag, "w");
+        client.close_fin();
+        site.server.access(&uri);
+        let events = summary(&site.events(&tag));
+        assert_eq!(events.first().map(String::as_str), Some("start:0"), "{events:?}");
+        assert!(events[1..].iter().all(|event| event == "w:0"), "{}: {events:?}", front.name());
+    }
+}
+
+/// Seed A2 behind nginx in write mode, ignoring user aborts: "22222" and `flush()` once a
+/// second, its client leaving after the first. PHP's 4 KiB buffer keeps the five bytes, so
+/// each `flush()` writes no bytes: as under php-fpm (RESULTS.md, fact 3), that empty write
+/// fails over a Unix socket whose peer closed, and never over TCP.
+#[test]
+fn seed_a2_sees_the_abort_through_an_empty_flush_where_php_fpm_does() {
+    for front in [Transport::NginxTcp, Transport::NginxUnix] {
+        let site = site("write", front);
+        let tag = format!("a2-{}", front.name());
+        let uri = format!("/seed_a2.php?iua=1&n=3&tag={tag}");
+        let mut client = Client::connect(&site.addr);
+        client.get(&uri);
+        site.wait_for_event(&tag, "w");
+        client.close_fin();
+        site.server.access(&uri);
+        let cs = if front == Transport::NginxUnix { 1 } else { 0 };
+        let mut expected = vec!["start:0".to_owned(), "w:0".into(), "iter:0".into()];
+        for _ in 1..3 {
+            expected.extend([format!("w:{cs}"), format!("iter:{cs}")]);
+        }
+        expected.extend([format!("end:{cs}"), format!("shutdown:{cs}")]);
+        assert_eq!(summary(&site.events(&tag)), expected, "{}", front.name());
+    }
+}
