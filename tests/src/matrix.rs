@@ -12,7 +12,8 @@
 //! Languages are a column: a seed written in another language is one more [`Lang`], whose
 //! components log the same lines. So is the world: [`Lang::WasiHttp`] is a wasi:http proxy
 //! component serving the same seeds, with ignore-user-abort as its route's setting, one for
-//! each toolchain that builds one ([`Toolchain`]).
+//! each toolchain that builds one ([`Toolchain`]). PHP is one more: the seeds as a PHP script
+//! on a `builtin:php` route, which PHP itself runs.
 
 use crate::nginx::{self, Nginx};
 use crate::proxy::Toolchain;
@@ -32,6 +33,9 @@ pub enum Lang {
     Python,
     /// `guest/examples/c/seeds.c` with the C SDK, likewise.
     C,
+    /// `guest/examples/php/seeds.php`, run by PHP itself (`builtin:php`), which serves it for
+    /// every path on its route; the last path segment picks the seed.
+    Php,
     /// A wasi:http proxy component serving every seed, built by `toolchain`
     /// (`guest/fixtures/proxy.rs` in Rust, `guest/examples/python/proxy.py` in Python); it reads
     /// its connection status through Tether's `conn`, and cannot ignore user aborts itself.
@@ -40,8 +44,8 @@ pub enum Lang {
 
 impl Lang {
     /// Every language the seeds are written in.
-    pub const ALL: [Lang; 6] =
-        [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::WasiHttp(Toolchain::Rust), Lang::WasiHttp(Toolchain::Python)];
+    pub const ALL: [Lang; 7] =
+        [Lang::Rust, Lang::Js, Lang::Python, Lang::C, Lang::Php, Lang::WasiHttp(Toolchain::Rust), Lang::WasiHttp(Toolchain::Python)];
 
     /// Its name, as rows and routes spell it (and `scripts/build-langs` names its output).
     pub fn name(self) -> &'static str {
@@ -50,17 +54,25 @@ impl Lang {
             Lang::Js => "js",
             Lang::Python => "python",
             Lang::C => "c",
+            Lang::Php => "php",
             Lang::WasiHttp(Toolchain::Rust) => "wasi-http-rust",
             Lang::WasiHttp(Toolchain::Python) => "wasi-http-python",
         }
     }
 
-    /// The route setting a row with ignore-user-abort needs: none for Tether guests, which call
-    /// it themselves (the row's query asks them to); a wasi:http component's route sets it.
-    fn iua_setting(self, iua: bool) -> &'static str {
+    /// The route settings a row in this language needs: a wasi:http component's route sets
+    /// ignore-user-abort (Tether guests call it themselves, as the row's query asks them to);
+    /// a PHP route names the seeds' script and preopens its directory as the document root.
+    /// Last in the route: they may open a subtable.
+    fn settings(self, iua: bool) -> String {
         match (self, iua) {
-            (Lang::WasiHttp(_), true) => "ignore_user_abort = true\n",
-            _ => "",
+            (Lang::WasiHttp(_), true) => "ignore_user_abort = true\n".to_owned(),
+            (Lang::Php, _) => format!(
+                "env = {{ DOCUMENT_ROOT = \"/www\", SCRIPT_NAME = \"/seeds.php\" }}\n\
+                 [[route.preopen]]\nhost = \"{}\"\nguest = \"/www\"\n",
+                php_examples().display()
+            ),
+            _ => String::new(),
         }
     }
 
@@ -74,9 +86,17 @@ impl Lang {
                 Seed::Finish => "finish",
             }),
             Lang::Js | Lang::Python | Lang::C => lang_guest(self.name(), "seeds"),
+            Lang::Php => "builtin:php".to_owned(),
             Lang::WasiHttp(toolchain) => toolchain.component(),
         }
     }
+}
+
+/// The directory of the PHP seeds' script, `guest/examples/php`, which a PHP row's route
+/// preopens as its document root.
+fn php_examples() -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace");
+    workspace.join("guest/examples/php")
 }
 
 /// A guest script whose behaviour under a client abort the reference measured under PHP.
@@ -486,7 +506,7 @@ pub fn run(transport: Transport) {
     let rows: Vec<Row> = table().into_iter().filter(|row| row.transport == transport).collect();
     let manifest = rows.iter().fold(Manifest::new(), |manifest, row| {
         let settings =
-            format!("abort_detection = \"{}\"\n{}{}", row.mode.name(), row.guest.seed.settings(), row.guest.lang.iua_setting(row.iua));
+            format!("abort_detection = \"{}\"\n{}{}", row.mode.name(), row.guest.seed.settings(), row.guest.lang.settings(row.iua));
         manifest.route_to(&row.route(), &row.guest.lang.component(row.guest.seed), &settings)
     });
     let (server, _nginx, addr) = match transport {

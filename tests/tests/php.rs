@@ -217,6 +217,45 @@ fn reference_scripts_run_unmodified_in_write_mode() {
     }
 }
 
+/// A route's `SCRIPT_NAME` serves every path with one script (a front controller), which stays
+/// inside the document root.
+#[test]
+fn a_route_s_script_name_serves_every_path_with_one_script() {
+    let front_controller = |script: &str| {
+        format!(
+            "env = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\", SCRIPT_NAME = \"{script}\" }}\n\
+             [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n",
+            reference_www().display()
+        )
+    };
+    let manifest = Manifest::new()
+        .route_to("/front", "builtin:php", &front_controller("/hello.php"))
+        .route_to("/missing", "builtin:php", &front_controller("/nothing-here.php"))
+        .route_to("/escape", "builtin:php", &front_controller("/../RESULTS.md"));
+    let server = Server::start(&manifest);
+    let cases = [
+        ("/front", 200, "hello"),
+        ("/front/any/path/at/all?x=1", 200, "hello"),
+        ("/front/missing.php", 200, "hello"),
+        ("/missing/hello.php", 404, "File not found.\n"),
+        ("/escape", 404, "File not found.\n"),
+    ];
+    run_rows(
+        &cases,
+        |(uri, ..)| uri.to_string(),
+        |&(uri, status, body)| {
+            let mut client = Client::connect(server.addr());
+            client.get(uri);
+            let response = client.read_response();
+            if (response.status, response.text()) == (status, body.to_owned()) {
+                Ok(())
+            } else {
+                Err(format!("got {} {:?}, expected {status} {body:?}", response.status, response.text()))
+            }
+        },
+    );
+}
+
 #[test]
 fn the_response_head_is_php_s() {
     let site = site("write", Transport::Http);

@@ -18,7 +18,9 @@
  *
  * The script is the request's path (over FastCGI its SCRIPT_NAME) under the document root: the
  * guest directory the route preopens and names in its `DOCUMENT_ROOT` environment variable
- * (DEFAULT_DOCUMENT_ROOT if unset). A path with a `..` segment or a NUL is refused with 404,
+ * (DEFAULT_DOCUMENT_ROOT if unset). A route that sets `SCRIPT_NAME` in its environment serves
+ * every request with that script instead (a front controller, as nginx's `try_files $uri
+ * /index.php` does for php-fpm). A path with a `..` segment or a NUL is refused with 404,
  * as is a script that does not exist; WASI gives the guest no file outside its preopens, so
  * no path leaves them. What PHP itself decides stays PHP's: an abort bails out through
  * zend_bailout(), shutdown functions run, errors go to the log (stderr, the host's log).
@@ -351,15 +353,20 @@ static bool has_dot_dot(const char *path) {
     return false;
 }
 
-/* Finds the request's script: its URL path (SCRIPT_NAME over FastCGI, else the target's path,
- * decoded) into `script_name`, and its file under the document root into `script_filename`.
- * False, with nothing sent, if there is no such script. */
+/* Finds the request's script: its URL path (the route's SCRIPT_NAME, else the request's over
+ * FastCGI, else the target's path, decoded) into `script_name`, and its file under the
+ * document root into `script_filename`. False, with nothing sent, if there is no such script. */
 static bool find_script(void) {
     document_root = getenv("DOCUMENT_ROOT");
     if (document_root == NULL || document_root[0] == '\0') {
         document_root = DEFAULT_DOCUMENT_ROOT;
     }
-    script_name = tether_request_server_var("SCRIPT_NAME");
+    const char *front_controller = getenv("SCRIPT_NAME");
+    if (front_controller != NULL && front_controller[0] != '\0') {
+        script_name = strdup(front_controller);
+    } else {
+        script_name = tether_request_server_var("SCRIPT_NAME");
+    }
     if (script_name == NULL) {
         char *target = tether_request_target();
         size_t len = strcspn(target, "?#");
