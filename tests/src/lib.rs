@@ -99,11 +99,31 @@ pub fn path_with_lang_tools() -> std::ffi::OsString {
     std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(&path))).expect("a PATH")
 }
 
-/// Scratch space for this test run (manifests, sockets, the compile cache).
+/// Scratch space for this test run (manifests, sockets, the compile cache). The first call in a
+/// test process removes what earlier test processes left there ([`sweep_scratch`]).
 pub fn scratch_dir() -> PathBuf {
     let dir = target_dir().join("tmp").join("tether-tests");
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep_scratch(&dir));
     dir
+}
+
+/// Removes the [`fresh_dir`]s of test processes that have exited: their names carry the
+/// process id (`<name>-<pid>-<n>`). A running process's are kept, and so is everything else
+/// (the shared compile cache).
+fn sweep_scratch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|name| name.rsplit('-').nth(1)).and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A fresh, empty directory under [`scratch_dir`].
