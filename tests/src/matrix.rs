@@ -276,6 +276,26 @@ impl Transport {
             Transport::NginxUnix => "nginx-unix",
         }
     }
+
+    /// Starts a server for `manifest` and, for FastCGI, an nginx passing to it (its default
+    /// abort settings), and returns them with the address clients connect to. The nginx runs as
+    /// long as it is kept.
+    pub fn serve(self, manifest: &Manifest) -> (Server, Option<Nginx>, String) {
+        match self {
+            Transport::Http => {
+                let server = Server::start(manifest);
+                let addr = server.addr().to_owned();
+                (server, None, addr)
+            }
+            Transport::NginxTcp | Transport::NginxUnix => {
+                let server = Server::start_fastcgi(manifest);
+                let upstream = if self == Transport::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
+                let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
+                let addr = nginx.addr(0);
+                (server, Some(nginx), addr)
+            }
+        }
+    }
 }
 
 /// When a guest learns that its client left.
@@ -509,20 +529,7 @@ pub fn run(transport: Transport) {
             format!("abort_detection = \"{}\"\n{}{}", row.mode.name(), row.guest.seed.settings(), row.guest.lang.settings(row.iua));
         manifest.route_to(&row.route(), &row.guest.lang.component(row.guest.seed), &settings)
     });
-    let (server, _nginx, addr) = match transport {
-        Transport::Http => {
-            let server = Server::start(&manifest);
-            let addr = server.addr().to_owned();
-            (server, None, addr)
-        }
-        Transport::NginxTcp | Transport::NginxUnix => {
-            let server = Server::start_fastcgi(&manifest);
-            let upstream = if transport == Transport::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
-            let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
-            let addr = nginx.addr(0);
-            (server, Some(nginx), addr)
-        }
-    };
+    let (server, _nginx, addr) = transport.serve(&manifest);
     crate::run_rows(&rows, Row::name, |row| check(&server, &addr, row));
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::matrix::Transport;
-use tests::nginx::{self, Nginx};
+use tests::nginx::Nginx;
 use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
 
 /// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
@@ -67,20 +67,7 @@ fn site(mode: &str, front: Transport) -> Site {
     let manifest = manifest(mode, &log_dir);
     static COMPILED: std::sync::Once = std::sync::Once::new();
     COMPILED.call_once(|| compile_ahead(&manifest));
-    let (server, nginx, addr) = match front {
-        Transport::Http => {
-            let server = Server::start(&manifest);
-            let addr = server.addr().to_owned();
-            (server, None, addr)
-        }
-        Transport::NginxTcp | Transport::NginxUnix => {
-            let server = Server::start_fastcgi(&manifest);
-            let upstream = if front == Transport::NginxTcp { server.fastcgi_tcp() } else { server.fastcgi_unix() };
-            let nginx = Nginx::start("", &[nginx::pass(upstream, false, true)]);
-            let addr = nginx.addr(0);
-            (server, Some(nginx), addr)
-        }
-    };
+    let (server, nginx, addr) = front.serve(&manifest);
     Site { server, log_dir, _nginx: nginx, addr }
 }
 
