@@ -91,6 +91,19 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Requests `uri` (which carries `tag`), leaves with a FIN once the script has logged the
+    /// event `name`, and returns the script's events, `name:cs`, once the request has ended.
+    fn leave_after_event(&self, uri: &str, tag: &str, name: &str) -> Vec<String> {
+        let mut client = Client::connect(&self.addr);
+        client.get(uri);
+        self.wait_for_event(tag, name);
+        client.close_fin();
+        self.server.access(uri);
+        summary(&self.events(tag))
+    }
+}
+
 /// `name` and connection status of each event, as `name:cs`.
 fn summary(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| format!("{}:{}", e["ev"].as_str().unwrap_or("?"), e["cs"])).collect()
@@ -263,13 +276,8 @@ fn prompt_mode_stops_a_script_that_writes_nothing() {
     for (iua, expected) in [("0", &["start:0"][..]), ("1", &["start:0", "end:1", "shutdown:1"][..])] {
         let tag = format!("prompt-a1-{iua}");
         let uri = format!("/seed_a1.php?iua={iua}&tag={tag}");
-        let mut client = Client::connect(&site.addr);
-        client.get(&uri);
         // The script logs `start` before its sleep: leave once it is there.
-        site.wait_for_event(&tag, "start");
-        client.close_fin();
-        site.server.access(&uri);
-        assert_eq!(summary(&site.events(&tag)), expected, "iua={iua}");
+        assert_eq!(site.leave_after_event(&uri, &tag, "start"), expected, "iua={iua}");
     }
 }
 
@@ -292,11 +300,7 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
             |&iua| {
                 let tag = format!("abort-{}-{iua}", front.name());
                 let uri = format!("/seed_b.php?iua={}&sleep_ms=300&tag={tag}", u8::from(iua));
-                let mut client = Client::connect(&site.addr);
-                client.get(&uri);
-                site.wait_for_event(&tag, "start");
-                client.close_fin();
-                site.server.access(&uri);
+                let events = site.leave_after_event(&uri, &tag, "start");
                 let mut expected = vec!["start:0".to_owned()];
                 let mut cs = 0;
                 for i in 0..6 {
@@ -315,7 +319,6 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
                 if iua {
                     expected.extend(["done:1".to_owned(), "shutdown:1".to_owned()]);
                 }
-                let events = summary(&site.events(&tag));
                 if events != expected { Err(format!("events {events:?}, expected {expected:?}")) } else { Ok(()) }
             },
         );
@@ -332,12 +335,7 @@ fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
         let site = site("write", front);
         let tag = format!("sdf-{}", front.name());
         let uri = format!("/shutdown_fn.php?tag={tag}");
-        let mut client = Client::connect(&site.addr);
-        client.get(&uri);
-        site.wait_for_event(&tag, "w");
-        client.close_fin();
-        site.server.access(&uri);
-        let events = summary(&site.events(&tag));
+        let events = site.leave_after_event(&uri, &tag, "w");
         assert_eq!(events.first().map(String::as_str), Some("start:0"), "{events:?}");
         assert!(events[1..].iter().all(|event| event == "w:0"), "{}: {events:?}", front.name());
     }
@@ -353,17 +351,13 @@ fn seed_a2_sees_the_abort_through_an_empty_flush_where_php_fpm_does() {
         let site = site("write", front);
         let tag = format!("a2-{}", front.name());
         let uri = format!("/seed_a2.php?iua=1&n=3&tag={tag}");
-        let mut client = Client::connect(&site.addr);
-        client.get(&uri);
-        site.wait_for_event(&tag, "w");
-        client.close_fin();
-        site.server.access(&uri);
+        let events = site.leave_after_event(&uri, &tag, "w");
         let cs = if front == Transport::NginxUnix { 1 } else { 0 };
         let mut expected = vec!["start:0".to_owned(), "w:0".into(), "iter:0".into()];
         for _ in 1..3 {
             expected.extend([format!("w:{cs}"), format!("iter:{cs}")]);
         }
         expected.extend([format!("end:{cs}"), format!("shutdown:{cs}")]);
-        assert_eq!(summary(&site.events(&tag)), expected, "{}", front.name());
+        assert_eq!(events, expected, "{}", front.name());
     }
 }
