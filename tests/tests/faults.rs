@@ -1,7 +1,7 @@
 //! Faults, each with what the server does about it: nginx killed mid-request (its guests are
 //! stopped and the server's file descriptors and threads go back to where they were), an RST
 //! storm of thousands of connections during load, the instance pool exhausted under load (503
-//! with `retry-after`, then recovery), out of file descriptors on accept (logged once, retried,
+//! with `retry-after`, logged once for the run, then recovery), out of file descriptors on accept (logged once, retried,
 //! recovered), an unwritable compile cache (served, compiled in memory), guests that ignore
 //! aborts and never return at a SIGTERM (stopped when `shutdown_grace` ends), and SIGKILL and a
 //! restart under load (the Unix socket replaced, serving resumed).
@@ -22,6 +22,10 @@ const CACHE_UNWRITABLE: &str = "cannot write the compile cache";
 /// The body of the server's 503 for want of an instance (the host's
 /// `dispatch::OVERLOADED_MESSAGE`).
 const OVERLOADED: &str = "server overloaded, retry later\n";
+/// What the server logs when it starts refusing requests with 503, and when it serves again
+/// (the host's `dispatch::OVERLOADED` and `dispatch::SERVING_AGAIN`).
+const REFUSING: &str = "refusing requests with 503 until a guest can run again";
+const SERVING_AGAIN: &str = "serving again after refusing requests";
 
 /// A request whose guest sleeps for an hour: it only ends when it is stopped.
 const SLEEPER: &str = "/seed-a?ms=3600000";
@@ -175,14 +179,24 @@ fn an_exhausted_pool_answers_503_with_retry_after_and_recovers() {
     // A slot is free once its instance is torn down, just after its access line: admission
     // waits a moment for it, and the first request might still find none.
     let deadline = Instant::now() + TIMEOUT;
+    let mut refused = REFUSED_CLIENTS * REFUSED_EACH;
     while get(server.addr(), "/hello").status != 200 {
         assert!(Instant::now() < deadline, "still 503 after {TIMEOUT:?}");
+        refused += 1;
     }
     let mut client = Client::connect(server.addr());
     for _ in 0..RECOVERED {
         client.get("/hello");
         assert_eq!(client.read_response().status, 200);
     }
+    // The refusals are one run in the log: its start, and its end with their number.
+    let again = server.wait_for_since(mark, "the server to log that it serves again", |events| {
+        events.iter().find(|e| e["message"] == SERVING_AGAIN).cloned()
+    });
+    assert_eq!(again["refused"].as_u64(), Some(refused as u64), "{again}");
+    let events = server.events();
+    let logged = |message: &str| events[mark..].iter().filter(|e| e["message"] == message).count();
+    assert_eq!((logged(REFUSING), logged(SERVING_AGAIN)), (1, 1), "one run of refusals, logged at its start and its end");
 }
 
 /// How long accepting stays impossible: long enough for several retries, which must not each

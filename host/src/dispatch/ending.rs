@@ -2,6 +2,7 @@
 //! (completed, or failed with the status its outcome calls for), its access line, and the
 //! teardown of its instance after all of that.
 
+use super::overload::Overload;
 use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, log_and_count};
 use crate::admin::Metrics;
 use crate::generation::Route;
@@ -84,6 +85,8 @@ pub(super) struct Ending {
     pub live: Arc<LiveRequests>,
     /// Where the request is counted, when the admin listener is on.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where a 503 for want of resources is counted, and a guest that ran ends a run of them.
+    pub overload: Arc<Overload>,
     /// Held until the instance is gone, which frees the slot.
     pub _slot: InstanceSlot,
 }
@@ -121,6 +124,12 @@ impl Ending {
                 (outcome, Some(detail))
             }
         };
+        // A request refused for want of resources (its guest never ran) is logged by the run of
+        // refusals; any other had a guest.
+        match (outcome, &detail) {
+            (Outcome::Rejected, Some(reason)) => self.overload.refused(reason),
+            _ => self.overload.served(self.arrival.at),
+        }
         let killed = result.is_err() && state.kill_reason() == Some(KillReason::Aborted);
         let record = AccessRecord {
             id: self.id,
@@ -164,7 +173,6 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
             format!("request_timeout ({:?}) exceeded", route.request_timeout.unwrap_or_default()),
         ),
         None if matches!(failure, GuestFailure::OutOfResources(_)) => {
-            tracing::warn!(route = &*route.path, error = %failure, "no resources for a new instance; answering 503");
             (Outcome::Rejected, error(503, OVERLOADED_MESSAGE), failure.to_string())
         }
         None => {

@@ -8,8 +8,10 @@
 //! outcome, the end of its response, its access line) is `ending`'s.
 
 mod ending;
+mod overload;
 
 pub use ending::LiveRequest;
+pub use overload::{OVERLOADED, SERVING_AGAIN};
 
 use crate::admin::Metrics;
 use crate::generation::{CacheChoice, Generation, Generations, Route};
@@ -20,6 +22,7 @@ use crate::request::{
 };
 use crate::runtime::{GuestFailure, Invocation};
 use ending::{Ending, LiveRequests};
+use overload::Overload;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +59,8 @@ pub struct Dispatcher {
     executors: Executors,
     /// What the admin listener reports; `None` when it is off, and nothing is counted.
     metrics: Option<Arc<Metrics>>,
+    /// Runs of 503s, for the log.
+    overload: Arc<Overload>,
 }
 
 /// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
@@ -182,6 +187,7 @@ impl Dispatcher {
             next_conn: AtomicU64::new(1),
             tasks: TaskTracker::new(),
             live: Arc::default(),
+            overload: Arc::default(),
             executors,
             metrics,
         })
@@ -236,7 +242,7 @@ impl Dispatcher {
                     if let Some(metrics) = &self.metrics {
                         metrics.max_instances_reached();
                     }
-                    tracing::warn!("all guest instances are busy; answering 503");
+                    self.overload.refused(&"every guest instance is busy");
                     return Err(Refusal::overloaded());
                 }
             },
@@ -380,6 +386,7 @@ impl Dispatcher {
             spent,
             live: self.live.clone(),
             metrics: self.metrics.clone(),
+            overload: self.overload.clone(),
             _slot: slot,
         };
         let stopped_in_host_call = ending.stopped_in_host_call();
