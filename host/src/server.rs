@@ -7,7 +7,7 @@
 //! stopped after it.
 
 use crate::dispatch::{Dispatcher, Executors};
-use crate::generation::CacheChoice;
+use crate::generation::{CacheChoice, Generation};
 use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
 use crate::net::{Accepted, Listener};
 use crate::request::Protocol;
@@ -270,15 +270,23 @@ impl Server {
                 () = changed(&mut watch) => "a watched file changed",
             };
             systemd::reloading();
+            let began = Instant::now();
             let reload = reload(&read, cause, &acceptor, &self.started, self.activated, &mut open);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 result = reload => {
+                    // Counted before it is logged: whoever reads the log line finds it counted.
                     if let Some(metrics) = self.dispatcher.metrics() {
                         metrics.reloaded(result.is_ok());
                     }
                     match result {
-                        Ok(manifest) => {
+                        Ok((manifest, generation)) => {
+                            tracing::info!(
+                                generation = generation.number,
+                                routes = generation.route_count(),
+                                elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
+                                "{RELOADED}"
+                            );
                             if let Some(watch) = &mut watch {
                                 watch.files(manifest.files());
                             }
@@ -344,8 +352,7 @@ async fn reload(
     started: &ServerSettings,
     activated: bool,
     open: &mut HashMap<(Protocol, ListenAddr), Accepting>,
-) -> anyhow::Result<Arc<Manifest>> {
-    let began = Instant::now();
+) -> anyhow::Result<(Arc<Manifest>, Arc<Generation>)> {
     tracing::info!(cause, "reloading the manifest");
     let read = read.clone();
     let manifest = Arc::new(tokio::task::spawn_blocking(move || read()).await??);
@@ -378,8 +385,7 @@ async fn reload(
             tracing::warn!(setting = name, running = value(started), manifest = value(settings), "the setting takes effect at restart");
         }
     }
-    tracing::info!(generation = next.number, routes = next.route_count(), elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "{RELOADED}");
-    Ok(manifest)
+    Ok((manifest, next))
 }
 
 /// Accepts connections on `listener`, at most `max_connections` open at once, and hands each to

@@ -404,11 +404,12 @@ impl Dispatcher {
     }
 }
 
-/// Writes a request's access line and, when the admin listener is on, counts it; `route` is its
-/// route's prefix (none for a request refused before routing).
+/// Counts a request when the admin listener is on, then writes its access line (in that
+/// order: whoever reads the line finds the request counted); `route` is its route's prefix
+/// (none for a request refused before routing).
 fn log_and_count(metrics: Option<&Metrics>, route: Option<&Arc<str>>, record: &AccessRecord<'_>) {
-    record.log();
     if let Some(metrics) = metrics {
         metrics.request_ended(route, record);
     }
+    record.log();
 }
