@@ -3,15 +3,22 @@
 // serving every seed, picked by the last segment of the request path (`seed-a`, `seed-a2`,
 // `seed-b`, `finish`), with the query parameters and log lines of the other languages' seeds
 // (guest/examples/seed_*.rs, guest/fixtures/finish.rs). A route serves it for every path with
-// `env = { SCRIPT_NAME = "/seeds.php" }`. Lines go to the host's log through error_log().
+// `env = { SCRIPT_NAME = "/seeds.php" }`. Lines go to the host's log through syslog(), which
+// builtin:php writes to the host's log only: error_log() writes to stderr, which behind nginx
+// also becomes FastCGI STDERR records (as php-fpm's `fastcgi.logging` sends them), socket
+// writes that would change where an abort is seen.
 //
 // The seeds write with PHP's own output buffer off, as the reference's A2 pool ran
 // (`output_buffering=0`): an echo goes to the route's output buffer, and flush() makes the
 // socket write. A flush's result is read back as the other languages print theirs: `Ok(())`,
 // or `Err("aborted")` once the connection is aborted.
 
+function line(string $text): void {
+    syslog(LOG_INFO, $text);
+}
+
 function say(string $label, string $rest = ''): void {
-    error_log($label . ' cs=' . connection_status() . $rest);
+    line($label . ' cs=' . connection_status() . $rest);
 }
 
 function q(string $name, int $default): int {
@@ -58,7 +65,7 @@ function seed_b(): void {
         echo str_repeat('a', 4096);
         say("iter $i");
         if (connection_aborted()) {
-            error_log("stop $i");
+            line("stop $i");
         }
         say("w $i", ' flush=' . flushed());
     }

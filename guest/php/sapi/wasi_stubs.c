@@ -1,8 +1,9 @@
 /*
  * The functions PHP links against that wasi-libc declares but does not define: user and group
- * databases, host name look-up and syslog. A Tether guest has no users, no DNS and no syslog;
- * each fails the way POSIX says it fails (NULL, an error code, nothing logged), so PHP reports
- * the usual warning. The compile-time half (calls wasi-libc does not even declare) is
+ * databases, host name look-up and syslog. A Tether guest has no users and no DNS; each of
+ * those fails the way POSIX says it fails (NULL, an error code), so PHP reports the usual
+ * warning. Its syslog is the host's log: a message goes to standard output, which Tether logs
+ * and sends nowhere else. The compile-time half (calls wasi-libc does not even declare) is
  * guest/php/stubs.h.
  */
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <netdb.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <syslog.h>
 
 struct passwd *getpwnam(const char *name) {
@@ -40,14 +42,21 @@ int getnameinfo(const struct sockaddr *address, socklen_t length, char *host, so
     return EAI_SYSTEM;
 }
 
-/* PHP's error_log = syslog: the messages go nowhere (PHP's default error log, stderr, reaches
- * the host's log). */
+/* PHP's syslog() and `error_log = syslog`: one line of the host's log per message, through
+ * standard output. Unlike stderr (PHP's default error log), which behind FastCGI also becomes
+ * STDERR records to the web server, it never touches the client's connection. */
 void openlog(const char *ident, int option, int facility) {
     (void)ident, (void)option, (void)facility;
 }
 
 void syslog(int priority, const char *format, ...) {
-    (void)priority, (void)format;
+    (void)priority;
+    va_list args;
+    va_start(args, format);
+    vfprintf(stdout, format, args);
+    va_end(args);
+    fputc('\n', stdout);
+    fflush(stdout);
 }
 
 void closelog(void) {}
