@@ -202,6 +202,8 @@ pub struct Options<'a> {
     pub cache_dir: Option<PathBuf>,
     /// `TETHER_LOG`, instead of everything from info up.
     pub log: Option<&'a str>,
+    /// More environment variables for the server.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// A running `tether serve` with JSON logs.
@@ -315,6 +317,7 @@ impl Server {
             .arg(options.cache_dir.clone().unwrap_or_else(|| scratch_dir().join("cache")))
             .args(args)
             .env("TETHER_LOG", options.log.unwrap_or(LOG_ALL))
+            .envs(options.env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("starting tether");

@@ -2,7 +2,7 @@
 //! graceful shutdown.
 
 use std::process::Command;
-use tests::{Manifest, fresh_dir, guest, scratch_dir, tether_bin};
+use tests::{Manifest, Options, Server, fresh_dir, get, guest, scratch_dir, tether_bin};
 
 /// Runs `tether <args>` and returns (exit code, stdout + stderr).
 fn tether(args: &[&str]) -> (i32, String) {
@@ -102,24 +102,24 @@ fn a_route_names_the_world_of_its_component_or_is_refused_at_its_world_field() {
 
 #[test]
 fn serve_without_a_manifest_serves_the_examples() {
-    let server = tests::Server::start_with_builtin();
+    let server = Server::start_with_builtin();
     // The Rust examples at the top, each other language's component under its prefix.
     for prefix in ["", "/js", "/python", "/c"] {
-        assert_eq!(tests::get(server.addr(), &format!("{prefix}/hello")).text(), "hello\n", "{prefix}/hello");
-        assert_eq!(tests::get(server.addr(), &format!("{prefix}/seed-a?ms=1")).status, 200, "{prefix}/seed-a");
+        assert_eq!(get(server.addr(), &format!("{prefix}/hello")).text(), "hello\n", "{prefix}/hello");
+        assert_eq!(get(server.addr(), &format!("{prefix}/seed-a?ms=1")).status, 200, "{prefix}/seed-a");
     }
     // The index at `/` lists every route of the built-in manifest (a language's routes by its
     // prefix); a path no route serves gets it with a 404.
     let manifest = include_str!("../../host/src/example.toml");
     let routes: Vec<&str> =
         manifest.lines().filter_map(|line| line.strip_prefix("path = \"/")?.strip_suffix('"')).filter(|path| !path.is_empty()).collect();
-    let index = tests::get(server.addr(), "/");
+    let index = get(server.addr(), "/");
     assert_eq!(index.status, 200);
     for route in &routes {
         let listed = route.split('/').next().expect("a first segment");
         assert!(index.text().contains(&format!("\n/{listed} ")), "/{route} is not in the index: {}", index.text());
     }
-    let missing = tests::get(server.addr(), "/nowhere");
+    let missing = get(server.addr(), "/nowhere");
     assert_eq!(missing.status, 404);
     assert!(missing.text().starts_with("no route for /nowhere\n"), "{}", missing.text());
 }
@@ -134,7 +134,7 @@ fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     assert!(stale.exists());
     let hello = Manifest::new().route("/", "hello", "");
-    let server = tests::Server::start_with(&hello, &["--fastcgi", &format!("unix:{}", stale.display())]);
+    let server = Server::start_with(&hello, &["--fastcgi", &format!("unix:{}", stale.display())]);
     let mut client = tests::fcgi::FcgiClient::connect(&format!("unix:{}", stale.display()));
     client.request(1, "GET", "/", b"");
     assert_eq!(client.reply(1).body(), "hello\n");
@@ -154,7 +154,7 @@ fn a_stale_unix_socket_is_replaced_and_anything_else_is_refused() {
 
 #[test]
 fn sigterm_lets_running_requests_finish_and_refuses_new_connections() {
-    let mut server = tests::Server::start(&Manifest::new().route("/", "seed_a", ""));
+    let mut server = Server::start(&Manifest::new().route("/", "seed_a", ""));
     let addr = server.addr().to_owned();
     let mut client = tests::Client::connect(&addr);
     client.get("/?ms=1000");
@@ -230,7 +230,7 @@ fn the_compile_cache_serves_a_restart_and_replaces_a_corrupt_entry() {
 
 #[test]
 fn requests_still_running_when_shutdown_grace_ends_are_stopped_and_logged() {
-    let mut server = tests::Server::start(&Manifest::new().server("shutdown_grace = \"300ms\"").route("/", "seed_a", ""));
+    let mut server = Server::start(&Manifest::new().server("shutdown_grace = \"300ms\"").route("/", "seed_a", ""));
     let mut client = tests::Client::connect(server.addr());
     client.get("/?ms=60000");
     server.started("/");
@@ -258,4 +258,21 @@ fn routes_serving_one_component_load_it_once() {
     assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
     let loaded: Vec<&str> = text.lines().filter(|line| line.contains("component loaded")).collect();
     assert_eq!(loaded.len(), 2, "hello once for /a, /b and /d, echo once: {loaded:#?}");
+}
+
+/// `TETHER_PERFMAP`: the server writes perf's map of the guest code it loads, from a compile or
+/// from the cache, naming the guests' functions.
+#[test]
+fn perfmap_names_the_guests_functions_for_perf() {
+    let manifest = Manifest::new().route("/hello", "hello", "");
+    let cache_dir = fresh_dir("perfmap-cache");
+    for cache in ["a cold compile", "the compile cache"] {
+        let options = Options { env: &[("TETHER_PERFMAP", "1")], cache_dir: Some(cache_dir.clone()), ..Options::default() };
+        let server = Server::start_options(&manifest, &options);
+        assert_eq!(get(server.addr(), "/hello").text(), "hello\n");
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", server.pid()));
+        let text = std::fs::read_to_string(&map).unwrap_or_default();
+        let _ = std::fs::remove_file(&map);
+        assert!(text.lines().any(|line| line.ends_with("::handle")), "no guest function in {} after {cache}:\n{text}", map.display());
+    }
 }

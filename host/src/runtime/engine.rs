@@ -181,8 +181,16 @@ impl std::fmt::Debug for TetherEngine {
     }
 }
 
+/// The environment variable that turns on wasmtime's perf map: with it set (to anything), the
+/// engine writes `/tmp/perf-<pid>.map` as it loads guest code, so that `perf record` and `perf
+/// report` name the guests' functions instead of showing anonymous addresses.
+pub const PERFMAP_ENV: &str = "TETHER_PERFMAP";
+
 fn base_config() -> Config {
     let mut config = Config::new();
+    if std::env::var_os(PERFMAP_ENV).is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.async_stack_size(ASYNC_STACK);
