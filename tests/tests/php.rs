@@ -7,13 +7,17 @@
 //! FastCGI over TCP or a Unix socket, and says what the client gets and which events the script
 //! logs, with the `connection_status()` it read at each. A request is over when the server
 //! logs its access record, which it writes after the guest ended; the events are read then.
+//!
+//! The last tests serve scripts of this file's own, from a document root of their own: what a
+//! request must not inherit from the snapshot every instance starts from (PHP after its module
+//! start-up, taken at build time): its entropy, its route's settings, its clock.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::matrix::Transport;
 use tests::nginx::Nginx;
-use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, run_rows};
+use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, get, run_rows};
 
 /// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
 const GUEST_LOG_DIR: &str = "/tmp/phpref/log";
@@ -60,13 +64,18 @@ fn manifest(mode: &str, log_dir: &Path) -> Manifest {
     Manifest::new().route_to("/", "builtin:php", &settings)
 }
 
-/// Starts a site in `mode` behind `front`, its component compiled ahead (once per process:
-/// the compile cache keeps it).
+/// Compiles the PHP component ahead, once per process (the compile cache keeps it), for the
+/// route of `manifest`.
+fn compile_php_once(manifest: &Manifest) {
+    static COMPILED: std::sync::Once = std::sync::Once::new();
+    COMPILED.call_once(|| compile_ahead(manifest));
+}
+
+/// Starts a site in `mode` behind `front`, its component compiled ahead.
 fn site(mode: &str, front: Transport) -> Site {
     let log_dir = fresh_dir("php-log");
     let manifest = manifest(mode, &log_dir);
-    static COMPILED: std::sync::Once = std::sync::Once::new();
-    COMPILED.call_once(|| compile_ahead(&manifest));
+    compile_php_once(&manifest);
     let (server, nginx, addr) = front.serve(&manifest);
     Site { server, log_dir, _nginx: nginx, addr }
 }
@@ -360,4 +369,94 @@ fn seed_a2_sees_the_abort_through_an_empty_flush_where_php_fpm_does() {
         expected.extend([format!("end:{cs}"), format!("shutdown:{cs}")]);
         assert_eq!(events, expected, "{}", front.name());
     }
+}
+
+/// The guest path of the own scripts' document root. Not the component's default (`/www`): a
+/// script found there shows that the request's `DOCUMENT_ROOT` and preopens were read, not the
+/// snapshot's empty ones.
+const OWN_DOCUMENT_ROOT: &str = "/site";
+
+/// A route setting the own scripts read back: an environment variable of the route's.
+const GREETING: &str = "hello from the route";
+
+/// The own scripts, by name.
+const OWN_SCRIPTS: &[(&str, &str)] = &[
+    // Every generator PHP seeds by itself, at its first use in a request.
+    (
+        "random.php",
+        "<?php echo mt_rand(), ' ', rand(), ' ', lcg_value(), ' ', bin2hex(random_bytes(16)), ' ', \
+         random_int(PHP_INT_MIN, PHP_INT_MAX);",
+    ),
+    // PHP's settings and the route's, as the script sees them.
+    (
+        "settings.php",
+        "<?php echo json_encode([ini_get('output_buffering'), ini_get('implicit_flush'), \
+         ini_get('display_errors'), ini_get('max_execution_time'), ini_get('ignore_user_abort'), \
+         getenv('GREETING'), $_SERVER['DOCUMENT_ROOT']]);",
+    ),
+    // The process time the guest has used, in microseconds (wasi-libc's clock()).
+    ("rusage.php", "<?php $u = getrusage(); echo $u['ru_utime.tv_sec'] * 1000000 + $u['ru_utime.tv_usec'];"),
+];
+
+/// A server with one PHP route on `/` serving the own scripts, ignoring user aborts and with
+/// an environment variable, so that its settings differ from the defaults.
+fn own_site() -> Server {
+    let root = fresh_dir("php-own");
+    for (name, text) in OWN_SCRIPTS {
+        std::fs::write(root.join(name), text).expect("writing a PHP script");
+    }
+    let settings = format!(
+        "ignore_user_abort = true\nenv = {{ DOCUMENT_ROOT = \"{OWN_DOCUMENT_ROOT}\", GREETING = \"{GREETING}\" }}\n\
+         [[route.preopen]]\nhost = \"{}\"\nguest = \"{OWN_DOCUMENT_ROOT}\"\n",
+        root.display()
+    );
+    let manifest = Manifest::new().route_to("/", "builtin:php", &settings);
+    compile_php_once(&manifest);
+    Server::start(&manifest)
+}
+
+/// The body of a 200 answer to `GET path`.
+fn body_of(server: &Server, path: &str) -> String {
+    let response = get(server.addr(), path);
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.text()
+}
+
+/// Two requests draw different values from each of PHP's generators: nothing the snapshot
+/// holds seeds them (PHP seeds them at first use in each request, from WASI's random_get).
+#[test]
+fn each_request_draws_its_own_random_values() {
+    let server = own_site();
+    let [first, second] = [(); 2].map(|()| body_of(&server, "/random.php"));
+    let names = ["mt_rand", "rand", "lcg_value", "random_bytes", "random_int"];
+    let first: Vec<&str> = first.split(' ').collect();
+    let second: Vec<&str> = second.split(' ').collect();
+    assert_eq!(first.len(), names.len(), "{first:?}");
+    for (i, name) in names.iter().enumerate() {
+        assert_ne!(first[i], second[i], "{name} gave two requests the same value");
+    }
+}
+
+/// PHP's own ini defaults and Tether's, and the route's settings (its environment, its document
+/// root, its ignore_user_abort), all as a request sees them: the snapshot was taken with no
+/// route at all.
+#[test]
+fn a_request_sees_php_s_defaults_and_its_route_s_settings() {
+    let server = own_site();
+    let settings: Vec<Value> = serde_json::from_str(&body_of(&server, "/settings.php")).expect("the script's JSON");
+    let expected = ["4096", "0", "0", "0", "1", GREETING, OWN_DOCUMENT_ROOT];
+    assert_eq!(settings, expected.map(Value::from));
+}
+
+/// getrusage()'s time (wasi-libc's clock(), the guest's monotonic clock less its reading at
+/// start-up) counts from the request's instance: not negative, and no more than the request
+/// took. The start-up reading is the snapshot's, taken with its clock stopped at zero; a reading
+/// of the build's clock would make it negative here (or, wrapped, some 10^15 µs).
+#[test]
+fn getrusage_counts_from_the_request() {
+    let server = own_site();
+    let started = Instant::now();
+    let micros: f64 = body_of(&server, "/rusage.php").parse().expect("a number of microseconds");
+    let took = started.elapsed().as_secs_f64() * 1e6;
+    assert!((0.0..=took).contains(&micros), "getrusage() read {micros} µs of a request that took {took} µs");
 }

@@ -1,8 +1,20 @@
 /*
  * Tether's PHP server API: PHP 8.2 as a Tether guest. It owns the `sapi_module_struct` that
- * connects PHP's engine to Tether's WIT interfaces (wit/tether.wit), the request's start-up
- * from them, the document root, and the PHP functions whose meaning Tether takes over. The
- * component exports `handle`: one request, in a fresh instance, like every Tether guest.
+ * connects PHP's engine to Tether's WIT interfaces (wit/tether.wit), PHP's start-up, the
+ * request's start-up from those interfaces, the document root, and the PHP functions whose
+ * meaning Tether takes over. The component exports `handle`: one request, in a fresh instance,
+ * like every Tether guest.
+ *
+ * Start-up comes in two halves. Everything that does not depend on the request (the SAPI's,
+ * then PHP's module start-up: the engine, the built-in extensions, the ini settings, the
+ * functions Tether takes over) is `php_startup`, exported as PHP_STARTUP_EXPORT:
+ * scripts/build-php runs it once, at build time, with `componentize-c snapshot` (Wizer), and
+ * the component's memory is that snapshot. Every instance starts after PHP's module start-up,
+ * and `handle` begins at the request's start-up. The snapshot ran with an empty WASI context,
+ * so `handle` first has wasi-libc read the request's: its environment and its preopened
+ * directories. Module start-up seeds nothing random: PHP seeds mt_rand, rand and lcg_value at
+ * their first use in a request (the random extension's request start-up clears its seeds),
+ * and the snapshot tool fails a build whose start-up draws random bytes.
  *
  *   ub_write           → output.write; `aborted` goes through php_handle_aborted_connection()
  *   flush              → output.flush, the same
@@ -39,15 +51,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <wasi/libc-environ.h>
 
 /* The document root when the route sets no DOCUMENT_ROOT: the guest path to preopen. */
 #define DEFAULT_DOCUMENT_ROOT "/www"
 /* The longest script path accepted, document root included (PATH_MAX on Linux). */
 #define MAX_SCRIPT_PATH 4096
 
+/* PHP_STARTUP_EXPORT, the name of the export that runs PHP's start-up, is scripts/build-php's:
+ * it snapshots the module after that export. */
+#ifndef PHP_STARTUP_EXPORT
+#error "PHP_STARTUP_EXPORT, the start-up export's name, comes from scripts/build-php"
+#endif
+
+/* wasi-libc's, for pre-initialised programs such as this one; its headers do not declare it. */
+void __wasilibc_reset_preopens(void);
+
 /* PHP's settings for a Tether request: php.ini-production's output buffering and error
  * handling (errors to the log, not the page), and no PHP timer (Tether's limits replace it).
- * PHP sees no php.ini file: the sandbox has none. Not const: the SAPI struct takes a char *. */
+ * PHP reads no php.ini file (php_ini_ignore): these are its settings, fixed at start-up, which
+ * is build time. Not const: the SAPI struct takes a char *. */
 static char INI_DEFAULTS[] =
     "output_buffering=4096\n"
     "implicit_flush=0\n"
@@ -421,18 +444,33 @@ static void fill_request_info(void) {
     free(content_length);
 }
 
-static void handle(void) {
-    if (!find_script()) {
-        not_found();
-        return;
-    }
+/* PHP's start-up, up to the request: the SAPI's and PHP's module start-up, and the functions
+ * Tether takes over. Run once, at build time (the file's opening comment says how); a failure
+ * traps, and the build stops there. */
+__attribute__((export_name(PHP_STARTUP_EXPORT))) void php_startup(void) {
     sapi_startup(&tether_sapi_module);
     /* After sapi_startup, which clears them. */
     tether_sapi_module.ini_entries = INI_DEFAULTS;
+    tether_sapi_module.php_ini_ignore = 1;
     tether_sapi_module.additional_functions = tether_functions;
     if (tether_sapi_module.startup(&tether_sapi_module) == FAILURE) {
-        tether_response_set_status(500, NULL);
-        tether_log("PHP: module start-up failed");
+        __builtin_trap();
+    }
+}
+
+/* Has wasi-libc read the request's WASI context, in place of the snapshot's empty one: its
+ * environment (DOCUMENT_ROOT, at the next getenv) and its preopened directories (the document
+ * root, at the next path). */
+static void read_request_context(void) {
+    __wasilibc_deinitialize_environ();
+    __wasilibc_maybe_reinitialize_environ_eagerly();
+    __wasilibc_reset_preopens();
+}
+
+static void handle(void) {
+    read_request_context();
+    if (!find_script()) {
+        not_found();
         return;
     }
     fill_request_info();
