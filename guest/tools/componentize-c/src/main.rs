@@ -149,7 +149,7 @@ fn snapshot(core: &str, out: &str, init: &str) -> Result<()> {
     }
     let drawn = drawn.load(Ordering::Relaxed);
     if drawn > 0 {
-        bail!("`{init}` drew {drawn} random bytes at start-up: every instance would start with the same ones");
+        bail!("`{init}` drew on the random generator at start-up ({drawn} bytes): every instance would start with the same ones");
     }
     std::fs::write(out, snapshot).with_context(|| format!("writing {out}"))
 }
