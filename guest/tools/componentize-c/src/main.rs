@@ -137,14 +137,19 @@ fn snapshot(core: &str, out: &str, init: &str) -> Result<()> {
     let result = wasmtime_wasi::runtime::in_tokio(Wizer::new().init_func(init).run(&mut store, &module, instantiate));
     let output = [stdout.contents(), stderr.contents()].concat();
     let output = String::from_utf8_lossy(&output);
-    let snapshot =
-        result.map_err(anyhow::Error::from).with_context(|| format!("pre-initialising {core} with `{init}`; its output: {output:?}"))?;
+    let snapshot = result.map_err(anyhow::Error::from).with_context(|| {
+        if output.is_empty() {
+            format!("pre-initialising {core} with `{init}`")
+        } else {
+            format!("pre-initialising {core} with `{init}`, which wrote {output:?}")
+        }
+    })?;
     if !output.is_empty() {
         bail!("`{init}` wrote at start-up, which a snapshot must not: {output:?}");
     }
     let drawn = drawn.load(Ordering::Relaxed);
     if drawn > 0 {
-        bail!("`{init}` drew {drawn} random bytes at start-up: every instance would start with the same ones");
+        bail!("`{init}` drew on the random generator at start-up ({drawn} bytes): every instance would start with the same ones");
     }
     std::fs::write(out, snapshot).with_context(|| format!("writing {out}"))
 }
