@@ -1,6 +1,6 @@
 //! PHP as a guest: the PHP component (`builtin:php`, which `scripts/build-php` builds) on a
-//! route whose document root is the PHP-FPM reference's script directory,
-//! `../shared/reference/php-fpm/www`, preopened read-only, so its scripts run unmodified. Their
+//! route whose document root is the PHP-FPM reference's script directory (its copy in the
+//! repository, `tests/php-reference/www`), preopened read-only, so its scripts run unmodified. Their
 //! logger writes `/tmp/phpref/log/events.jsonl`; the route preopens a fresh directory there.
 //!
 //! Each table row is one request, over Tether's HTTP listener or through a real nginx passing
@@ -27,12 +27,9 @@ const GUEST_DOCUMENT_ROOT: &str = "/www";
 /// progress a script that writes nothing gives.
 const EVENT_POLL: Duration = Duration::from_millis(5);
 
-/// The reference's scripts: `../shared/reference/php-fpm/www` beside the workspace.
+/// The reference's scripts: `tests/php-reference/www`.
 fn reference_www() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace");
-    let www = workspace.join("../shared/reference/php-fpm/www");
-    assert!(www.join("common.php").is_file(), "the PHP-FPM reference's scripts are missing: {}", www.display());
-    www
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("php-reference/www")
 }
 
 /// A server with one PHP route on `/`, and the front end its requests go through.
@@ -136,9 +133,9 @@ fn rows() -> Vec<Row> {
     vec![
         Row { uri: "/hello.php", status: 200, body: "hello".into(), events: vec![], direct_only: false },
         Row { uri: "/missing.php", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: false },
-        // The reference's RESULTS.md is one level above the document root: not reachable (nginx
-        // answers such a path with 400 itself).
-        Row { uri: "/%2e%2e/RESULTS.md", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: true },
+        // tests/php-reference/README.md is one level above the document root: not reachable
+        // (nginx answers such a path with 400 itself).
+        Row { uri: "/%2e%2e/README.md", status: 404, body: "File not found.\n".into(), events: vec![], direct_only: true },
         // Seed A1: no output; it runs to its end (RESULTS.md, key fact 4).
         Row {
             uri: "/seed_a1.php?iua=0",
@@ -240,7 +237,7 @@ fn a_route_s_script_name_serves_every_path_with_one_script() {
     let manifest = Manifest::new()
         .route_to("/front", "builtin:php", &front_controller("/hello.php"))
         .route_to("/missing", "builtin:php", &front_controller("/nothing-here.php"))
-        .route_to("/escape", "builtin:php", &front_controller("/../RESULTS.md"));
+        .route_to("/escape", "builtin:php", &front_controller("/../README.md"));
     let server = Server::start(&manifest);
     let cases = [
         ("/front", 200, "hello"),
