@@ -3,7 +3,7 @@
 //! teardown of its instance after all of that.
 
 use super::overload::Overload;
-use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, log_and_count};
+use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, count_and_log};
 use crate::admin::Metrics;
 use crate::generation::Route;
 use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, SlowRecord, abort_latency};
@@ -147,7 +147,7 @@ impl Ending {
             detail: detail.as_deref(),
             guest_thread: self.guest_thread.name(),
         };
-        log_and_count(self.metrics.as_deref(), Some(&route.path), &record);
+        count_and_log(self.metrics.as_deref(), Some(&route.path), &record);
         // A slow request whose guest never ran Wasm again to give its stack.
         if state.take_stack_wish().is_some() {
             SlowRecord { id: self.id, route: &route.path, age: self.arrival.at.elapsed(), state: "in a host call", stack: None }.log();

@@ -269,7 +269,7 @@ impl Dispatcher {
             detail: Some(&refusal.detail),
             guest_thread: None,
         };
-        log_and_count(self.metrics.as_deref(), None, &record);
+        count_and_log(self.metrics.as_deref(), None, &record);
     }
 
     /// Spawns the request's task and returns at once. The task runs on the guest runtime, or,
@@ -407,7 +407,7 @@ impl Dispatcher {
 /// Counts a request when the admin listener is on, then writes its access line (in that
 /// order: whoever reads the line finds the request counted); `route` is its route's prefix
 /// (none for a request refused before routing).
-fn log_and_count(metrics: Option<&Metrics>, route: Option<&Arc<str>>, record: &AccessRecord<'_>) {
+fn count_and_log(metrics: Option<&Metrics>, route: Option<&Arc<str>>, record: &AccessRecord<'_>) {
     if let Some(metrics) = metrics {
         metrics.request_ended(route, record);
     }
