@@ -1,10 +1,11 @@
 //! Faults, each with what the server does about it: nginx killed mid-request (its guests are
 //! stopped and the server's file descriptors and threads go back to where they were), an RST
 //! storm of thousands of connections during load, the instance pool exhausted under load (503
-//! with `retry-after`, logged once for the run, then recovery), out of file descriptors on accept (logged once, retried,
-//! recovered), an unwritable compile cache (served, compiled in memory), guests that ignore
-//! aborts and never return at a SIGTERM (stopped when `shutdown_grace` ends), and SIGKILL and a
-//! restart under load (the Unix socket replaced, serving resumed).
+//! with `retry-after`, logged once for the run, then recovery), out of file descriptors on
+//! accept (logged once, retried, recovered), an unwritable compile cache (served, compiled in
+//! memory), guests that ignore aborts and never return at a SIGTERM (stopped when
+//! `shutdown_grace` ends), and SIGKILL and a restart under load (the Unix socket replaced,
+//! serving resumed).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
