@@ -22,7 +22,9 @@
 //! # Aborts
 //! Unless the guest calls [`ignore_user_abort`]`(Some(true))`, a client abort traps the guest
 //! wherever it is; no code after that point runs. With it, the guest keeps running, output is
-//! discarded and [`connection_status`] reports [`CONNECTION_ABORTED`].
+//! discarded and [`connection_status`] reports [`CONNECTION_ABORTED`]. In write mode a guest
+//! that calls [`report_aborted_writes`] gets an error from the write that fails, and stops
+//! itself.
 #![deny(missing_docs)]
 
 /// The raw bindings generated from `wit/tether.wit`. The functions in this crate wrap them; the
@@ -97,6 +99,13 @@ pub fn connection_aborted() -> bool {
 /// (PHP's `ignore_user_abort()`).
 pub fn ignore_user_abort(setting: Option<bool>) -> bool {
     conn::ignore_user_abort(setting)
+}
+
+/// In write mode, makes the write that finds the client gone return an error instead of
+/// trapping, as all later output then does, so that the guest stops itself and runs its own
+/// clean-up (PHP's bailout, which runs shutdown functions). Prompt mode still traps.
+pub fn report_aborted_writes() {
+    conn::report_aborted_writes()
 }
 
 /// Completes the response and releases the connection; the guest keeps running

@@ -340,6 +340,10 @@ pub struct Row {
     /// Whether the guest ignores user aborts from the start (it calls `ignore_user_abort(true)`
     /// first, or its route says so).
     pub iua: bool,
+    /// Whether the guest asks for aborted writes to be reported to it rather than trap it
+    /// (`conn.report-aborted-writes`, which only write mode honours): the seeds do when their
+    /// query says `report=1`, PHP's server API always.
+    pub report: bool,
 }
 
 /// How a row's request must end.
@@ -404,16 +408,17 @@ impl Play {
 }
 
 impl Row {
-    /// The row's name, for failures: `rust a2 write nginx-tcp fin iua=1`.
+    /// The row's name, for failures: `rust a2 write nginx-tcp fin iua=1 report=0`.
     pub fn name(&self) -> String {
         format!(
-            "{} {} {} {} {} iua={}",
+            "{} {} {} {} {} iua={} report={}",
             self.guest.lang.name(),
             self.guest.seed.name(),
             self.mode.name(),
             self.transport.name(),
             self.close.name(),
-            u8::from(self.iua)
+            u8::from(self.iua),
+            u8::from(self.report)
         )
     }
 
@@ -422,18 +427,25 @@ impl Row {
     /// component that serves every seed.
     fn route(&self) -> String {
         format!(
-            "/{}/{}/{}/iua{}/{}",
+            "/{}/{}/{}/iua{}-report{}/{}",
             self.guest.lang.name(),
             self.mode.name(),
             self.close.name(),
             u8::from(self.iua),
+            u8::from(self.report),
             self.guest.seed.example()
         )
     }
 
     /// The request target.
     fn uri(&self) -> String {
-        format!("{}?{}&iua={}", self.route(), self.guest.seed.query(), u8::from(self.iua))
+        let (iua, report) = (u8::from(self.iua), u8::from(self.report));
+        format!("{}?{}&iua={iua}&report={report}", self.route(), self.guest.seed.query())
+    }
+
+    /// Whether a write that fails is reported to the guest instead of trapping it.
+    fn reported(&self) -> bool {
+        self.report && self.mode == Mode::Write
     }
 
     /// Plays the seed's script with the client leaving where it says, under [`notice`]'s rule,
@@ -470,7 +482,13 @@ impl Row {
                 Step::Flush(label) => {
                     // Once aborted, the host refuses output without trying the socket.
                     if !play.aborted && !play.write() && !play.iua {
-                        return play.end("aborted-trapped");
+                        if !self.reported() {
+                            return play.end("aborted-trapped");
+                        }
+                        // PHP bails out of the script there; the other seeds run on.
+                        if self.guest.lang == Lang::Php {
+                            return play.end("aborted-returned");
+                        }
                     }
                     let flush = if play.aborted { "Err(\"aborted\")" } else { "Ok(())" };
                     play.log(&label, &format!(" flush={flush}"));
@@ -487,7 +505,11 @@ impl Row {
         // The host then ends the response: one more write, unless aborted (all of the response,
         // for a guest that wrote nothing). If that write fails, the guest still ran to its end
         // without being told: the request completed, and nothing reached the client.
-        let outcome = if play.aborted { "aborted-ignored" } else { "completed" };
+        let outcome = match (play.aborted, self.reported() && !play.iua) {
+            (false, _) => "completed",
+            (true, false) => "aborted-ignored",
+            (true, true) => "aborted-returned",
+        };
         if !play.aborted {
             play.write();
         }
@@ -504,7 +526,11 @@ pub fn table() -> Vec<Row> {
                 for transport in Transport::ALL {
                     for close in Close::ALL {
                         for iua in [false, true] {
-                            rows.push(Row { guest: Guest { lang, seed }, mode, transport, close, iua });
+                            rows.push(Row { guest: Guest { lang, seed }, mode, transport, close, iua, report: lang == Lang::Php });
+                        }
+                        // Seed A2 in the SDKs' languages once more, asking for reported writes.
+                        if seed == Seed::A2 && matches!(lang, Lang::Rust | Lang::Js | Lang::Python | Lang::C) {
+                            rows.push(Row { guest: Guest { lang, seed }, mode, transport, close, iua: false, report: true });
                         }
                     }
                 }
@@ -585,7 +611,7 @@ mod tests {
     use super::*;
 
     fn row(seed: Seed, mode: Mode, transport: Transport, close: Close, iua: bool) -> Row {
-        Row { guest: Guest { lang: Lang::Rust, seed }, mode, transport, close, iua }
+        Row { guest: Guest { lang: Lang::Rust, seed }, mode, transport, close, iua, report: false }
     }
 
     #[test]
@@ -601,6 +627,24 @@ mod tests {
         assert_eq!(tcp.outcome, "aborted-ignored");
         assert!(tcp.lines.contains(&"w 3 cs=1 flush=Err(\"aborted\")".to_owned()), "{tcp:?}");
         assert_eq!(tcp.lines.last().map(String::as_str), Some("end cs=1"));
+    }
+
+    #[test]
+    fn a_reported_write_lets_the_guest_stop_itself_in_write_mode_only() {
+        let reported = |lang, mode| {
+            let guest = Guest { lang, seed: Seed::A2 };
+            Row { guest, mode, transport: Transport::NginxTcp, close: Close::Fin, iua: false, report: true }.expected()
+        };
+        // Rust's seed runs on past the failing write, reading ABORTED, as one ignoring aborts
+        // does; PHP bails out of the script there, where a trap would have stopped it.
+        let ignoring = row(Seed::A2, Mode::Write, Transport::NginxTcp, Close::Fin, true).expected();
+        let trapped = row(Seed::A2, Mode::Write, Transport::NginxTcp, Close::Fin, false).expected();
+        let (rust, php) = (reported(Lang::Rust, Mode::Write), reported(Lang::Php, Mode::Write));
+        assert_eq!((rust.outcome, &rust.lines), ("aborted-returned", &ignoring.lines));
+        assert_eq!((php.outcome, &php.lines), ("aborted-returned", &trapped.lines));
+        // Prompt mode traps all the same.
+        let prompt = row(Seed::A2, Mode::Prompt, Transport::NginxTcp, Close::Fin, false).expected();
+        assert_eq!((reported(Lang::Rust, Mode::Prompt), reported(Lang::Php, Mode::Prompt)), (prompt.clone(), prompt));
     }
 
     #[test]

@@ -291,9 +291,8 @@ fn prompt_mode_stops_a_script_that_writes_nothing() {
 /// 4 KiB writes, each after a 300 ms sleep: as under php-fpm (RESULTS.md, fact 2 and the B
 /// rows), the first write after the close fails over a Unix socket, the second over TCP, and
 /// from then on `connection_status()` reads ABORTED. Ignoring user aborts, the script runs to
-/// its end (and logs `stop` at each later iteration); not ignoring them, it is stopped inside
-/// the failing write, where php-fpm bails out and runs the shutdown function: a Tether guest
-/// is stopped there, so no shutdown function runs.
+/// its end (and logs `stop` at each later iteration); not ignoring them, it bails out of the
+/// failing write and runs its shutdown function, reading ABORTED, as under php-fpm.
 #[test]
 fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
     for front in [Transport::NginxTcp, Transport::NginxUnix] {
@@ -323,8 +322,9 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
                     expected.push(format!("w:{cs}"));
                 }
                 if iua {
-                    expected.extend(["done:1".to_owned(), "shutdown:1".to_owned()]);
+                    expected.push("done:1".to_owned());
                 }
+                expected.push("shutdown:1".to_owned());
                 if events != expected { Err(format!("events {events:?}, expected {expected:?}")) } else { Ok(()) }
             },
         );
@@ -332,18 +332,26 @@ fn seed_b_learns_of_the_abort_at_the_write_php_fpm_does() {
 }
 
 /// shutdown_fn.php behind nginx in write mode, not ignoring user aborts: 100 bytes and a flush
-/// every 10 ms until its client leaves, then it is stopped inside the write that fails. php-fpm
-/// bails out there and runs the shutdown function (RESULTS.md, fact 9); a Tether guest is
-/// stopped where it is, so neither the script's end nor its shutdown function runs.
+/// every 10 ms until its client leaves. As under php-fpm (RESULTS.md, fact 9), the script bails
+/// out of the write that fails and runs its shutdown functions, which read ABORTED: common.php's,
+/// then the script's own. That one sleeps a second and logs its exit; told to flush first, it
+/// bails out again at that flush, and nothing after it runs. The request ends as
+/// `aborted-returned`: the guest stopped itself, nothing trapped it.
 #[test]
-fn a_script_stopped_by_an_abort_runs_no_shutdown_function() {
+fn a_script_that_bails_out_of_an_aborted_write_runs_its_shutdown_functions() {
     for front in [Transport::NginxTcp, Transport::NginxUnix] {
         let site = site("write", front);
-        let tag = format!("sdf-{}", front.name());
-        let uri = format!("/shutdown_fn.php?tag={tag}");
-        let events = site.leave_after_event(&uri, &tag, "w");
-        assert_eq!(events.first().map(String::as_str), Some("start:0"), "{events:?}");
-        assert!(events[1..].iter().all(|event| event == "w:0"), "{}: {events:?}", front.name());
+        for (flush, after) in [("1", &[][..]), ("0", &["sdf_exit:1"][..])] {
+            let tag = format!("sdf-{}-{flush}", front.name());
+            let uri = format!("/shutdown_fn.php?flush={flush}&tag={tag}");
+            let events = site.leave_after_event(&uri, &tag, "w");
+            let writes = events.iter().skip(1).take_while(|event| *event == "w:0").count();
+            let mut expected = vec!["start:0".to_owned()];
+            expected.extend(std::iter::repeat_n("w:0".to_owned(), writes));
+            expected.extend(["shutdown:1", "sdf_enter:1"].iter().chain(after).map(|event| (*event).to_owned()));
+            assert_eq!(events, expected, "{} flush={flush}", front.name());
+            assert_eq!(site.server.access(&uri)["outcome"], "aborted-returned", "{} flush={flush}", front.name());
+        }
     }
 }
 

@@ -62,8 +62,10 @@ static void sleep_ms(uint64_t ms) {
     nanosleep(&t, NULL);
 }
 
-static void ignore_user_abort_if_asked(void) {
+/* `iua=1`: ignore user aborts; `report=1`: have an aborted write reported, not trapped. */
+static void abort_settings_as_asked(void) {
     if (tether_request_query_u64("iua", 0) == 1) tether_ignore_user_abort(TETHER_SET_TRUE);
+    if (tether_request_query_u64("report", 0) == 1) tether_report_aborted_writes();
 }
 
 /* Answers `hello`: the smallest useful guest, used for throughput figures. */
@@ -169,7 +171,7 @@ static void headers(void) {
 
 /* Seed A: log, sleep (`ms`, default 3000), log: a request that produces no output. */
 static void seed_a(void) {
-    ignore_user_abort_if_asked();
+    abort_settings_as_asked();
     uint64_t ms = tether_request_query_u64("ms", 3000);
     tether_log("start cs=%u", tether_connection_status());
     sleep_ms(ms);
@@ -178,7 +180,7 @@ static void seed_a(void) {
 
 /* Seed A2: `n` times { write "22222"; flush; log; sleep; log the status }. */
 static void seed_a2(void) {
-    ignore_user_abort_if_asked();
+    abort_settings_as_asked();
     uint64_t n = tether_request_query_u64("n", 6);
     uint64_t ms = tether_request_query_u64("ms", 1000);
     uint64_t first_ms = tether_request_query_u64("first_ms", ms);
@@ -197,7 +199,7 @@ static void seed_a2(void) {
 /* Seed B: 6 times { sleep; write 4096 bytes; log the status; flush }; `outk` limits the
  * iterations that write. */
 static void seed_b(void) {
-    ignore_user_abort_if_asked();
+    abort_settings_as_asked();
     uint64_t ms = tether_request_query_u64("ms", 2000);
     uint64_t first_ms = tether_request_query_u64("first_ms", ms);
     uint64_t outk = tether_request_query_u64("outk", 6);
@@ -219,9 +221,9 @@ static void seed_b(void) {
 }
 
 /* Answers, calls `finish_request`, keeps working: `ms` (default 2000), `post_echo=1`,
- * `stderr=1`, `iua=1`. */
+ * `stderr=1`, `iua=1`, `report=1`. */
 static void finish(void) {
-    ignore_user_abort_if_asked();
+    abort_settings_as_asked();
     tether_echo("response-body\n");
     bool finished = tether_finish_request();
     tether_log("finished %s cs=%u", finished ? "true" : "false", tether_connection_status());

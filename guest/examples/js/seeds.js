@@ -17,6 +17,7 @@ import {
   finishRequest,
   flush,
   ignoreUserAbort,
+  reportAbortedWrites,
   log,
   request,
   response,
@@ -66,8 +67,10 @@ function ignoringHeadError(f) {
 
 const lossy = new TextDecoder();
 
-function ignoreUserAbortIfAsked() {
+/** `iua=1`: ignore user aborts; `report=1`: have an aborted write reported, not trapped. */
+function abortSettingsAsAsked() {
   if (request.queryU64('iua', 0) === 1) ignoreUserAbort(true);
+  if (request.queryU64('report', 0) === 1) reportAbortedWrites();
 }
 
 /** Answers `hello`: the smallest useful guest, used for throughput figures. */
@@ -127,7 +130,7 @@ function headers() {
 
 /** Seed A: log, sleep (`ms`, default 3000), log: a request that produces no output. */
 async function seedA() {
-  ignoreUserAbortIfAsked();
+  abortSettingsAsAsked();
   const ms = request.queryU64('ms', 3000);
   log(`start cs=${connectionStatus()}`);
   await sleep(ms);
@@ -136,7 +139,7 @@ async function seedA() {
 
 /** Seed A2: `n` times { write "22222"; flush; log; sleep; log the status }. */
 async function seedA2() {
-  ignoreUserAbortIfAsked();
+  abortSettingsAsAsked();
   const n = request.queryU64('n', 6);
   const ms = request.queryU64('ms', 1000);
   const firstMs = request.queryU64('first_ms', ms);
@@ -156,7 +159,7 @@ const FOUR_KIB = new Uint8Array(4096).fill(0x61);
 /** Seed B: 6 times { sleep; write 4096 bytes; log the status; flush }; `outk` limits the
  *  iterations that write. */
 async function seedB() {
-  ignoreUserAbortIfAsked();
+  abortSettingsAsAsked();
   const ms = request.queryU64('ms', 2000);
   const firstMs = request.queryU64('first_ms', ms);
   const outk = request.queryU64('outk', 6);
@@ -175,9 +178,9 @@ async function seedB() {
 }
 
 /** Answers, calls `finishRequest`, keeps working: `ms` (default 2000), `post_echo=1`,
- *  `stderr=1`, `iua=1`. */
+ *  `stderr=1`, `iua=1`, `report=1`. */
 async function finish() {
-  ignoreUserAbortIfAsked();
+  abortSettingsAsAsked();
   echo('response-body\n');
   const finished = finishRequest();
   log(`finished ${finished} cs=${connectionStatus()}`);

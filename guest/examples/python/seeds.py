@@ -55,9 +55,12 @@ def sleep_ms(ms: int) -> None:
     time.sleep(ms / 1000)
 
 
-def ignore_user_abort_if_asked() -> None:
+def abort_settings_as_asked() -> None:
+    """``iua=1``: ignore user aborts; ``report=1``: have an aborted write reported, not trapped."""
     if request.query_u64("iua", 0) == 1:
         tether.ignore_user_abort(True)
+    if request.query_u64("report", 0) == 1:
+        tether.report_aborted_writes()
 
 
 def hello() -> None:
@@ -137,7 +140,7 @@ def headers() -> None:
 
 def seed_a() -> None:
     """Seed A: log, sleep (``ms``, default 3000), log: a request that produces no output."""
-    ignore_user_abort_if_asked()
+    abort_settings_as_asked()
     ms = request.query_u64("ms", 3000)
     tether.log(f"start cs={tether.connection_status()}")
     sleep_ms(ms)
@@ -146,7 +149,7 @@ def seed_a() -> None:
 
 def seed_a2() -> None:
     """Seed A2: ``n`` times { write "22222"; flush; log; sleep; log the status }."""
-    ignore_user_abort_if_asked()
+    abort_settings_as_asked()
     n = request.query_u64("n", 6)
     ms = request.query_u64("ms", 1000)
     first_ms = request.query_u64("first_ms", ms)
@@ -163,7 +166,7 @@ def seed_a2() -> None:
 def seed_b() -> None:
     """Seed B: 6 times { sleep; write 4096 bytes; log the status; flush }; ``outk`` limits
     the iterations that write."""
-    ignore_user_abort_if_asked()
+    abort_settings_as_asked()
     ms = request.query_u64("ms", 2000)
     first_ms = request.query_u64("first_ms", ms)
     outk = request.query_u64("outk", 6)
@@ -183,8 +186,8 @@ def seed_b() -> None:
 
 def finish() -> None:
     """Answers, calls ``finish_request``, keeps working: ``ms`` (default 2000),
-    ``post_echo=1``, ``stderr=1``, ``iua=1``."""
-    ignore_user_abort_if_asked()
+    ``post_echo=1``, ``stderr=1``, ``iua=1``, ``report=1``."""
+    abort_settings_as_asked()
     tether.echo("response-body\n")
     finished = tether.finish_request()
     tether.log(f"finished {str(finished).lower()} cs={tether.connection_status()}")

@@ -35,7 +35,10 @@
  * /index.php` does for php-fpm). A path with a `..` segment or a NUL is refused with 404,
  * as is a script that does not exist; WASI gives the guest no file outside its preopens, so
  * no path leaves them. What PHP itself decides stays PHP's: an abort bails out through
- * zend_bailout(), shutdown functions run, errors go to the log (stderr, the host's log).
+ * zend_bailout(), shutdown functions run, errors go to the log (stderr, the host's log). In
+ * write mode the host reports the write that finds the client gone (conn.report-aborted-writes)
+ * instead of trapping the guest there, so that the bailout and the shutdown functions run as
+ * under php-fpm; in prompt mode the host stops the script wherever it is.
  */
 #include "tether.h"
 
@@ -469,6 +472,7 @@ static void read_request_context(void) {
 
 static void handle(void) {
     read_request_context();
+    tether_report_aborted_writes();
     if (!find_script()) {
         not_found();
         return;

@@ -127,6 +127,8 @@ bool tether_ignore_user_abort(tether_setting_t setting) {
     return tether_guest_conn_ignore_user_abort(setting == TETHER_KEEP ? NULL : &value);
 }
 
+void tether_report_aborted_writes(void) { tether_guest_conn_report_aborted_writes(); }
+
 bool tether_finish_request(void) { return tether_guest_lifecycle_finish_request(); }
 
 void tether_set_time_limit(uint32_t seconds) { tether_guest_lifecycle_set_time_limit(seconds); }

@@ -35,7 +35,9 @@
  * Aborts: unless the guest calls `tether_ignore_user_abort(TETHER_SET_TRUE)`, a client abort
  * traps the guest wherever it is; no code after that point runs. With it, the guest keeps
  * running, output is discarded (write and flush fail with TETHER_OUTPUT_ABORTED) and
- * `tether_connection_status()` reports TETHER_CONNECTION_ABORTED.
+ * `tether_connection_status()` reports TETHER_CONNECTION_ABORTED. In write mode a guest that
+ * calls `tether_report_aborted_writes()` gets TETHER_OUTPUT_ABORTED from the write that fails,
+ * and stops itself.
  */
 #ifndef TETHER_H
 #define TETHER_H
@@ -113,6 +115,10 @@ typedef enum { TETHER_KEEP = -1, TETHER_SET_FALSE = 0, TETHER_SET_TRUE = 1 } tet
 /* Returns the previous setting and changes it unless `setting` is TETHER_KEEP
  * (PHP: ignore_user_abort()). */
 bool tether_ignore_user_abort(tether_setting_t setting);
+/* In write mode, the write that finds the client gone fails with TETHER_OUTPUT_ABORTED instead
+ * of trapping, and so does all later output: the guest stops itself (PHP: the bailout that runs
+ * shutdown functions). Prompt mode still traps. */
+void tether_report_aborted_writes(void);
 /* Completes the response and releases the connection; the guest keeps running
  * (PHP: fastcgi_finish_request()). False if already finished or the client is gone. */
 bool tether_finish_request(void);

@@ -86,6 +86,12 @@ export function connectionAborted(): boolean;
 /** Returns the previous setting and, given a value, changes it (PHP: `ignore_user_abort()`). */
 export function ignoreUserAbort(setting?: boolean): boolean;
 /**
+ * In write mode, makes the write that finds the client gone throw `OutputError` (`aborted`)
+ * instead of trapping, as all later output then does, so that the guest stops itself and runs
+ * its own clean-up (PHP: the bailout that runs shutdown functions). Prompt mode still traps.
+ */
+export function reportAbortedWrites(): void;
+/**
  * Completes the response and releases the connection; the guest keeps running
  * (PHP: `fastcgi_finish_request()`). False if already finished or the client is gone.
  */

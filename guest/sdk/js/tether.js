@@ -96,6 +96,10 @@ export function ignoreUserAbort(setting) {
   return host.conn.ignoreUserAbort(setting === undefined || setting === null ? undefined : Boolean(setting));
 }
 
+export function reportAbortedWrites() {
+  host.conn.reportAbortedWrites();
+}
+
 export function finishRequest() {
   return host.lifecycle.finishRequest();
 }
@@ -226,7 +230,7 @@ export const response = {
 function standInHost(target) {
   const nothing = () => undefined;
   return {
-    conn: { status: () => CONNECTION_NORMAL, aborted: () => false, ignoreUserAbort: () => false },
+    conn: { status: () => CONNECTION_NORMAL, aborted: () => false, ignoreUserAbort: () => false, reportAbortedWrites: nothing },
     lifecycle: { finishRequest: () => true, setTimeLimit: nothing },
     output: { write: nothing, flush: nothing },
     request: {

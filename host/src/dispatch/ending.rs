@@ -105,12 +105,16 @@ impl Ending {
         let mut output = self.output.lock().await;
         let (outcome, detail) = match result {
             Ok(()) => {
-                // An abort the guest ran past; one that only the host's last write meets
-                // leaves the guest's run complete (PHP's script that never wrote completes).
+                // An abort the guest ran past or stopped itself at, read before the host's last
+                // write: an abort only that write meets leaves the guest's run complete (PHP's
+                // script that never wrote completes).
                 let aborted_while_running = state.is_aborted();
+                let stopped_itself = state.stops_itself();
                 output.end().await;
                 let outcome = if output.finished_early() {
                     Outcome::FinishedEarly
+                } else if stopped_itself {
+                    Outcome::AbortedReturned
                 } else if aborted_while_running {
                     Outcome::AbortedIgnored
                 } else {

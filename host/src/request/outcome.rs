@@ -4,7 +4,7 @@ use super::Protocol;
 use std::time::{Duration, Instant};
 
 /// How a request ended. Every request that reached a guest ends as exactly one of the first
-/// six; requests the host answered itself (400, 404, 413, 503...) are `Rejected`.
+/// seven; requests the host answered itself (400, 404, 413, 503...) are `Rejected`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The guest returned, and either the response was delivered or the client left unseen
@@ -17,6 +17,9 @@ pub enum Outcome {
     AbortedTrapped,
     /// The client went away, the guest ignored it (ignore-user-abort) and ran to completion.
     AbortedIgnored,
+    /// The client went away, a write told the guest so (write mode, `report-aborted-writes`)
+    /// and the guest stopped itself: PHP's bailout, which runs its shutdown functions.
+    AbortedReturned,
     /// A time limit (`max_execution_time`, `request_timeout`, or a shutdown's `shutdown_grace`) expired
     /// and the guest was trapped.
     Timeout,
@@ -29,11 +32,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in declaration order (`outcome as usize` indexes it).
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Completed,
         Outcome::FinishedEarly,
         Outcome::AbortedTrapped,
         Outcome::AbortedIgnored,
+        Outcome::AbortedReturned,
         Outcome::Timeout,
         Outcome::Trapped,
         Outcome::Rejected,
@@ -46,6 +50,7 @@ impl Outcome {
             Outcome::FinishedEarly => "finished-early",
             Outcome::AbortedTrapped => "aborted-trapped",
             Outcome::AbortedIgnored => "aborted-ignored",
+            Outcome::AbortedReturned => "aborted-returned",
             Outcome::Timeout => "timeout",
             Outcome::Trapped => "trapped",
             Outcome::Rejected => "rejected",

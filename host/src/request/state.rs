@@ -1,7 +1,7 @@
 //! The state of one request, shared by the front end that watches its client (a FastCGI
 //! connection carries several requests, each with its own) and the guest's store: PHP's
-//! connection-status bits (ABORTED, TIMEOUT), the ignore-user-abort flag, when the abort was
-//! seen, and the kill switch that stops the guest.
+//! connection-status bits (ABORTED, TIMEOUT), the ignore-user-abort flag, whether the guest stops
+//! itself at an aborted write, when the abort was seen, and the kill switch that stops the guest.
 //!
 //! Killing is two-pronged because a guest can be in one of two places:
 //! - parked: not yet started, or waiting in a host call (sleeping, reading the body, blocked in
@@ -83,6 +83,9 @@ pub struct RequestState {
     bits: AtomicU8,
     /// PHP's `ignore_user_abort` setting.
     ignore_user_abort: AtomicBool,
+    /// The guest asked that, in write mode, an aborted write be reported to it rather than trap
+    /// it (`conn.report-aborted-writes`): it stops itself, as PHP bails out.
+    reports_aborted_writes: AtomicBool,
     /// The complete response is being (or was) written: a client leaving now is no abort.
     responded: AtomicBool,
     /// When the host first learned that the client is gone; the start of the abort latency.
@@ -124,6 +127,7 @@ impl RequestState {
             half_close_aborts,
             bits: AtomicU8::new(0),
             ignore_user_abort: AtomicBool::new(false),
+            reports_aborted_writes: AtomicBool::new(false),
             responded: AtomicBool::new(false),
             abort_seen_at: OnceLock::new(),
             kill_reason: OnceLock::new(),
@@ -154,6 +158,25 @@ impl RequestState {
     /// The current ignore-user-abort setting.
     pub fn ignores_user_abort(&self) -> bool {
         self.ignore_user_abort.load(Ordering::Acquire)
+    }
+
+    /// `conn.report-aborted-writes`: from now on, in write mode, the output call that finds the
+    /// client gone returns `aborted` instead of trapping, and so does every later one (see
+    /// [`Self::abort_traps`]).
+    pub fn report_aborted_writes(&self) {
+        self.reports_aborted_writes.store(true, Ordering::Release);
+    }
+
+    /// Whether the guest, not ignoring the abort, was told of it at a write and left to stop
+    /// itself (write mode, [`Self::report_aborted_writes`]).
+    pub fn stops_itself(&self) -> bool {
+        self.is_aborted() && !self.ignores_user_abort() && !self.abort_traps()
+    }
+
+    /// Whether an abort traps the guest now: not when it ignores user aborts, nor in write
+    /// mode when it asked for aborted writes to be reported.
+    fn abort_traps(&self) -> bool {
+        !self.ignores_user_abort() && (self.detection == AbortDetection::Prompt || !self.reports_aborted_writes.load(Ordering::Acquire))
     }
 
     /// PHP's `ignore_user_abort($value)`: returns the previous setting. Turning the setting off
@@ -195,10 +218,10 @@ impl RequestState {
         self.output_must_trap()
     }
 
-    /// Whether an output call must trap now: the client is gone and the guest does not ignore
-    /// it (PHP bails out at the next output in that case).
+    /// Whether an output call must trap now: the client is gone and the guest neither ignores
+    /// it nor stops itself (PHP bails out at the next output in that case).
     pub fn output_must_trap(&self) -> bool {
-        if self.is_aborted() && !self.ignores_user_abort() {
+        if self.is_aborted() && self.abort_traps() {
             self.kill(KillReason::Aborted);
             true
         } else {
@@ -206,11 +229,12 @@ impl RequestState {
         }
     }
 
-    /// Sets ABORTED and remembers when; kills the guest unless it ignores user aborts.
+    /// Sets ABORTED and remembers when; kills the guest unless it ignores user aborts or stops
+    /// itself.
     fn mark_aborted(&self) {
         let _ = self.abort_seen_at.set(Instant::now());
         self.bits.fetch_or(ABORTED, Ordering::AcqRel);
-        if !self.ignores_user_abort() {
+        if self.abort_traps() {
             self.kill(KillReason::Aborted);
         }
     }
@@ -362,6 +386,26 @@ mod tests {
         s.set_ignore_user_abort(false);
         assert_eq!(s.kill_reason(), None);
         assert!(s.output_must_trap());
+        assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
+    }
+
+    #[test]
+    fn a_guest_that_stops_itself_is_told_at_writes_in_write_mode_only() {
+        let (s, interrupts) = state(AbortDetection::Write, true);
+        s.report_aborted_writes();
+        assert!(!s.stops_itself());
+        assert!(!s.write_failed(), "the failing write reports the abort");
+        assert!(!s.output_must_trap(), "and so does every later output call");
+        assert_eq!((s.status(), s.kill_reason(), interrupts.load(Ordering::SeqCst)), (ABORTED, None, 0));
+        assert!(s.stops_itself());
+        // Ignoring aborts is not stopping oneself.
+        s.set_ignore_user_abort(true);
+        assert!(!s.stops_itself());
+
+        let (s, _) = state(AbortDetection::Prompt, true);
+        s.report_aborted_writes();
+        assert!(s.write_failed(), "prompt mode traps at a failing write all the same");
+        assert!(s.peer_closed(PeerClose::Fin));
         assert_eq!(s.kill_reason(), Some(KillReason::Aborted));
     }
 

@@ -60,6 +60,7 @@ __all__ = [
     "connection_status",
     "connection_aborted",
     "ignore_user_abort",
+    "report_aborted_writes",
     "finish_request",
     "set_time_limit",
     "log",
@@ -125,6 +126,14 @@ def ignore_user_abort(setting: Optional[bool] = None) -> bool:
     """Returns the previous ignore-user-abort setting and, given a value, changes it
     (PHP's ``ignore_user_abort()``)."""
     return _conn.ignore_user_abort(setting)
+
+
+def report_aborted_writes() -> None:
+    """In write mode, makes the write that finds the client gone raise ``OutputError``
+    (``"aborted"``) instead of trapping, as all later output then does, so that the guest stops
+    itself and runs its own clean-up (PHP's bailout, which runs shutdown functions). Prompt mode
+    still traps."""
+    _conn.report_aborted_writes()
 
 
 def finish_request() -> bool:

@@ -182,6 +182,11 @@ impl conn::Host for HostState {
         self.alive()?;
         Ok(previous)
     }
+
+    async fn report_aborted_writes(&mut self) -> wasmtime::Result<()> {
+        self.state.report_aborted_writes();
+        Ok(())
+    }
 }
 
 impl lifecycle::Host for HostState {
