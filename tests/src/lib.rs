@@ -80,6 +80,17 @@ pub fn lang_guest(lang: &str, name: &str) -> String {
     path.display().to_string()
 }
 
+/// The settings of a `builtin:php` route serving the host directory `root` as its document
+/// root, preopened at `guest_root`, with `env` in its environment next to `DOCUMENT_ROOT`. They
+/// end in the preopen's subtable: a route's own settings go before them, more subtables after.
+pub fn php_document_root(root: &Path, guest_root: &str, env: &[(&str, &str)]) -> String {
+    let env: String = env.iter().map(|(name, value)| format!(", {name} = \"{value}\"")).collect();
+    format!(
+        "env = {{ DOCUMENT_ROOT = \"{guest_root}\"{env} }}\n[[route.preopen]]\nhost = \"{}\"\nguest = \"{guest_root}\"\n",
+        root.display()
+    )
+}
+
 /// Compiles the components of `manifest` into the tests' compile cache ([`compile`]), so that
 /// servers started afterwards load them from it: a debug host takes longer than [`TIMEOUT`] to
 /// compile a JavaScript or Python component, and servers started at once would each compile it

@@ -67,11 +67,7 @@ impl Lang {
     fn settings(self, iua: bool) -> String {
         match (self, iua) {
             (Lang::WasiHttp(_), true) => "ignore_user_abort = true\n".to_owned(),
-            (Lang::Php, _) => format!(
-                "env = {{ DOCUMENT_ROOT = \"/www\", SCRIPT_NAME = \"/seeds.php\" }}\n\
-                 [[route.preopen]]\nhost = \"{}\"\nguest = \"/www\"\n",
-                php_examples().display()
-            ),
+            (Lang::Php, _) => crate::php_document_root(&php_examples(), "/www", &[("SCRIPT_NAME", "/seeds.php")]),
             _ => String::new(),
         }
     }

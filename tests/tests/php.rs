@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::matrix::Transport;
 use tests::nginx::Nginx;
-use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, get, run_rows};
+use tests::{Client, Manifest, Server, TIMEOUT, compile_ahead, fresh_dir, get, php_document_root, run_rows};
 
 /// Where the scripts' logger writes, inside the guest (common.php's path, unmodified).
 const GUEST_LOG_DIR: &str = "/tmp/phpref/log";
@@ -52,10 +52,9 @@ const OUTPUT_BUFFER: &str = "8KiB";
 /// The PHP route's manifest in `mode`, logging into `log_dir`.
 fn manifest(mode: &str, log_dir: &Path) -> Manifest {
     let settings = format!(
-        "abort_detection = \"{mode}\"\noutput_buffer = \"{OUTPUT_BUFFER}\"\nenv = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\" }}\n\
-         [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n\
+        "abort_detection = \"{mode}\"\noutput_buffer = \"{OUTPUT_BUFFER}\"\n{}\
          [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_LOG_DIR}\"\nwritable = true\n",
-        reference_www().display(),
+        php_document_root(&reference_www(), GUEST_DOCUMENT_ROOT, &[]),
         log_dir.display()
     );
     Manifest::new().route_to("/", "builtin:php", &settings)
@@ -227,13 +226,7 @@ fn reference_scripts_run_unmodified_in_write_mode() {
 /// inside the document root.
 #[test]
 fn a_route_s_script_name_serves_every_path_with_one_script() {
-    let front_controller = |script: &str| {
-        format!(
-            "env = {{ DOCUMENT_ROOT = \"{GUEST_DOCUMENT_ROOT}\", SCRIPT_NAME = \"{script}\" }}\n\
-             [[route.preopen]]\nhost = \"{}\"\nguest = \"{GUEST_DOCUMENT_ROOT}\"\n",
-            reference_www().display()
-        )
-    };
+    let front_controller = |script: &str| php_document_root(&reference_www(), GUEST_DOCUMENT_ROOT, &[("SCRIPT_NAME", script)]);
     let manifest = Manifest::new()
         .route_to("/front", "builtin:php", &front_controller("/hello.php"))
         .route_to("/missing", "builtin:php", &front_controller("/nothing-here.php"))
@@ -410,11 +403,7 @@ fn own_site() -> Server {
     for (name, text) in OWN_SCRIPTS {
         std::fs::write(root.join(name), text).expect("writing a PHP script");
     }
-    let settings = format!(
-        "ignore_user_abort = true\nenv = {{ DOCUMENT_ROOT = \"{OWN_DOCUMENT_ROOT}\", GREETING = \"{GREETING}\" }}\n\
-         [[route.preopen]]\nhost = \"{}\"\nguest = \"{OWN_DOCUMENT_ROOT}\"\n",
-        root.display()
-    );
+    let settings = format!("ignore_user_abort = true\n{}", php_document_root(&root, OWN_DOCUMENT_ROOT, &[("GREETING", GREETING)]));
     let manifest = Manifest::new().route_to("/", "builtin:php", &settings);
     compile_php_once(&manifest);
     Server::start(&manifest)
