@@ -2,8 +2,8 @@
 //!
 //! Query: `n` (default 6), `ms` (sleep, default 1000), `first_ms` (the first sleep, default
 //! `ms`: a window for an experiment's client to close in), `iua=1`, `report=1` (an aborted
-//! write returns an error instead of trapping: `report_aborted_writes`). Each flush is a real socket
-//! write, as PHP's `flush()` with `output_buffering=0`.
+//! write returns an error instead of trapping: `report_aborted_writes`). Each flush is a real
+//! socket write, as PHP's `flush()` with `output_buffering=0`.
 guest::export_handler!(handle);
 
 fn handle() {
