@@ -214,6 +214,12 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         // hello 2K kernel instructions and 0.2 context switches per request.
         if computing {
             crate::sched::yield_cpu();
+            // The yield is what lets the I/O thread see a close, and a kill then bumps the
+            // epoch while this callback runs: the deadline set below would swallow that bump,
+            // and the guest would run on to the next tick.
+            if state.state.kill_reason().is_some() {
+                return Ok(UpdateDeadline::Interrupt);
+            }
             computing_ticks = computing_ticks.wrapping_add(1);
             if computing_ticks.is_multiple_of(TICKS_PER_EXECUTOR_TURN) {
                 state.yielded = true;
