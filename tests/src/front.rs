@@ -81,7 +81,10 @@ impl Pair {
     /// The web server's site (nginx `server` block, Apache `VirtualHost`, Caddy site body)
     /// passing every request on to `server`, with the CGI variable `APP_ENV=tested` of its own
     /// over FastCGI and the client's address in `X-Forwarded-For` over HTTP; flushes reach the
-    /// client as they happen.
+    /// client as they happen. Caddy's HTTP proxy buffers request bodies (`buffer_requests`):
+    /// Caddy 2.6 serves HTTP/1 half-duplex, as Go's server does, so once a response that starts
+    /// before its request body has arrived (the echo guest's) is flushed to the client, the rest of
+    /// the body is gone, and Caddy closes its link to Tether mid-response.
     fn site(self, server: &Server) -> String {
         let fastcgi = server.fastcgi_tcp();
         let http = server.addr();
@@ -99,7 +102,7 @@ impl Pair {
             (Front::Caddy, Via::FastCgi) => format!(
                 "    reverse_proxy {fastcgi} {{\n        flush_interval -1\n        transport fastcgi {{\n            env APP_ENV tested\n        }}\n    }}"
             ),
-            (Front::Caddy, Via::Http) => format!("    reverse_proxy {http}"),
+            (Front::Caddy, Via::Http) => format!("    reverse_proxy {http} {{\n        buffer_requests\n    }}"),
         }
     }
 }
