@@ -24,6 +24,12 @@ END_LINE = re.compile("^" + re.escape(END) + "$", re.M)
 
 # The keep_resident settings bench/run runs the load benchmark with.
 KEEP_RESIDENT_SETTINGS = ("default", "0")
+# The server's CPU per hello request over HTTP keep-alive (`wrk -c50`) the project aims for.
+HELLO_CPU_TARGET_US = 20
+# Tether's FastCGI hello req/s through nginx against the no-Wasm responder's, the project's aim.
+FASTCGI_BASELINE_TARGET = 0.8
+# The Tether contenders in the hello and FastCGI comparisons, and how the targets table names them.
+CONTENDERS = (("tether", ""), ("tether-guest-threads", " with `guests_start_on = \"guest-threads\"`"))
 
 def load_results():
     if len(sys.argv) > 1:
@@ -121,15 +127,23 @@ def medians(runs, key):
     """Per contender, the median of `key` over its wrk rounds."""
     return {name: median([run[key] for run in rounds]) for name, rounds in runs.items()}
 
+def cpu_medians(runs):
+    """Per contender whose server process was measured, the median CPU µs per request."""
+    return {name: median([run["cpu_us_per_request"] for run in rounds])
+            for name, rounds in runs.items() if all("cpu_us_per_request" in run for run in rounds)}
+
 def wrk_table(w, runs, ratios_to=()):
-    """A table of wrk comparisons: median req/s and p99 per contender, each round's req/s, and
-    the req/s ratio to each contender named in `ratios_to`."""
-    rps, p99 = medians(runs, "rps"), medians(runs, "p99_ms")
-    w("| server | median req/s | median p99 ms | per round req/s |" + "".join(f" vs {r} |" for r in ratios_to))
-    w("|---|---|---|---|" + "---|" * len(ratios_to))
+    """A table of wrk comparisons: median req/s and p99 per contender, each round's req/s, the
+    req/s ratio to each contender named in `ratios_to`, and the server's CPU per request where it
+    was measured."""
+    rps, p99, cpu = medians(runs, "rps"), medians(runs, "p99_ms"), cpu_medians(runs)
+    cpu_column = " median CPU µs per request |" if cpu else ""
+    w("| server | median req/s | median p99 ms | per round req/s |" + "".join(f" vs {r} |" for r in ratios_to) + cpu_column)
+    w("|---|---|---|---|" + "---|" * len(ratios_to) + ("---|" if cpu else ""))
     for name, rounds in runs.items():
         ratios = "".join(f" {rps[name] / rps[r]:.2f}× |" for r in ratios_to)
-        w(f"| {name} | {fmt(rps[name])} | {p99[name]:.2f} | {', '.join(fmt(run['rps']) for run in rounds)} |{ratios}")
+        cpu_cell = f" {cpu[name]:.1f} |" if name in cpu else (" |" if cpu else "")
+        w(f"| {name} | {fmt(rps[name])} | {p99[name]:.2f} | {', '.join(fmt(run['rps']) for run in rounds)} |{ratios}{cpu_cell}")
 
 def main():
     path, r = load_results()
@@ -181,9 +195,14 @@ def main():
                 w(f"| abort latency, wasi:http {guest} guest, {via}, p99 | ≤ the Tether guest's ({row['p99_us']:.0f} µs) | {proxy['p99_us']:.0f} µs | {verdict(proxy['p99_us'] <= row['p99_us'])} |")
     w(f"| cost of the abort watcher on hello req/s | < 5 % | {watcher_cost * 100:.1f} % | {verdict(watcher_cost < 0.05)} |")
     w(f"| hello req/s, tether / nginx `return 200` | ≥ 0.5× | {rps['tether'] / rps['nginx']:.2f}× | {verdict(rps['tether'] / rps['nginx'] >= 0.5)} |")
-    if "tether-io-threads" in rps:
-        ratio = rps["tether-io-threads"] / rps["nginx"]
-        w(f"| hello req/s, tether with `guests_start_on = \"io-threads\"` / nginx `return 200` | ≥ 0.5× | {ratio:.2f}× | {verdict(ratio >= 0.5)} |")
+    if "tether-guest-threads" in rps:
+        ratio = rps["tether-guest-threads"] / rps["nginx"]
+        w(f"| hello req/s, tether with `guests_start_on = \"guest-threads\"` / nginx `return 200` | ≥ 0.5× | {ratio:.2f}× | {verdict(ratio >= 0.5)} |")
+    hello_cpu = cpu_medians(hello)
+    for name, how in CONTENDERS:
+        if name in hello_cpu:
+            w(f"| CPU per hello request over HTTP{how}, server's, `wrk -c50` | ≤ {HELLO_CPU_TARGET_US} µs | {hello_cpu[name]:.1f} µs "
+              f"(baseline {hello_cpu['baseline']:.1f}, nginx {hello_cpu['nginx']:.1f}) | {verdict(hello_cpu[name] <= HELLO_CPU_TARGET_US)} |")
     ws = r.get("wasmtime_serve")
     if ws:
         wrps = medians(ws, "rps")
@@ -214,6 +233,10 @@ def main():
         ceiling = f" (no-Wasm baseline: {frps['baseline'] / frps['php-fpm']:.2f}×)" if "baseline" in frps else ""
         w(f"| hello through nginx FastCGI, req/s tether / php-fpm | ≥ 3× | {ratio:.2f}×{ceiling} | {verdict(ratio >= 3)} |")
         w(f"| hello through nginx FastCGI, p99 tether vs php-fpm | lower | {fp99['tether']:.2f} vs {fp99['php-fpm']:.2f} ms | {verdict(fp99['tether'] < fp99['php-fpm'])} |")
+        for name, how in CONTENDERS:
+            if name in frps and "baseline" in frps:
+                ratio = frps[name] / frps["baseline"]
+                w(f"| hello through nginx FastCGI{how}, req/s tether / no-Wasm baseline | ≥ {FASTCGI_BASELINE_TARGET}× | {ratio:.2f}× | {verdict(ratio >= FASTCGI_BASELINE_TARGET)} |")
     w("")
     section("targets")
 
@@ -240,9 +263,10 @@ def main():
     w("## Hello over HTTP/1.1 keep-alive, 50 connections\n")
     first = next(iter(hello.values()))[0]["command"]
     w(f"`{first}` (URL per contender), after a warm-up, contenders alternating. `tether` watches the "
-      "client while the guest runs (prompt abort detection); `tether-io-threads` is the same with "
-      "`guests_start_on = \"io-threads\"` (bench/conf/hello-io-threads.toml): each guest starts on the I/O "
-      "thread that read its request (ARCHITECTURE.md, *Threads*); `baseline` is "
+      "client while the guest runs (prompt abort detection), and starts each hello on the I/O thread that "
+      "read it (`guests_start_on = \"auto\"`, the default); `tether-guest-threads` is the same with "
+      "`guests_start_on = \"guest-threads\"` (bench/conf/hello-guest-threads.toml): each guest starts on "
+      "a guest thread (ARCHITECTURE.md, *Threads*); `baseline` is "
       "`target/release/baseline`, a minimal tokio server sending the same bytes without Wasm; "
       "`nginx` answers `return 200` itself (bench/conf/nginx-hello.conf).\n")
     wrk_table(w, hello, ratios_to=("nginx", "baseline"))
@@ -265,7 +289,8 @@ def main():
         w(f"`{first}` (URL per contender), alternating. One nginx (2 workers, bench/conf/nginx-fastcgi.conf, "
           "the reference's throughput settings) passes one port to php-fpm 8.2 (pm static, 4 children, "
           "Unix socket, `<?php echo \"hello\";`, bench/conf/php-fpm.conf), another to Tether's hello "
-          "guest on a Unix socket (bench/conf/fastcgi.toml), and a third to `baseline`, "
+          "guest on a Unix socket (bench/conf/fastcgi.toml), another to the same with "
+          "`guests_start_on = \"guest-threads\"` (`tether-guest-threads`, bench/conf/fastcgi-guest-threads.toml), and one to `baseline`, "
           "`target/release/fastcgi_baseline`: a minimal tokio FastCGI responder on a Unix socket that "
           "sends the same bytes as Tether and does nothing else, so its figure is the most any "
           "application gets through this nginx with `wrk` on the same two cores. The reference "

@@ -61,3 +61,12 @@ pub fn report(name: &str, mut fields: serde_json::Value, summary: Summary) {
 pub fn quick() -> bool {
     std::env::var("QUICK").is_ok_and(|v| v == "1")
 }
+
+/// `manifest` with the `guests_start_on` that `GUESTS_START_ON` names, if set (`auto`,
+/// `io-threads`, `guest-threads`): to compare where guests start, in alternating runs.
+pub fn guests_start_on(manifest: tests::Manifest) -> tests::Manifest {
+    match std::env::var("GUESTS_START_ON") {
+        Ok(setting) => manifest.server(&format!("guests_start_on = \"{setting}\"")),
+        Err(_) => manifest,
+    }
+}

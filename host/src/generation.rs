@@ -13,6 +13,7 @@ use crate::manifest::{ComponentSource, Manifest, ManifestError, RouteSpec, Serve
 use crate::request::{AbortDetection, RequestState};
 use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
+use crate::sched::Placement;
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub struct Route {
     pub slowlog_timeout: Option<Duration>,
     /// The request body limit.
     pub max_body_size: u64,
+    /// Where its requests start under `guests_start_on = "auto"`, as its guests have shown;
+    /// kept when the same routes are loaded again into a fresh runtime.
+    pub placement: Arc<Placement>,
 }
 
 impl Route {
@@ -325,5 +329,6 @@ fn load_route(
         request_timeout: spec.request_timeout,
         slowlog_timeout: spec.slowlog_timeout,
         max_body_size: spec.max_body_size,
+        placement: Arc::default(),
     })
 }

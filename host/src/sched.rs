@@ -1,11 +1,14 @@
 //! Which thread runs what, and at which priority.
 //!
-//! Request tasks run on the guest threads. With `guests_start_on = "io-threads"` a request's
-//! task starts on the I/O thread that read the request instead, so that the common short
-//! request runs where its socket is, with no hand-off between threads (measured: a third more
-//! hello requests per second, half the p99). A guest that an epoch tick finds running Wasm on an
-//! I/O thread asks to leave it ([`leave_io_thread`]), and [`until_leaving`] hands its task to the
-//! guest threads: an I/O thread never runs Wasm for much more than a tick.
+//! A request's task starts on the I/O thread that read the request or on a guest thread, as
+//! `guests_start_on` says. On the I/O thread a short request runs to its end where its socket
+//! is, with no hand-off between threads (measured: a fifth less CPU per hello request through
+//! nginx, and a quarter more requests per second). A guest that an epoch tick finds running
+//! Wasm on an I/O thread asks to leave it ([`leave_io_thread`]), and [`until_leaving`] hands its
+//! task to the guest threads: an I/O thread never runs Wasm for much more than a tick. With
+//! `"auto"`, the default, a route whose last two requests computed starts its next one on the
+//! guest threads ([`Placement`]), so that a computing route costs an I/O thread a tick per
+//! request only until two of its requests in a row have shown that it computes.
 //!
 //! Guest workers and the reaper run at a lower priority and with a short time slice, and a guest
 //! that computes yields the CPU at each epoch tick, so that a thread woken by a client's FIN or
@@ -16,8 +19,9 @@
 
 use std::cell::Cell;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How much lower guest threads' priority is than the I/O threads' (`nice` steps).
 pub const GUEST_NICENESS: i32 = 5;
@@ -95,16 +99,104 @@ pub fn leave_io_thread() {
     LEAVING.set(true);
 }
 
-/// Polls `task` where it was spawned until it completes (`None`) or its guest asked to leave
-/// the I/O thread (`Some`, with the task to continue elsewhere).
-pub async fn until_leaving<F: Future<Output = ()> + Unpin>(task: F) -> Option<F> {
+/// How a task started on an I/O thread left it.
+#[derive(Debug)]
+pub enum IoRun<F> {
+    /// It ran to its end there.
+    Finished,
+    /// Its guest asked to leave; `rest` is the task to continue elsewhere, after it had held
+    /// the I/O thread (been polled there) for `held` in all.
+    Left { rest: F, held: Duration },
+}
+
+/// Polls `task` where it was spawned until it completes or its guest asks to leave the I/O
+/// thread.
+pub async fn until_leaving<F: Future<Output = ()> + Unpin>(task: F) -> IoRun<F> {
     let mut task = Some(task);
+    let mut held = Duration::ZERO;
     std::future::poll_fn(move |cx| {
+        let polling = Instant::now();
         let polled = Pin::new(task.as_mut().expect("polled after completion")).poll(cx);
+        held += polling.elapsed();
         if polled.is_ready() {
-            return Poll::Ready(None);
+            return Poll::Ready(IoRun::Finished);
         }
-        if LEAVING.replace(false) { Poll::Ready(task.take()) } else { Poll::Pending }
+        if LEAVING.replace(false) {
+            Poll::Ready(IoRun::Left { rest: task.take().expect("polled after completion"), held })
+        } else {
+            Poll::Pending
+        }
     })
     .await
+}
+
+/// How long a task that leaves an I/O thread must have held it for its guest to count as one
+/// that computes (for [`Placement`]). A tick catches a short guest in Wasm now and then, within
+/// the 5-10 µs its whole request holds the thread; a guest that computes is caught at its first
+/// tick, 0-100 µs into its run (or later, at a tick that finds it computing, wherever it runs),
+/// and an interpreter's instantiation alone takes hundreds.
+pub const IO_THREAD_HOLD: Duration = Duration::from_micros(20);
+
+/// Requests of a route that must compute in a row before its next request starts on the guest
+/// threads under `guests_start_on = "auto"`: a short request the machine preempted while a tick
+/// caught it counts as computing, and one such request alone should not move the route.
+pub const COMPUTED_IN_A_ROW: u8 = 2;
+
+/// Where a route's requests start under `guests_start_on = "auto"`: on the I/O thread that read
+/// them, unless the route's last [`COMPUTED_IN_A_ROW`] requests to end computed
+/// (`RequestState::computed`: each left an I/O thread after holding it for [`IO_THREAD_HOLD`],
+/// or an epoch tick found its guest in Wasm at two ticks in a row), until a request ends
+/// without computing. A route whose guests compute thus costs an I/O thread a tick per request
+/// only while it is learned. Shared by the route's copies across generations that load the same
+/// routes again.
+#[derive(Debug, Default)]
+pub struct Placement {
+    /// How many of the route's last requests to end computed, up to [`COMPUTED_IN_A_ROW`].
+    computed: AtomicU8,
+}
+
+impl Placement {
+    /// Whether the route's next request starts on the I/O thread that read it.
+    pub fn starts_on_io_thread(&self) -> bool {
+        self.computed.load(Ordering::Relaxed) < COMPUTED_IN_A_ROW
+    }
+
+    /// Learns from a request of the route that ended, whether its guest `computed` and whether
+    /// the host `stopped` it (an abort, a time limit). A guest stopped before it showed that it
+    /// computes says nothing: the abort is often what cut it short.
+    pub fn learn(&self, computed: bool, stopped: bool) {
+        if stopped && !computed {
+            return;
+        }
+        let now = self.computed.load(Ordering::Relaxed);
+        let next = if computed { (now + 1).min(COMPUTED_IN_A_ROW) } else { 0 };
+        // Written only when it changes: every request of the route, on every thread, reads it.
+        if next != now {
+            self.computed.store(next, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_starts_where_its_last_requests_say() {
+        let placement = Placement::default();
+        let computing = || (0..COMPUTED_IN_A_ROW).for_each(|_| placement.learn(true, false));
+        assert!(placement.starts_on_io_thread(), "a new route starts on the I/O threads");
+        placement.learn(true, false);
+        placement.learn(false, false);
+        computing();
+        assert!(!placement.starts_on_io_thread(), "after {COMPUTED_IN_A_ROW} that computed, on the guest threads");
+        placement.learn(false, true);
+        assert!(!placement.starts_on_io_thread(), "one stopped before it computed says nothing");
+        placement.learn(true, true);
+        assert!(!placement.starts_on_io_thread(), "one stopped after it computed counts");
+        placement.learn(false, false);
+        assert!(placement.starts_on_io_thread(), "after one that ran short to its end, on the I/O threads again");
+        (1..COMPUTED_IN_A_ROW).for_each(|_| placement.learn(true, false));
+        assert!(placement.starts_on_io_thread(), "fewer than {COMPUTED_IN_A_ROW} in a row do not move it");
+    }
 }

@@ -1,41 +1,54 @@
-//! Where guests run (ARCHITECTURE.md, *Threads*): on the guest threads by default; with
-//! `guests_start_on = "io-threads"`, a short request runs to its end on the I/O thread that
-//! read it, and a guest that computes leaves the I/O threads at the first epoch tick that finds
-//! it in Wasm. Read from each access record's `guest_thread`: the name of the thread that last
-//! polled the guest.
+//! Where guests run (ARCHITECTURE.md, *Threads*): with `guests_start_on = "guest-threads"` on
+//! the guest threads; with `"io-threads"` a request starts on the I/O thread that read it, a
+//! short one runs to its end there, and a guest that computes leaves the I/O threads at the
+//! first epoch tick that finds it in Wasm; by default (`"auto"`) the same, except that a route
+//! whose last two requests computed starts its next one on the guest threads. Read from each
+//! access record's `started_on` (the thread the request's task started on) and `guest_thread`
+//! (the thread that last polled the guest).
 
 use tests::{Close, Manifest, Server, get, leave_after_line};
 
-/// The name of the threads that serve sockets (and, with `guests_start_on = "io-threads"`,
-/// start guests).
+/// The name of the threads that serve sockets (and start guests of routes that run short).
 const IO_THREAD: &str = "tether-io";
 /// The name of the threads that run computing guests.
 const GUEST_THREAD: &str = "tether-guest";
 
 /// Hello requests a test makes: enough that one landing on the wrong thread now and then is
-/// seen.
-const HELLOS: usize = 20;
+/// seen, and that one of them escapes the ticks on a debug build, which catch about four in
+/// five there (all 60 caught: about 1 in 10^6).
+const HELLOS: usize = 60;
 
-/// A server whose guests start on the I/O threads, with `manifest`'s routes.
-fn starting_on_io_threads(manifest: Manifest) -> Server {
-    Server::start(&manifest.server("guests_start_on = \"io-threads\""))
+/// The settings under which a guest starts on the I/O thread that read its request: the
+/// default for a route whose last requests did not compute, and the explicit one.
+const STARTING_ON_IO_THREADS: [&str; 2] = ["", "guests_start_on = \"io-threads\""];
+
+/// A server with `manifest`'s routes and `setting` in its `[server]` table.
+fn serving(setting: &str, manifest: Manifest) -> Server {
+    Server::start(&manifest.server(setting))
 }
 
-/// The thread that last polled the guest of each of `requests` requests to `path`.
-fn guest_threads(server: &Server, path: &str, requests: usize) -> Vec<String> {
+/// The thread the task of each of `requests` requests to `path` started on, and the thread that
+/// last polled its guest.
+fn threads(server: &Server, path: &str, requests: usize) -> Vec<(String, String)> {
     (0..requests)
         .map(|i| {
             let uri = format!("{path}{}n={i}", if path.contains('?') { '&' } else { '?' });
             assert_eq!(get(server.addr(), &uri).status, 200, "{uri}");
             let access = server.access(&uri);
-            access["guest_thread"].as_str().unwrap_or_else(|| panic!("no guest_thread in {access}")).to_owned()
+            let thread = |field: &str| access[field].as_str().unwrap_or_else(|| panic!("no {field} in {access}")).to_owned();
+            (thread("started_on"), thread("guest_thread"))
         })
         .collect()
 }
 
+/// The thread that last polled the guest of each of `requests` requests to `path`.
+fn guest_threads(server: &Server, path: &str, requests: usize) -> Vec<String> {
+    threads(server, path, requests).into_iter().map(|(_, last)| last).collect()
+}
+
 #[test]
-fn by_default_guests_run_on_the_guest_threads() {
-    let server = Server::start(&Manifest::new().route("/hello", "hello", ""));
+fn with_guest_threads_guests_run_on_the_guest_threads() {
+    let server = serving("guests_start_on = \"guest-threads\"", Manifest::new().route("/hello", "hello", ""));
     let threads = guest_threads(&server, "/hello", HELLOS);
     assert!(threads.iter().all(|t| t == GUEST_THREAD), "{threads:?}");
 }
@@ -43,12 +56,17 @@ fn by_default_guests_run_on_the_guest_threads() {
 /// A short request runs to its end on the I/O thread that read it, unless an epoch tick (every
 /// 100 µs while guests run) happens to find it in Wasm: then it moves to a guest thread like a
 /// computing guest. That is the server's rule, and how often a hello is caught depends on the
-/// machine (a few in a hundred on a debug build, more on a loaded machine), so this asserts
-/// that hellos do end on an I/O thread, and nowhere but there or on a guest thread; by default
-/// none does (above).
+/// build and the machine (a few in a hundred on a release build; about four in five on a debug
+/// build, where a hello takes a couple of milliseconds), so this asserts
+/// that hellos do end on an I/O thread, and nowhere but there or on a guest thread; with
+/// `"guest-threads"` none does (above).
+///
+/// With `"io-threads"` only: by default, in a debug build, where a hello takes a couple of
+/// milliseconds and a tick nearly always catches it, two caught in a row move the route to the
+/// guest threads, as they should (`where_computing_requests_start` below).
 #[test]
 fn short_requests_run_to_their_end_on_the_io_threads() {
-    let server = starting_on_io_threads(Manifest::new().route("/hello", "hello", ""));
+    let server = serving("guests_start_on = \"io-threads\"", Manifest::new().route("/hello", "hello", ""));
     let threads = guest_threads(&server, "/hello", HELLOS);
     assert!(threads.iter().any(|t| t == IO_THREAD), "{threads:?}");
     assert!(threads.iter().all(|t| t == IO_THREAD || t == GUEST_THREAD), "{threads:?}");
@@ -56,19 +74,41 @@ fn short_requests_run_to_their_end_on_the_io_threads() {
 
 #[test]
 fn a_computing_guest_leaves_the_io_threads() {
-    // 100 ms of Wasm: a thousand epoch ticks, the first of which to find it in Wasm moves it.
-    let server = starting_on_io_threads(Manifest::new().route("/spin", "spin", ""));
-    let threads = guest_threads(&server, "/spin?ms=100", 5);
-    assert!(threads.iter().all(|t| t == GUEST_THREAD), "{threads:?}");
+    for setting in STARTING_ON_IO_THREADS {
+        // 100 ms of Wasm: a thousand epoch ticks, the first of which to find it in Wasm moves it.
+        let server = serving(setting, Manifest::new().route("/spin", "spin", ""));
+        let threads = guest_threads(&server, "/spin?ms=100", 5);
+        assert!(threads.iter().all(|t| t == GUEST_THREAD), "[server] {setting}: {threads:?}");
+    }
+}
+
+/// Where three requests in a row start when each computes (5 ms of Wasm: an epoch tick finds it
+/// in Wasm at the tick before, wherever it runs), per setting. By default a route starts its
+/// requests on the I/O thread that read them until two in a row computed (the host's
+/// `sched::COMPUTED_IN_A_ROW`).
+#[test]
+fn where_computing_requests_start() {
+    let cases = [
+        ("", [IO_THREAD, IO_THREAD, GUEST_THREAD]),
+        ("guests_start_on = \"io-threads\"", [IO_THREAD; 3]),
+        ("guests_start_on = \"guest-threads\"", [GUEST_THREAD; 3]),
+    ];
+    for (setting, expected) in cases {
+        let server = serving(setting, Manifest::new().route("/spin", "spin", ""));
+        let started: Vec<String> = threads(&server, "/spin?ms=5", expected.len()).into_iter().map(|(first, _)| first).collect();
+        assert_eq!(started, expected, "[server] {setting}");
+    }
 }
 
 #[test]
 fn a_client_leaving_is_seen_when_its_guest_started_on_an_io_thread() {
-    let server = starting_on_io_threads(Manifest::new().route("/spin", "spin", "max_execution_time = 0").route("/sleep", "seed_a", ""));
-    // A computing guest (moved to a guest thread at its first tick) and a sleeping one (parked
-    // where it started): both are stopped when the client leaves.
-    for (uri, route) in [("/spin?ms=20000", "/spin"), ("/sleep?ms=20000", "/sleep")] {
-        leave_after_line(&server, server.addr(), uri, route, "start", Close::Rst);
-        assert_eq!(server.access(uri)["outcome"], "aborted-trapped", "{uri}");
+    for setting in STARTING_ON_IO_THREADS {
+        let server = serving(setting, Manifest::new().route("/spin", "spin", "max_execution_time = 0").route("/sleep", "seed_a", ""));
+        // A computing guest (moved to a guest thread at its first tick) and a sleeping one (parked
+        // where it started): both are stopped when the client leaves.
+        for (uri, route) in [("/spin?ms=20000", "/spin"), ("/sleep?ms=20000", "/sleep")] {
+            leave_after_line(&server, server.addr(), uri, route, "start", Close::Rst);
+            assert_eq!(server.access(uri)["outcome"], "aborted-trapped", "[server] {setting}: {uri}");
+        }
     }
 }

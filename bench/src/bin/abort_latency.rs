@@ -7,9 +7,11 @@
 //! waits until the guest logged that it started, takes a CLOCK_MONOTONIC timestamp and closes
 //! (FIN and RST alternating). The server logs, per request, the CLOCK_MONOTONIC time at which
 //! the guest was seen stopped; the difference is the latency. The same method as the Go
-//! reference (../shared/reference/go-nethttp).
+//! reference (../shared/reference/go-nethttp). `GUESTS_START_ON` sets the manifest's
+//! `guests_start_on`; each row counts the trials whose guest started on an I/O thread
+//! (`started_on_io`).
 
-use bench::{quick, report, summarize};
+use bench::{guests_start_on, quick, report, summarize};
 use std::time::Duration;
 use tests::nginx::{FASTCGI_PARAMS, Nginx};
 use tests::{Client, Manifest, Server};
@@ -20,7 +22,7 @@ fn monotonic_ns() -> u64 {
 
 fn main() {
     let trials = if quick() { 200 } else { 1_000 };
-    let manifest = Manifest::new().routes(&[
+    let manifest = guests_start_on(Manifest::new()).routes(&[
         ("/sleep", "seed_a", "abort_detection = \"prompt\""),
         ("/spin", "spin", "abort_detection = \"prompt\"\nmax_execution_time = 0"),
         ("/wasi-http/sleep", "proxy", "abort_detection = \"prompt\""),
@@ -45,6 +47,7 @@ fn measure(server: &Server, addr: &str, via: &str, trials: usize) {
     ] {
         let mut client_side = Vec::with_capacity(trials);
         let mut server_side = Vec::with_capacity(trials);
+        let mut started_on_io = 0;
         for trial in 0..trials {
             let mark = server.log_len();
             let mut client = Client::connect(addr);
@@ -62,11 +65,12 @@ fn measure(server: &Server, addr: &str, via: &str, trials: usize) {
                 events.iter().find(|e| e["target"] == "tether::access" && e["req"] == req).cloned()
             });
             assert_eq!(access["outcome"], "aborted-trapped", "{access}");
+            started_on_io += usize::from(access["started_on"] == "tether-io");
             let stopped = access["stopped_mono_ns"].as_u64().expect("stopped_mono_ns");
             client_side.push(stopped.saturating_sub(closed_at) as f64 / 1e3);
             server_side.push(access["abort_latency_us"].as_f64().expect("abort_latency_us"));
         }
-        let fields = |side: &str| serde_json::json!({ "guest": guest, "via": via, "side": side });
+        let fields = |side: &str| serde_json::json!({ "guest": guest, "via": via, "side": side, "started_on_io": started_on_io });
         report("abort-latency", fields("client-close-to-stopped"), summarize(&mut client_side));
         report("abort-latency", fields("seen-to-stopped"), summarize(&mut server_side));
     }

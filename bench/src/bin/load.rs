@@ -10,9 +10,9 @@
 //! code, the compile cache's mapped entries), which the kernel can drop at any time.
 //! `KEEP_RESIDENT=<bytes>` sets the manifest's `keep_resident`, which decides how much of each
 //! pool slot stays resident after a burst (until the idle server gives the pool back, which
-//! phase 1 reports too).
+//! phase 1 reports too). `GUESTS_START_ON` sets the manifest's `guests_start_on`.
 
-use bench::{quick, report, summarize};
+use bench::{guests_start_on, quick, report, summarize};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -153,7 +153,7 @@ fn main() {
     }
     let keep_resident = keep_resident.unwrap_or_else(|| "default".to_owned());
     // A sleeping guest needs little memory; a smaller limit makes each pool slot smaller.
-    let manifest = manifest.route("/sleep", "seed_a", "max_memory = \"16MiB\"");
+    let manifest = guests_start_on(manifest).route("/sleep", "seed_a", "max_memory = \"16MiB\"");
     let server = Server::start(&manifest);
     let pid = server.pid();
     let addr = server.addr().to_owned();

@@ -79,6 +79,8 @@ pub(super) struct Ending {
     pub stopped_mono_ns: u64,
     /// The thread that last ran the guest, for the log.
     pub guest_thread: std::thread::Thread,
+    /// The thread the request's task started on, for the log.
+    pub started_on: std::thread::Thread,
     /// The instance, when the guest returned or trapped on its own.
     pub spent: Option<Spent>,
     /// Where the request is registered as not finished.
@@ -150,6 +152,7 @@ impl Ending {
             stopped_mono_ns: result.is_err().then_some(self.stopped_mono_ns),
             detail: detail.as_deref(),
             guest_thread: self.guest_thread.name(),
+            started_on: self.started_on.name(),
         };
         count_and_log(self.metrics.as_deref(), Some(&route.path), &record);
         // A slow request whose guest never ran Wasm again to give its stack.

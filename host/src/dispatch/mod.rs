@@ -21,6 +21,7 @@ use crate::request::{
     AccessRecord, BodyReceiver, KillReason, Outcome, Output, Protocol, RequestHead, RequestState, ResponseSink, monotonic_ns,
 };
 use crate::runtime::{GuestFailure, Invocation};
+use crate::sched::IoRun;
 use ending::{Ending, LiveRequests};
 use overload::Overload;
 use std::borrow::Cow;
@@ -64,12 +65,12 @@ pub struct Dispatcher {
 }
 
 /// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
-/// busy in Wasm never delays the sockets (accepting, parsing, seeing a client leave), or, with
-/// `guests_start_on = "io-threads"`, by no more than an epoch tick.
+/// busy in Wasm delays the sockets (accepting, parsing, seeing a client leave) by no more than
+/// an epoch tick.
 #[derive(Clone, Debug)]
 pub struct Executors {
-    /// Runs guests (with `guests_start_on = "io-threads"`, those an epoch tick found computing
-    /// on an I/O thread).
+    /// Runs computing guests: those an epoch tick found computing on an I/O thread, and, as
+    /// `guests_start_on` says, those of routes whose last requests computed, or all.
     pub guests: tokio::runtime::Handle,
     /// Finishes requests whose guest was stopped while it waited in a host call: tears the
     /// guest down, ends the response and logs it. Apart from the guest threads, and below
@@ -268,33 +269,40 @@ impl Dispatcher {
             stopped_mono_ns: None,
             detail: Some(&refusal.detail),
             guest_thread: None,
+            started_on: None,
         };
         count_and_log(self.metrics.as_deref(), None, &record);
     }
 
-    /// Spawns the request's task and returns at once. The task runs on the guest runtime, or,
-    /// with `guests_start_on = "io-threads"`, starts on the calling thread's runtime (the front
-    /// end's I/O thread) and moves to the guest runtime if its guest computes there (see
-    /// [`crate::sched`]).
+    /// Spawns the request's task and returns at once. The task starts on the calling thread's
+    /// runtime (the front end's I/O thread) or on the guest runtime, as `guests_start_on` and
+    /// what its route has shown ([`crate::sched::Placement`]) say, and moves from the first to
+    /// the second if its guest computes there (see [`crate::sched`]).
     pub fn start(self: &Arc<Self>, start: Start) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let on_io_thread = match self.settings().guests_start_on {
+            GuestStart::GuestThreads => false,
+            GuestStart::IoThreads => true,
+            GuestStart::Auto => start.admitted.route.placement.starts_on_io_thread(),
+        };
+        let state = start.admitted.state.clone();
         let this = self.clone();
         let task = async move { this.run(id, start).await };
-        match self.settings().guests_start_on {
-            GuestStart::GuestThreads => {
-                self.tasks.spawn_on(task, &self.executors.guests);
-            }
-            GuestStart::IoThreads => {
-                let tasks = self.tasks.clone();
-                let guests = self.executors.guests.clone();
-                self.tasks.spawn(async move {
-                    // Boxed, so that the task can move to another runtime once it was polled.
-                    if let Some(rest) = crate::sched::until_leaving(Box::pin(task)).await {
-                        tasks.spawn_on(rest, &guests);
-                    }
-                });
-            }
+        if !on_io_thread {
+            self.tasks.spawn_on(task, &self.executors.guests);
+            return;
         }
+        let tasks = self.tasks.clone();
+        let guests = self.executors.guests.clone();
+        self.tasks.spawn(async move {
+            // Boxed, so that the task can move to another runtime once it was polled.
+            if let IoRun::Left { rest, held } = crate::sched::until_leaving(Box::pin(task)).await {
+                if held >= crate::sched::IO_THREAD_HOLD {
+                    state.mark_computed();
+                }
+                tasks.spawn_on(rest, &guests);
+            }
+        });
     }
 
     /// Stops every request still running, when the shutdown's grace ran out: each ends as a
@@ -312,6 +320,7 @@ impl Dispatcher {
     /// The request's task: runs the guest against the kill switch and the wall-clock limit,
     /// then finishes the request (here, or on the reaper).
     async fn run(&self, id: u64, start: Start) {
+        let started_on = std::thread::current();
         let Start { admitted: Admitted { arrival, route, slot, state }, head, body, sink } = start;
         let method = head.method.clone();
         let target = head.target.clone();
@@ -370,6 +379,7 @@ impl Dispatcher {
         };
         // From here the guest never runs again: its future is not polled any more. If the kill
         // found it parked, it stopped then.
+        route.placement.learn(state.computed(), state.kill_reason().is_some());
         let (stopped, stopped_mono_ns) = state.stopped_at().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
         let ending = Ending {
             id,
@@ -383,6 +393,7 @@ impl Dispatcher {
             stopped,
             stopped_mono_ns,
             guest_thread: std::thread::current(),
+            started_on,
             spent,
             live: self.live.clone(),
             metrics: self.metrics.clone(),

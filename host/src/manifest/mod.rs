@@ -227,6 +227,10 @@ pub enum RouteBy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GuestStart {
+    /// As `IoThreads`, except for a route whose last two requests computed: as `GuestThreads`
+    /// until one of its requests ends without computing (learned per route, see
+    /// `sched::Placement`).
+    Auto,
     /// On a guest thread: I/O threads never run Wasm, so a client leaving is seen at once
     /// whatever its guest does.
     GuestThreads,
@@ -646,7 +650,7 @@ mod tests {
         assert_eq!(r.request_timeout, None);
         assert_eq!(r.max_memory, 128 << 20);
         assert_eq!(m.server.max_instances, DEFAULT_MAX_INSTANCES);
-        assert_eq!(m.server.guests_start_on, GuestStart::GuestThreads);
+        assert_eq!(m.server.guests_start_on, GuestStart::Auto);
         assert_eq!(m.server.socket_mode, 0o660);
     }
 

@@ -96,7 +96,7 @@ impl Default for RawServer {
             max_headers: DEFAULT_MAX_HEADERS,
             io_threads: cores,
             guest_threads: cores,
-            guests_start_on: GuestStart::GuestThreads,
+            guests_start_on: GuestStart::Auto,
         }
     }
 }

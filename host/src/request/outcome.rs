@@ -97,6 +97,9 @@ pub struct AccessRecord<'a> {
     /// The thread that last ran the guest (`tether-guest`, or `tether-io` for a request that
     /// ran to its end where it was read), for requests that reached one.
     pub guest_thread: Option<&'a str>,
+    /// The thread the request's task started on (`tether-io`: the one that read it, or
+    /// `tether-guest`), for requests that reached a guest.
+    pub started_on: Option<&'a str>,
 }
 
 impl AccessRecord<'_> {
@@ -118,6 +121,7 @@ impl AccessRecord<'_> {
             stopped_mono_ns = self.stopped_mono_ns,
             detail = self.detail,
             guest_thread = self.guest_thread,
+            started_on = self.started_on,
             "{} {} {} {}",
             self.method,
             self.target,

@@ -10,8 +10,8 @@
 //!   is then stopped on the spot, on the killing thread: it never runs again, and the
 //!   dispatcher, woken by [`RequestState::killed`], drops its future (cancelling the call) when its
 //!   thread gets to it.
-//! - being polled (on a guest thread, or with `guests_start_on = "io-threads"` on the I/O thread
-//!   it started on), usually running Wasm: [`RequestState::kill`] calls the runtime's interrupt
+//! - being polled (on a guest thread, or on the I/O thread it started on), usually running
+//!   Wasm: [`RequestState::kill`] calls the runtime's interrupt
 //!   hook, which bumps the engine's epoch so the guest reaches its epoch check within
 //!   nanoseconds, where the runtime sees [`RequestState::kill_reason`] and traps it.
 
@@ -106,6 +106,10 @@ pub struct RequestState {
     stack_wanted_at: OnceLock<Instant>,
     /// ... the next time the guest is in Wasm, unless it was given already.
     stack_wanted: AtomicBool,
+    /// The guest computed: it left an I/O thread after holding it for a while, or an epoch
+    /// tick found it in Wasm at the tick before as well. Its route's next request starts on
+    /// the guest threads (`sched::Placement`).
+    computed: AtomicBool,
 }
 
 impl std::fmt::Debug for RequestState {
@@ -137,6 +141,7 @@ impl RequestState {
             interrupt,
             stack_wanted_at: OnceLock::new(),
             stack_wanted: AtomicBool::new(false),
+            computed: AtomicBool::new(false),
         }
     }
 
@@ -279,6 +284,16 @@ impl RequestState {
             return None;
         }
         self.stack_wanted_at.get().copied()
+    }
+
+    /// Records that the guest computed (see the field).
+    pub fn mark_computed(&self) {
+        self.computed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the guest computed (see the field).
+    pub fn computed(&self) -> bool {
+        self.computed.load(Ordering::Relaxed)
     }
 
     /// Whether a thread is running the guest now (in Wasm, or in a host call that has not

@@ -227,7 +227,7 @@ impl TetherEngine {
                 .name("tether-epoch".into())
                 .spawn(move || {
                     // Same priority, short slice: a tick must preempt an I/O thread that runs
-                    // a computing guest (nice 0, default slice; `guests_start_on = "io-threads"`)
+                    // a computing guest (nice 0, default slice; a guest starting on an I/O thread)
                     // to move it off that thread; waiting out the I/O thread's slice cost
                     // milliseconds of abort latency.
                     crate::sched::demote_current_thread(0);

@@ -213,6 +213,7 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         // with cold caches. A guest merely caught by a tick carries on: yielding it too costs
         // hello 2K kernel instructions and 0.2 context switches per request.
         if computing {
+            state.state.mark_computed();
             crate::sched::yield_cpu();
             // The yield is what lets the I/O thread see a close, and a kill then bumps the
             // epoch while this callback runs: the deadline set below would swallow that bump,
