@@ -4,11 +4,13 @@
 //! `guests_start_on` says. On the I/O thread a short request runs to its end where its socket
 //! is, with no hand-off between threads (measured: a fifth less CPU per hello request through
 //! nginx, and a quarter more requests per second). A guest that an epoch tick finds running
-//! Wasm on an I/O thread asks to leave it ([`leave_io_thread`]), and [`until_leaving`] hands its
-//! task to the guest threads: an I/O thread never runs Wasm for much more than a tick. With
-//! `"auto"`, the default, a route whose last two requests computed starts its next one on the
-//! guest threads ([`Placement`]), so that a computing route costs an I/O thread a tick per
-//! request only until two of its requests in a row have shown that it computes.
+//! Wasm on an I/O thread, once its task has held the thread for [`IO_THREAD_HOLD`], asks to
+//! leave it ([`leave_io_thread`]), and [`until_leaving`] hands its task to the guest threads:
+//! an I/O thread runs one guest's Wasm for at most that plus one tick at the I/O threads' pace
+//! (`IO_EPOCH_TICK`, 500 µs). With `"auto"`, the default, a route whose last two requests
+//! computed starts its next one on the guest threads ([`Placement`]), so that a computing route
+//! costs an I/O thread a tick per request only until two of its requests in a row have shown
+//! that it computes.
 //!
 //! Guest workers and the reaper run at a lower priority and with a short time slice, and a guest
 //! that computes yields the CPU at each epoch tick, so that a thread woken by a client's FIN or
@@ -80,6 +82,9 @@ thread_local! {
     /// Set by a guest on an I/O thread that must leave it; read by [`until_leaving`] after
     /// each poll of the guest's task, on the same thread.
     static LEAVING: Cell<bool> = const { Cell::new(false) };
+    /// While [`until_leaving`] polls a task on this I/O thread: when the task would have started
+    /// had all its polls been one, so that the time since is how long it has held the thread.
+    static HOLDING_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// Marks the calling thread as one that serves sockets: guests started on it leave it once an
@@ -99,30 +104,38 @@ pub fn leave_io_thread() {
     LEAVING.set(true);
 }
 
+/// Whether the task polled now on this I/O thread has held it for [`IO_THREAD_HOLD`] in all
+/// (outside [`until_leaving`], as if it had).
+pub fn held_io_thread_long() -> bool {
+    HOLDING_SINCE.get().is_none_or(|since| since.elapsed() >= IO_THREAD_HOLD)
+}
+
 /// How a task started on an I/O thread left it.
 #[derive(Debug)]
 pub enum IoRun<F> {
     /// It ran to its end there.
     Finished,
-    /// Its guest asked to leave; `rest` is the task to continue elsewhere, after it had held
-    /// the I/O thread (been polled there) for `held` in all.
-    Left { rest: F, held: Duration },
+    /// Its guest asked to leave, after it had held the I/O thread for [`IO_THREAD_HOLD`];
+    /// `rest` is the task to continue elsewhere.
+    Left { rest: F },
 }
 
 /// Polls `task` where it was spawned until it completes or its guest asks to leave the I/O
-/// thread.
+/// thread, keeping count of how long it has held the thread ([`held_io_thread_long`]).
 pub async fn until_leaving<F: Future<Output = ()> + Unpin>(task: F) -> IoRun<F> {
     let mut task = Some(task);
     let mut held = Duration::ZERO;
     std::future::poll_fn(move |cx| {
         let polling = Instant::now();
+        HOLDING_SINCE.set(Some(polling.checked_sub(held).unwrap_or(polling)));
         let polled = Pin::new(task.as_mut().expect("polled after completion")).poll(cx);
+        HOLDING_SINCE.set(None);
         held += polling.elapsed();
         if polled.is_ready() {
             return Poll::Ready(IoRun::Finished);
         }
         if LEAVING.replace(false) {
-            Poll::Ready(IoRun::Left { rest: task.take().expect("polled after completion"), held })
+            Poll::Ready(IoRun::Left { rest: task.take().expect("polled after completion") })
         } else {
             Poll::Pending
         }
@@ -130,11 +143,12 @@ pub async fn until_leaving<F: Future<Output = ()> + Unpin>(task: F) -> IoRun<F> 
     .await
 }
 
-/// How long a task that leaves an I/O thread must have held it for its guest to count as one
-/// that computes (for [`Placement`]). A tick catches a short guest in Wasm now and then, within
-/// the 5-10 µs its whole request holds the thread; a guest that computes is caught at its first
-/// tick, 0-100 µs into its run (or later, at a tick that finds it computing, wherever it runs),
-/// and an interpreter's instantiation alone takes hundreds.
+/// How long a task must have held an I/O thread before a tick that finds its guest in Wasm
+/// moves it to the guest threads, where it counts as one that computes (for [`Placement`]). A
+/// tick catches a short guest in Wasm now and then, within the 5-10 µs its whole request holds
+/// the thread, and lets it finish there; a guest that computes is caught at its first tick
+/// after this, up to `IO_EPOCH_TICK` later (or at a tick that finds it computing, wherever it
+/// runs), and an interpreter's instantiation alone takes hundreds of microseconds.
 pub const IO_THREAD_HOLD: Duration = Duration::from_micros(20);
 
 /// Requests of a route that must compute in a row before its next request starts on the guest

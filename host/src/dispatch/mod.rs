@@ -66,7 +66,7 @@ pub struct Dispatcher {
 
 /// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
 /// busy in Wasm delays the sockets (accepting, parsing, seeing a client leave) by no more than
-/// an epoch tick.
+/// its first epoch tick on an I/O thread.
 #[derive(Clone, Debug)]
 pub struct Executors {
     /// Runs computing guests: those an epoch tick found computing on an I/O thread, and, as
@@ -296,10 +296,8 @@ impl Dispatcher {
         let guests = self.executors.guests.clone();
         self.tasks.spawn(async move {
             // Boxed, so that the task can move to another runtime once it was polled.
-            if let IoRun::Left { rest, held } = crate::sched::until_leaving(Box::pin(task)).await {
-                if held >= crate::sched::IO_THREAD_HOLD {
-                    state.mark_computed();
-                }
+            if let IoRun::Left { rest } = crate::sched::until_leaving(Box::pin(task)).await {
+                state.mark_computed();
                 tasks.spawn_on(rest, &guests);
             }
         });

@@ -4,19 +4,28 @@
 
 use anyhow::Context as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the engine's epoch advances while guests run. A guest running Wasm checks its
-/// request state and time budget once per tick, and one that computes (runs Wasm at two ticks
-/// in a row) yields the CPU and the scheduler; it is also the resolution of
+/// How often the engine's epoch advances while a guest runs on a guest thread. A guest running
+/// Wasm checks its request state and time budget once per tick, and one that computes (runs
+/// Wasm at two ticks in a row) yields the CPU and the scheduler; it is also the resolution of
 /// `max_execution_time`. Aborts do not wait for a tick (they bump the epoch themselves), but a
 /// thread that must run to *see* an abort (Tether's I/O thread, or nginx's worker) can wait up
 /// to a tick behind a computing guest (measured through nginx: abort p99 1 ms with a 1 ms tick,
 /// 0.44 ms with this one).
 pub const EPOCH_TICK: Duration = Duration::from_micros(100);
+
+/// How often the epoch advances while guests run on I/O threads only. Those are the requests of
+/// routes that run short (a route whose requests compute starts them on the guest threads), and
+/// a tick only interrupts them; what a tick does there is move a guest that turns out to compute
+/// to a guest thread, so this is how long an I/O thread runs one guest's Wasm at most. Each tick
+/// wakes the ticker thread, which costs 15-20 µs of CPU on a virtual machine (a timer interrupt
+/// and two context switches): at [`EPOCH_TICK`] that was a sixth of a hello request's CPU under
+/// load (BENCHMARKS.md, "The epoch ticker keeps pace with where guests run").
+pub const IO_EPOCH_TICK: Duration = Duration::from_micros(500);
 
 /// Core Wasm instances one component may create. A Rust guest built for wasm32-wasip2 has a
 /// handful (its module plus the adapter shims); this leaves room for larger toolchains.
@@ -116,15 +125,150 @@ pub struct TetherEngine {
     join: Option<JoinHandle<()>>,
 }
 
-/// Shared with the ticker thread, which only ticks while guests run and sleeps otherwise.
+/// How fast the ticker ticks: as fast as the guests polled since its last look need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+enum Pace {
+    /// A guest runs on a guest thread: a tick every [`EPOCH_TICK`].
+    Fast,
+    /// Guests run on I/O threads only: a tick every [`IO_EPOCH_TICK`].
+    Slow,
+    /// No guest ran for a whole period (those in flight wait in host calls, where no tick
+    /// reaches them): parked until one is polled.
+    Parked,
+}
+
+impl Pace {
+    /// The time between ticks at this pace; `None` when parked.
+    fn period(self) -> Option<Duration> {
+        match self {
+            Pace::Fast => Some(EPOCH_TICK),
+            Pace::Slow => Some(IO_EPOCH_TICK),
+            Pace::Parked => None,
+        }
+    }
+}
+
+/// Polls of guests on one kind of thread, counted as they start and end: the difference is how
+/// many are polled now, and a change in `started` shows that one was polled since a look.
 #[derive(Debug, Default)]
+struct PollCount {
+    /// Polls started so far.
+    started: AtomicUsize,
+    /// Polls ended so far.
+    ended: AtomicUsize,
+}
+
+impl PollCount {
+    /// Whether a guest is polled now or was since `seen`, the polls started at the last look;
+    /// updates `seen`.
+    fn busy_since(&self, seen: &mut usize) -> bool {
+        let ended = self.ended.load(Ordering::SeqCst);
+        let started = self.started.load(Ordering::SeqCst);
+        let busy = started != ended || started != *seen;
+        *seen = started;
+        busy
+    }
+
+    /// Whether a poll started since `seen` polls had.
+    fn started_since(&self, seen: usize) -> bool {
+        self.started.load(Ordering::SeqCst) != seen
+    }
+}
+
+/// Shared with the ticker thread.
+#[derive(Debug)]
 struct TickerState {
     /// Tells the ticker to stop.
     stop: AtomicBool,
-    /// Guests running now.
-    running: AtomicUsize,
+    /// Polls of guests on I/O threads.
+    on_io: PollCount,
+    /// Polls of guests on guest threads.
+    on_guest: PollCount,
+    /// The pace the ticker keeps (a [`Pace`]), so that a guest that needs a faster one wakes it.
+    pace: AtomicU8,
     /// Ticks so far.
     ticks: AtomicU64,
+}
+
+impl Default for TickerState {
+    fn default() -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            on_io: PollCount::default(),
+            on_guest: PollCount::default(),
+            pace: AtomicU8::new(Pace::Parked as u8),
+            ticks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The polls of each kind the ticker saw started at its last look.
+#[derive(Debug, Default)]
+struct Seen {
+    /// On I/O threads.
+    on_io: usize,
+    /// On guest threads.
+    on_guest: usize,
+}
+
+impl TickerState {
+    /// The pace the guests polled since the last look (`seen`, which this updates) need.
+    fn wanted(&self, seen: &mut Seen) -> Pace {
+        // Both looks happen, so that `seen` is up to date for each kind.
+        let on_guest = self.on_guest.busy_since(&mut seen.on_guest);
+        let on_io = self.on_io.busy_since(&mut seen.on_io);
+        if on_guest {
+            Pace::Fast
+        } else if on_io {
+            Pace::Slow
+        } else {
+            Pace::Parked
+        }
+    }
+
+    /// Publishes the pace the guests polled since the last look need, and returns it. A guest
+    /// whose poll starts meanwhile either is seen by the look after the publication or finds
+    /// the published pace and wakes the ticker if it needs a faster one (both sides use
+    /// sequentially consistent operations).
+    fn settle(&self, seen: &mut Seen) -> Pace {
+        loop {
+            let pace = self.wanted(seen);
+            self.pace.store(pace as u8, Ordering::SeqCst);
+            if !self.on_guest.started_since(seen.on_guest) && !self.on_io.started_since(seen.on_io) {
+                return pace;
+            }
+        }
+    }
+
+    /// The ticker thread: ticks at the pace the polled guests need, parks while none is.
+    fn run(&self, engine: &Engine) {
+        // Same priority, short slice: a tick must preempt an I/O thread that runs a computing
+        // guest (nice 0, default slice; a guest starting on an I/O thread) to move it off that
+        // thread; waiting out the I/O thread's slice cost milliseconds of abort latency.
+        crate::sched::demote_current_thread(0);
+        let mut seen = Seen::default();
+        let mut last_tick = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            let Some(period) = self.settle(&mut seen).period() else {
+                std::thread::park();
+                // A guest's first tick comes a period after it starts, not after the last tick
+                // before the ticker parked.
+                last_tick = Instant::now();
+                continue;
+            };
+            let now = Instant::now();
+            let due = last_tick + period;
+            if now < due {
+                // Woken early when a guest needs a faster pace.
+                std::thread::park_timeout(due - now);
+                continue;
+            }
+            last_tick = now;
+            self.ticks.fetch_add(1, Ordering::Relaxed);
+            engine.increment_epoch();
+        }
+    }
 }
 
 /// Lets guests tell the epoch ticker that they run.
@@ -132,31 +276,45 @@ struct TickerState {
 struct Ticker {
     /// The ticker's state.
     state: Arc<TickerState>,
-    /// The ticker thread, to wake when the first guest starts.
+    /// The ticker thread, to wake when a guest needs a faster pace than it keeps.
     thread: std::thread::Thread,
 }
 
 impl Ticker {
-    /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
-    /// any guest runs.
-    fn running(&self) -> RunningGuest {
-        if self.state.running.fetch_add(1, Ordering::AcqRel) == 0 {
+    /// Counts a guest's poll, on an I/O thread or on a guest thread, until the returned guard
+    /// is dropped, and wakes the ticker if it keeps a slower pace than that needs.
+    fn polled(&self, on_io_thread: bool) -> Polled<'_> {
+        let (count, needs) = if on_io_thread { (&self.state.on_io, Pace::Slow) } else { (&self.state.on_guest, Pace::Fast) };
+        count.started.fetch_add(1, Ordering::SeqCst);
+        if self.state.pace.load(Ordering::SeqCst) > needs as u8 {
             self.thread.unpark();
         }
-        RunningGuest { state: self.state.clone(), last_tick: u64::MAX }
+        Polled { count }
     }
 }
 
-/// Counts a running guest for the epoch ticker while alive.
+/// Counts a guest's poll for the epoch ticker while alive.
+struct Polled<'a> {
+    /// The count it is in.
+    count: &'a PollCount,
+}
+
+impl Drop for Polled<'_> {
+    fn drop(&mut self) {
+        self.count.ended.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What one guest's epoch callback knows of the ticks: whether it ran Wasm at the last one.
 #[derive(Debug)]
-pub struct RunningGuest {
+pub struct GuestTicks {
     /// The ticker's state.
     state: Arc<TickerState>,
     /// The tick at which this guest last ran Wasm.
     last_tick: u64,
 }
 
-impl RunningGuest {
+impl GuestTicks {
     /// Called from the guest's epoch callback, which runs when the epoch advanced while the guest
     /// was running Wasm. Whether the guest computes: it also ran Wasm at the previous tick. A
     /// guest that answers in microseconds (most requests) is caught by a tick now and then, never
@@ -166,12 +324,6 @@ impl RunningGuest {
         let computing = tick == self.last_tick.wrapping_add(1);
         self.last_tick = tick;
         computing
-    }
-}
-
-impl Drop for RunningGuest {
-    fn drop(&mut self) {
-        self.state.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -225,23 +377,7 @@ impl TetherEngine {
             let state = state.clone();
             std::thread::Builder::new()
                 .name("tether-epoch".into())
-                .spawn(move || {
-                    // Same priority, short slice: a tick must preempt an I/O thread that runs
-                    // a computing guest (nice 0, default slice; a guest starting on an I/O thread)
-                    // to move it off that thread; waiting out the I/O thread's slice cost
-                    // milliseconds of abort latency.
-                    crate::sched::demote_current_thread(0);
-                    while !state.stop.load(Ordering::Acquire) {
-                        if state.running.load(Ordering::Acquire) == 0 {
-                            // Idle: a starting guest unparks this thread.
-                            std::thread::park();
-                            continue;
-                        }
-                        std::thread::sleep(EPOCH_TICK);
-                        state.ticks.fetch_add(1, Ordering::Relaxed);
-                        engine.increment_epoch();
-                    }
-                })
+                .spawn(move || state.run(&engine))
                 .context("starting the epoch ticker")?
         };
         let ticker = Ticker { state, thread: join.thread().clone() };
@@ -258,10 +394,22 @@ impl TetherEngine {
         Some(u64::try_from(bytes).unwrap_or(u64::MAX))
     }
 
-    /// Marks a guest as running until the returned guard is dropped; the ticker ticks while
-    /// any guest runs.
-    pub fn running(&self) -> RunningGuest {
-        self.ticker.running()
+    /// What a new guest's epoch callback needs to know of the ticks.
+    pub fn guest_ticks(&self) -> GuestTicks {
+        GuestTicks { state: self.ticker.state.clone(), last_tick: u64::MAX }
+    }
+
+    /// Runs `guest`, a guest's future, counting each of its polls for the ticker, which ticks
+    /// as fast as the guests polled now need: every [`EPOCH_TICK`] while one is polled on a
+    /// guest thread, every [`IO_EPOCH_TICK`] while guests are polled on I/O threads only, and
+    /// not at all while none is (a guest waiting in a host call is not polled).
+    pub async fn ticking<F: Future>(&self, guest: F) -> F::Output {
+        let mut guest = std::pin::pin!(guest);
+        std::future::poll_fn(|cx| {
+            let _polled = self.ticker.polled(crate::sched::on_io_thread());
+            guest.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
@@ -322,9 +470,9 @@ mod tests {
     #[test]
     fn a_guest_computes_when_it_runs_wasm_at_two_ticks_in_a_row() {
         let state = Arc::new(TickerState::default());
-        let ticker = Ticker { state: state.clone(), thread: std::thread::current() };
-        let mut guest = ticker.running();
-        let at = |tick: u64, guest: &mut RunningGuest| {
+        let guest_ticks = || GuestTicks { state: state.clone(), last_tick: u64::MAX };
+        let mut guest = guest_ticks();
+        let at = |tick: u64, guest: &mut GuestTicks| {
             state.ticks.store(tick, Ordering::Relaxed);
             guest.computing_at_tick()
         };
@@ -332,9 +480,28 @@ mod tests {
         assert!(at(6, &mut guest), "the next tick too: computing");
         assert!(!at(6, &mut guest), "an abort's extra epoch bump is not a tick");
         assert!(!at(9, &mut guest), "ticks apart (a guest that slept in between)");
-        assert!(!at(10, &mut ticker.running()), "another guest's first tick");
-        assert_eq!(state.running.load(Ordering::Relaxed), 1, "the other guest's guard is gone");
-        drop(guest);
-        assert_eq!(state.running.load(Ordering::Relaxed), 0);
+        assert!(!at(10, &mut guest_ticks()), "another guest's first tick");
+    }
+
+    #[test]
+    fn the_ticker_keeps_the_pace_the_guests_polled_since_its_last_look_need() {
+        let state = Arc::new(TickerState::default());
+        let ticker = Ticker { state: state.clone(), thread: std::thread::current() };
+        let mut seen = Seen::default();
+        assert_eq!(state.settle(&mut seen), Pace::Parked, "no guest polled");
+        let on_io = ticker.polled(true);
+        assert_eq!(state.settle(&mut seen), Pace::Slow, "a guest on an I/O thread");
+        let on_guest_thread = ticker.polled(false);
+        let another_on_io = ticker.polled(true);
+        assert_eq!(state.settle(&mut seen), Pace::Fast, "and one on a guest thread");
+        assert_eq!(state.pace.load(Ordering::SeqCst), Pace::Fast as u8, "published for the next guest");
+        drop(on_guest_thread);
+        drop(on_io);
+        assert_eq!(state.settle(&mut seen), Pace::Slow, "the guest thread's guest left");
+        drop(another_on_io);
+        assert_eq!(state.settle(&mut seen), Pace::Parked, "the last poll ended, and none started since");
+        drop(ticker.polled(false));
+        assert_eq!(state.settle(&mut seen), Pace::Fast, "a poll that began and ended between looks");
+        assert_eq!(state.settle(&mut seen), Pace::Parked);
     }
 }

@@ -270,7 +270,7 @@ impl Guest {
             Err(error) => return (Err(GuestFailure::instantiation(&error)), None),
         };
         let mut store = store::new_store(&self.engine, state);
-        let result = self.pre.run(&mut store, &self.settings).await.map_err(|failed| match failed {
+        let result = self.engine.ticking(self.pre.run(&mut store, &self.settings)).await.map_err(|failed| match failed {
             Failed::Instantiating(error) => GuestFailure::instantiation(&error.into()),
             Failed::Running(error) => {
                 let state = store.data();

@@ -157,8 +157,7 @@ pub fn trap(error: MustTrap) -> wasmtime::Error {
 
 /// A store for one request, set up as every world's guest runs: its memory capped, its time in
 /// Wasm counted, and an epoch callback that traps it once it was killed or its budget ran out,
-/// moves it off an I/O thread, and makes it yield while it computes. It holds the guest's place
-/// in `engine`'s ticker count until dropped.
+/// moves it off an I/O thread, and makes it yield while it computes.
 pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -181,7 +180,7 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
         Ok(())
     });
     store.set_epoch_deadline(1);
-    let mut running = engine.running();
+    let mut ticks = engine.guest_ticks();
     let mut computing_ticks: u32 = 0;
     store.epoch_deadline_callback(move |mut cx| {
         if cx.data().state.take_stack_wish().is_some() {
@@ -196,10 +195,14 @@ pub fn new_store(engine: &TetherEngine, state: HostState) -> Store<HostState> {
             return Ok(UpdateDeadline::Interrupt);
         }
         // Whether it ran Wasm at the previous tick too (counted wherever it runs).
-        let computing = running.computing_at_tick();
-        // On an I/O thread a guest runs only until a tick finds it in Wasm: it yields to its
-        // executor there, and its task moves to the guest threads.
+        let computing = ticks.computing_at_tick();
+        // On an I/O thread a guest runs only until a tick finds it in Wasm after its task held
+        // the thread for `IO_THREAD_HOLD`: it yields to its executor there, and its task moves
+        // to the guest threads. A short request caught earlier finishes where it is.
         if crate::sched::on_io_thread() {
+            if !crate::sched::held_io_thread_long() {
+                return Ok(UpdateDeadline::Continue(1));
+            }
             crate::sched::leave_io_thread();
             state.yielded = true;
             return Ok(UpdateDeadline::Yield(1));
