@@ -353,7 +353,7 @@ def main():
                     w(f"RSS with `keep_resident = {setting}`: {row['rss_idle_kib'] / 1024:.0f} MiB idle, "
                       f"{row['rss_loaded_kib'] / 1024:.0f} MiB loaded, {row['rss_after_kib'] / 1024:.0f} MiB once idle after"
                       f"{rss_kinds(row)}.\n")
-        w("With the default `keep_resident` (64 KiB), each pool slot a burst used keeps its dirty pages, up to "
+        w("With the default `keep_resident` (4 MiB), each pool slot a burst used keeps its dirty pages, up to "
           "that much per linear memory, table and fiber stack, so that the next request on the slot resets them "
           "in place instead of faulting them in again (see the log below, "
           "[Per-request memory reset](#per-request-memory-reset)). Once the server is idle, a "
