@@ -88,7 +88,7 @@ thread_local! {
 }
 
 /// Marks the calling thread as one that serves sockets: guests started on it leave it once an
-/// epoch tick finds them running Wasm.
+/// epoch tick finds them running Wasm after [`IO_THREAD_HOLD`] there.
 pub fn mark_io_thread() {
     IO_THREAD.set(true);
 }

@@ -1,10 +1,11 @@
 //! Where guests run (ARCHITECTURE.md, *Threads*): with `guests_start_on = "guest-threads"` on
 //! the guest threads; with `"io-threads"` a request starts on the I/O thread that read it, a
 //! short one runs to its end there, and a guest that computes leaves the I/O threads at the
-//! first epoch tick that finds it in Wasm after 20 µs there; by default (`"auto"`) the same, except that a route
-//! whose last two requests computed starts its next one on the guest threads. Read from each
-//! access record's `started_on` (the thread the request's task started on) and `guest_thread`
-//! (the thread that last polled the guest).
+//! first epoch tick that finds it in Wasm after 20 µs there; by default (`"auto"`) the same,
+//! except that a route whose last two requests computed starts its next one on the guest
+//! threads. Read from each access record's `started_on` (the thread the request's task started
+//! on) and `guest_thread` (the thread that last polled the guest). And the epoch ticker, which
+//! runs only while guests do.
 
 use tests::{Client, Close, Manifest, Server, get, leave_after_line};
 
