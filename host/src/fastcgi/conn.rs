@@ -14,7 +14,7 @@ use super::sink::{RequestKey, Sink, Stderr};
 use super::writer::Writer;
 use crate::dispatch::{Arrival, Dispatcher, Refusal, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream};
-use crate::request::body::{self, BodyError, BodyFeed};
+use crate::request::body::{BodyError, BodyReceiver, WholeBody};
 use crate::request::{PeerClose, Protocol, RequestHead, RequestState, ResponseHead};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -77,6 +77,7 @@ struct AdmittedRequest {
     /// The guest's start, held back until STDIN is complete: nginx stops sending the request
     /// body once the response begins, so a guest answering before it read everything could
     /// wait forever for the rest (php-fpm, too, reads the whole body before the script runs).
+    /// Its body is an empty stand-in until then.
     start: Option<Start>,
     /// Its state, for aborts.
     state: Arc<RequestState>,
@@ -86,33 +87,37 @@ struct AdmittedRequest {
     aborted: Arc<AtomicBool>,
 }
 
-/// STDIN records (§5.3) on their way to the guest. Never held up: the web server writes the
-/// whole body before it reads the response (see [`crate::request::body::unbounded`]).
+/// STDIN records (§5.3) on their way to the guest, collected whole: the web server writes the
+/// whole body before it reads the response, and the guest starts once it is complete (see
+/// [`WholeBody`]).
 struct Stdin {
-    /// The guest's body, held to the route's `max_body_size`.
-    body: BodyFeed,
+    /// The guest's body, held to the route's `max_body_size`; `None` once the stream ended.
+    body: Option<WholeBody>,
     /// `CONTENT_LENGTH`, if the web server sent it: the body's length (§6.2).
     expected: Option<u64>,
 }
 
 impl Stdin {
-    /// Passes on a STDIN record's content (empty: the end of the stream). The guest reads at
-    /// most `CONTENT_LENGTH` bytes (§6.2), and a stream ending short of it is a broken body.
-    fn push(&mut self, mut data: Bytes) {
+    /// Takes a STDIN record's content; at the end of the stream (an empty record), the guest's
+    /// end of the body. The guest reads at most `CONTENT_LENGTH` bytes (§6.2), and a stream
+    /// ending short of it is a broken body.
+    fn push(&mut self, mut data: Bytes) -> Option<BodyReceiver> {
+        let body = self.body.as_mut()?;
         if let Some(expected) = self.expected {
-            let room = expected.saturating_sub(self.body.received());
+            let room = expected.saturating_sub(body.received());
             if !data.is_empty() && room == 0 {
-                return;
+                return None;
             }
             data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
         }
         if !data.is_empty() {
-            self.body.data(data);
-        } else if self.expected.is_some_and(|expected| self.body.received() < expected) {
-            self.body.fail(BodyError::Malformed);
-        } else {
-            self.body.end();
+            body.data(data);
+            return None;
         }
+        if self.expected.is_some_and(|expected| body.received() < expected) {
+            body.fail(BodyError::Malformed);
+        }
+        self.body.take().map(WholeBody::receiver)
     }
 }
 
@@ -188,11 +193,10 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
     async fn abandon(&mut self, how: PeerClose) {
         let mut running_requests = false;
         for (id, request) in self.requests.drain() {
-            if let Some(mut admitted) = request.admitted {
+            if let Some(admitted) = request.admitted {
                 running_requests = true;
                 let aborted = admitted.state.peer_closed(how);
                 tracing::debug!(id, aborted, "FastCGI connection closed under a running request");
-                admitted.stdin.body.fail(BodyError::Aborted);
             }
         }
         if !running_requests {
@@ -248,12 +252,12 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             }
             // §5.3: the stream ends with an empty record, and then the guest starts.
             kind::STDIN => {
-                if let Some(admitted) = self.requests.get_mut(&id).and_then(|open| open.admitted.as_mut()) {
-                    let end = record.content.is_empty();
-                    admitted.stdin.push(record.content);
-                    if end && let Some(start) = admitted.start.take() {
-                        self.dispatcher.start(start);
-                    }
+                if let Some(admitted) = self.requests.get_mut(&id).and_then(|open| open.admitted.as_mut())
+                    && let Some(body) = admitted.stdin.push(record.content)
+                    && let Some(mut start) = admitted.start.take()
+                {
+                    start.body = body;
+                    self.dispatcher.start(start);
                 }
             }
             // §5.4: honoured (php-fpm ignores it). In prompt mode the guest is stopped at once;
@@ -262,7 +266,6 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                 Some(OpenRequest { admitted: Some(admitted), .. }) if admitted.start.is_none() => {
                     admitted.aborted.store(true, Ordering::Release);
                     admitted.state.peer_closed(PeerClose::Closed);
-                    admitted.stdin.body.fail(BodyError::Aborted);
                 }
                 // Not started yet: nothing ran, END_REQUEST ends it.
                 Some(_) => {
@@ -327,7 +330,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         };
         let Some(open) = self.requests.get_mut(&id) else { return };
         let state = admitted.state().clone();
-        let (body, receiver) = body::unbounded(admitted.max_body_size());
+        let body = WholeBody::new(admitted.max_body_size());
         let aborted = Arc::new(AtomicBool::new(false));
         let sink = Sink::new(
             (id, open.serial),
@@ -337,8 +340,8 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             self.done_tx.clone(),
             self.stderr_tx.clone(),
         );
-        let start = Start { admitted, head: request.head, body: receiver, sink: Box::new(sink) };
-        let stdin = Stdin { body, expected: request.content_length };
+        let start = Start { admitted, head: request.head, body: BodyReceiver::empty(), sink: Box::new(sink) };
+        let stdin = Stdin { body: Some(body), expected: request.content_length };
         open.admitted = Some(AdmittedRequest { start: Some(start), state, stdin, aborted });
     }
 

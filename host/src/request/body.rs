@@ -3,11 +3,12 @@
 //! `max_body_size` on the way.
 //!
 //! A [`channel`] holds at most [`BODY_CHANNEL_CHUNKS`] chunks, so a guest that does not read its
-//! body exerts TCP backpressure on the client instead of making the host buffer it. An
-//! [`unbounded`] one is for front ends whose peer must not be held up (FastCGI: the web server
-//! writes the whole body before it reads the response, so holding it up can deadlock); there
-//! the route's `max_body_size` bounds what is buffered. Either way the front end feeds it
-//! through a [`BodyFeed`], which counts the bytes against that limit.
+//! body exerts TCP backpressure on the client instead of making the host buffer it; the front
+//! end feeds it through a [`BodyFeed`], which counts the bytes against that limit. A
+//! [`WholeBody`] is for front ends whose peer must not be held up and whose guest starts only
+//! once the body is complete (FastCGI: the web server writes the whole body before it reads the
+//! response, so holding it up can deadlock): it collects the body, held to the same limit, and
+//! the guest then reads it from memory.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -50,26 +51,16 @@ enum BodyMsg {
 /// Creates the two ends of a bounded body stream for a body of at most `limit` bytes.
 pub fn channel(limit: u64) -> (BodyFeed, BodyReceiver) {
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
-    (BodyFeed::new(Tx::Bounded(tx), limit), BodyReceiver::new(Rx::Bounded(rx)))
+    (BodyFeed::new(tx, limit), BodyReceiver::new(Rx::Channel(rx)))
 }
 
-/// Creates the two ends of an unbounded body stream for a body of at most `limit` bytes (see
-/// the module docs).
-pub fn unbounded(limit: u64) -> (BodyFeed, BodyReceiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (BodyFeed::new(Tx::Unbounded(tx), limit), BodyReceiver::new(Rx::Unbounded(rx)))
-}
-
-#[derive(Debug)]
-enum Tx {
-    Bounded(mpsc::Sender<BodyMsg>),
-    Unbounded(mpsc::UnboundedSender<BodyMsg>),
-}
-
+/// Where the guest's end reads from.
 #[derive(Debug)]
 enum Rx {
-    Bounded(mpsc::Receiver<BodyMsg>),
-    Unbounded(mpsc::UnboundedReceiver<BodyMsg>),
+    /// A [`channel`].
+    Channel(mpsc::Receiver<BodyMsg>),
+    /// A [`WholeBody`]'s chunks, then how it ended.
+    Whole { chunks: std::vec::IntoIter<Bytes>, end: Result<(), BodyError> },
 }
 
 /// The front end's end of the body stream: passes chunks on while the body stays within its
@@ -77,7 +68,7 @@ enum Rx {
 #[derive(Debug)]
 pub struct BodyFeed {
     /// The channel; `None` once the body ended for the guest (completely, or with an error).
-    tx: Option<Tx>,
+    tx: Option<mpsc::Sender<BodyMsg>>,
     /// A message that did not fit in a full bounded channel yet.
     pending: Option<BodyMsg>,
     /// Body bytes passed on so far.
@@ -109,7 +100,7 @@ impl Broken {
 }
 
 impl BodyFeed {
-    fn new(tx: Tx, limit: u64) -> Self {
+    fn new(tx: mpsc::Sender<BodyMsg>, limit: u64) -> Self {
         Self { tx: Some(tx), pending: None, received: 0, limit, failed: Broken(Some(Arc::default())) }
     }
 
@@ -146,22 +137,16 @@ impl BodyFeed {
         }
     }
 
-    /// Sends `msg`, or keeps it pending while a bounded channel is full. A receiver that went
-    /// away (the guest finished) swallows it.
+    /// Sends `msg`, or keeps it pending while the channel is full. A receiver that went away
+    /// (the guest finished) swallows it.
     fn offer(&mut self, msg: BodyMsg) {
         let Some(tx) = &self.tx else { return };
         let last = !matches!(msg, BodyMsg::Data(_));
-        let sent = match tx {
-            Tx::Bounded(tx) => match tx.try_send(msg) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-                Err(mpsc::error::TrySendError::Full(msg)) => {
-                    self.pending = Some(msg);
-                    false
-                }
-            },
-            Tx::Unbounded(tx) => {
-                let _ = tx.send(msg);
-                true
+        let sent = match tx.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.pending = Some(msg);
+                false
             }
         };
         if sent && last {
@@ -214,7 +199,7 @@ impl BodyFeed {
         match (&self.tx, &self.pending) {
             // A reserved permit is dropped at once: only the wake-up matters, and this feed is
             // the only sender, so the room stays.
-            (Some(Tx::Bounded(tx)), Some(_)) => drop(tx.reserve().await),
+            (Some(tx), Some(_)) => drop(tx.reserve().await),
             _ => std::future::pending().await,
         }
     }
@@ -224,6 +209,56 @@ impl BodyFeed {
     pub fn close(&mut self) {
         self.tx = None;
         self.pending = None;
+    }
+}
+
+/// A body collected whole before its guest starts (see the module docs), held to its route's
+/// `max_body_size` as a [`BodyFeed`] holds a streamed one.
+#[derive(Debug)]
+pub struct WholeBody {
+    /// The chunks so far.
+    chunks: Vec<Bytes>,
+    /// Body bytes taken so far.
+    received: u64,
+    /// The route's `max_body_size`.
+    limit: u64,
+    /// Why the body stopped early, if it did: the guest reads what came before, then this.
+    failed: Option<BodyError>,
+}
+
+impl WholeBody {
+    /// An empty body of at most `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self { chunks: Vec::new(), received: 0, limit, failed: None }
+    }
+
+    /// Takes the next bytes of the body, or ends it [`BodyError::TooLarge`] once they take it
+    /// past the limit.
+    pub fn data(&mut self, bytes: Bytes) {
+        self.received += bytes.len() as u64;
+        if self.received > self.limit {
+            self.fail(BodyError::TooLarge);
+        } else if self.failed.is_none() {
+            self.chunks.push(bytes);
+        }
+    }
+
+    /// The body stops early; the guest reads `error` after what came before.
+    pub fn fail(&mut self, error: BodyError) {
+        self.failed.get_or_insert(error);
+    }
+
+    /// Body bytes taken so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The body is complete: the guest's end, which reads it from memory.
+    pub fn receiver(self) -> BodyReceiver {
+        if self.chunks.is_empty() && self.failed.is_none() {
+            return BodyReceiver::empty();
+        }
+        BodyReceiver::new(Rx::Whole { chunks: self.chunks.into_iter(), end: self.failed.map_or(Ok(()), Err) })
     }
 }
 
@@ -261,8 +296,11 @@ impl BodyReceiver {
                 return Poll::Ready(outcome.map(|()| Bytes::new()));
             }
             let msg = match self.rx.as_mut() {
-                Some(Rx::Bounded(rx)) => ready!(rx.poll_recv(cx)),
-                Some(Rx::Unbounded(rx)) => ready!(rx.poll_recv(cx)),
+                Some(Rx::Channel(rx)) => ready!(rx.poll_recv(cx)),
+                Some(Rx::Whole { chunks, end }) => Some(match chunks.next() {
+                    Some(bytes) => BodyMsg::Data(bytes),
+                    None => end.map_or_else(BodyMsg::Error, |()| BodyMsg::End),
+                }),
                 None => None,
             };
             match msg {
@@ -313,25 +351,40 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_past_its_limit_ends_too_large() {
-        for (mut feed, mut rx) in [channel(4), unbounded(4)] {
-            feed.data(Bytes::from_static(b"abc"));
-            feed.data(Bytes::from_static(b"de"));
-            assert!(feed.failed() && !feed.is_open());
-            assert_eq!(feed.received(), 5);
+        let (mut feed, mut streamed) = channel(4);
+        let mut whole = WholeBody::new(4);
+        for chunk in [&b"abc"[..], b"de"] {
+            feed.data(Bytes::from_static(chunk));
+            whole.data(Bytes::from_static(chunk));
+        }
+        assert!(feed.failed() && !feed.is_open());
+        assert_eq!((feed.received(), whole.received()), (5, 5));
+        for rx in [&mut streamed, &mut whole.receiver()] {
             assert_eq!(&rx.read(10).await.unwrap()[..], b"abc");
+            assert_eq!(rx.read(10).await, Err(BodyError::TooLarge));
             assert_eq!(rx.read(10).await, Err(BodyError::TooLarge));
         }
     }
 
     #[tokio::test]
-    async fn an_unbounded_channel_takes_everything() {
-        let (mut feed, mut rx) = unbounded(u64::MAX);
+    async fn a_whole_body_is_read_from_memory_in_the_readers_sizes() {
+        let mut whole = WholeBody::new(u64::MAX);
         for _ in 0..10 * BODY_CHANNEL_CHUNKS {
-            feed.data(Bytes::from_static(b"x"));
-            assert!(feed.wants_input());
+            whole.data(Bytes::from_static(b"xy"));
         }
-        feed.end();
-        assert_eq!(rx.read(1000).await.unwrap().len(), 1);
+        let mut rx = whole.receiver();
+        let mut read = 0;
+        loop {
+            let chunk = rx.read(3).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            assert!(chunk.len() <= 2, "no read spans two chunks");
+            read += chunk.len();
+        }
+        assert_eq!(read, 20 * BODY_CHANNEL_CHUNKS);
+        assert!(rx.is_exhausted());
+        assert!(WholeBody::new(0).receiver().is_exhausted(), "an empty body needs nothing read");
     }
 
     #[tokio::test]
