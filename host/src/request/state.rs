@@ -11,9 +11,9 @@
 //!   dispatcher, woken by [`RequestState::killed`], drops its future (cancelling the call) when its
 //!   thread gets to it.
 //! - being polled (on a guest thread, or on the I/O thread it started on), usually running
-//!   Wasm: [`RequestState::kill`] calls the runtime's interrupt
-//!   hook, which bumps the engine's epoch so the guest reaches its epoch check within
-//!   nanoseconds, where the runtime sees [`RequestState::kill_reason`] and traps it.
+//!   Wasm: [`RequestState::kill`] calls the runtime's interrupt hook, which bumps the engine's
+//!   epoch so the guest reaches its epoch check within nanoseconds, where the runtime sees
+//!   [`RequestState::kill_reason`] and traps it.
 
 use super::outcome::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

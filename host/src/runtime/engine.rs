@@ -125,17 +125,18 @@ pub struct TetherEngine {
     join: Option<JoinHandle<()>>,
 }
 
-/// How fast the ticker ticks: as fast as the guests polled since its last look need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// How fast the ticker ticks: as fast as the guests polled since its last look need. Ordered
+/// from the slowest, so that a greater pace is a faster one and the ticker starts parked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Pace {
-    /// A guest runs on a guest thread: a tick every [`EPOCH_TICK`].
-    Fast,
-    /// Guests run on I/O threads only: a tick every [`IO_EPOCH_TICK`].
-    Slow,
     /// No guest ran for a whole period (those in flight wait in host calls, where no tick
     /// reaches them): parked until one is polled.
     Parked,
+    /// Guests run on I/O threads only: a tick every [`IO_EPOCH_TICK`].
+    Slow,
+    /// A guest runs on a guest thread: a tick every [`EPOCH_TICK`].
+    Fast,
 }
 
 impl Pace {
@@ -177,7 +178,7 @@ impl PollCount {
 }
 
 /// Shared with the ticker thread.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct TickerState {
     /// Tells the ticker to stop.
     stop: AtomicBool,
@@ -189,18 +190,6 @@ struct TickerState {
     pace: AtomicU8,
     /// Ticks so far.
     ticks: AtomicU64,
-}
-
-impl Default for TickerState {
-    fn default() -> Self {
-        Self {
-            stop: AtomicBool::new(false),
-            on_io: PollCount::default(),
-            on_guest: PollCount::default(),
-            pace: AtomicU8::new(Pace::Parked as u8),
-            ticks: AtomicU64::new(0),
-        }
-    }
 }
 
 /// The polls of each kind the ticker saw started at its last look.
@@ -286,7 +275,7 @@ impl Ticker {
     fn polled(&self, on_io_thread: bool) -> Polled<'_> {
         let (count, needs) = if on_io_thread { (&self.state.on_io, Pace::Slow) } else { (&self.state.on_guest, Pace::Fast) };
         count.started.fetch_add(1, Ordering::SeqCst);
-        if self.state.pace.load(Ordering::SeqCst) > needs as u8 {
+        if self.state.pace.load(Ordering::SeqCst) < needs as u8 {
             self.thread.unpark();
         }
         Polled { count }
