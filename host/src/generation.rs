@@ -15,10 +15,11 @@ use crate::router::Router;
 use crate::runtime::{CompileCache, EngineLimits, Guest, GuestSettings, Preopen, Runtime};
 use crate::sched::Placement;
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -187,12 +188,25 @@ impl Generation {
     }
 }
 
+/// The `[server]` settings of the generation in force, for a short look (see
+/// [`Generations::in_force`]).
+pub struct SettingsView(arc_swap::Guard<Arc<Generation>>);
+
+impl std::ops::Deref for SettingsView {
+    type Target = ServerSettings;
+
+    fn deref(&self) -> &ServerSettings {
+        &self.0.settings
+    }
+}
+
 /// The generation in force, and what it takes to build the next.
 #[derive(Debug)]
 pub struct Generations {
     /// The generation in force; replaced whole by [`Generations::reload`] and
-    /// [`Generations::release_pool`].
-    current: RwLock<Arc<Generation>>,
+    /// [`Generations::release_pool`]. Read by every request on every thread: an `ArcSwap`
+    /// read writes to no memory the threads share (a lock's or a reference count's would).
+    current: ArcSwap<Generation>,
     /// How the command line configured the compile cache.
     cache: CacheChoice,
     /// The process's anonymous memory when the current pool was fresh: once the routes were
@@ -205,15 +219,26 @@ impl Generations {
     pub fn load(manifest: &Manifest, cache: &CacheChoice) -> anyhow::Result<Self> {
         let first = Generation::build(1, manifest, cache)?;
         Ok(Self {
-            current: RwLock::new(Arc::new(first)),
+            current: ArcSwap::from_pointee(first),
             cache: cache.clone(),
             fresh_anonymous: AtomicU64::new(heap::anonymous_resident()),
         })
     }
 
-    /// The generation in force.
+    /// The generation in force, to keep.
     pub fn current(&self) -> Arc<Generation> {
-        self.current.read().expect("generation lock").clone()
+        self.current.load_full()
+    }
+
+    /// The generation in force, for a short look (not held across waits: a thread has few
+    /// such views before they fall back to a reference count).
+    pub fn in_force(&self) -> arc_swap::Guard<Arc<Generation>> {
+        self.current.load()
+    }
+
+    /// The `[server]` settings in force, for a short look.
+    pub fn settings(&self) -> SettingsView {
+        SettingsView(self.in_force())
     }
 
     /// Builds the next generation from `manifest` and puts it in force; returns it. On an
@@ -221,7 +246,7 @@ impl Generations {
     pub fn reload(&self, manifest: &Manifest) -> anyhow::Result<Arc<Generation>> {
         let number = self.current().number + 1;
         let next = Arc::new(Generation::build(number, manifest, &self.cache)?);
-        *self.current.write().expect("generation lock") = next.clone();
+        self.current.store(next.clone());
         self.fresh_pool();
         Ok(next)
     }
@@ -241,14 +266,12 @@ impl Generations {
         let started = Instant::now();
         match old.reloaded() {
             Ok(fresh) => {
-                {
-                    let mut current = self.current.write().expect("generation lock");
-                    // A reload since `old` was read has put a fresh pool in force already.
-                    if !Arc::ptr_eq(&current, &old) {
-                        return;
-                    }
-                    *current = Arc::new(fresh);
+                // A reload since `old` was read has put a fresh pool in force already.
+                let replaced = self.current.compare_and_swap(&old, Arc::new(fresh));
+                if !Arc::ptr_eq(&replaced, &old) {
+                    return;
                 }
+                drop(replaced);
                 drop(old);
                 self.fresh_pool();
                 tracing::info!(pool_kib = resident / 1024, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "{POOL_RELEASED}");

@@ -2,13 +2,12 @@
 //! (completed, or failed with the status its outcome calls for), its access line, and the
 //! teardown of its instance after all of that.
 
-use super::overload::Overload;
-use super::{Arrival, InstanceSlot, OVERLOADED_MESSAGE, count_and_log};
-use crate::admin::Metrics;
+use super::{Arrival, Dispatcher, InstanceSlot, OVERLOADED_MESSAGE, count_and_log};
 use crate::generation::Route;
 use crate::request::{AccessRecord, Failure, KillReason, Outcome, Output, RequestState, SlowRecord, abort_latency};
 use crate::runtime::{GuestFailure, Spent};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,28 +26,59 @@ pub struct LiveRequest {
     pub state: Arc<RequestState>,
 }
 
+/// Shards of [`LiveRequests`]. Each thread registers the requests it starts in a shard of its
+/// own (threads beyond this many share), so that two I/O threads never write to the same lock.
+const LIVE_SHARDS: usize = 16;
+
 /// The requests whose task has not finished, by request id, so that a shutdown whose grace ran
-/// out can stop them and `/status` can list them.
+/// out can stop them and `/status` can list them. Every request is added and removed once, on
+/// every thread: sharded by the thread that started it.
+#[derive(Debug)]
+pub(super) struct LiveRequests([LiveShard; LIVE_SHARDS]);
+
+/// One shard, on cache lines of its own.
 #[derive(Debug, Default)]
-pub(super) struct LiveRequests(Mutex<HashMap<u64, LiveRequest>>);
+#[repr(align(128))]
+struct LiveShard(Mutex<HashMap<u64, LiveRequest>>);
+
+impl Default for LiveRequests {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| LiveShard::default()))
+    }
+}
+
+thread_local! {
+    /// The shard of [`LiveRequests`] this thread adds to, given out in turn.
+    static LIVE_SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % LIVE_SHARDS
+    };
+}
 
 impl LiveRequests {
-    pub(super) fn insert(&self, id: u64, request: LiveRequest) {
-        self.0.lock().expect("live requests").insert(id, request);
+    /// Registers `request` in the calling thread's shard; returns the shard, for [`Self::remove`].
+    pub(super) fn insert(&self, id: u64, request: LiveRequest) -> usize {
+        let shard = LIVE_SHARD.with(|shard| *shard);
+        self.0[shard].0.lock().expect("live requests").insert(id, request);
+        shard
     }
 
-    fn remove(&self, id: u64) {
-        self.0.lock().expect("live requests").remove(&id);
+    fn remove(&self, shard: usize, id: u64) {
+        self.0[shard].0.lock().expect("live requests").remove(&id);
     }
 
     /// Every request registered now, by id.
     pub(super) fn snapshot(&self) -> Vec<(u64, LiveRequest)> {
-        self.0.lock().expect("live requests").iter().map(|(id, request)| (*id, request.clone())).collect()
+        let mut all = Vec::new();
+        for shard in &self.0 {
+            all.extend(shard.0.lock().expect("live requests").iter().map(|(id, request)| (*id, request.clone())));
+        }
+        all
     }
 
     /// Times out every request still registered, for `reason`.
     pub(super) fn stop_all(&self, reason: KillReason) {
-        let states: Vec<_> = self.0.lock().expect("live requests").values().map(|request| request.state.clone()).collect();
+        let states: Vec<_> = self.snapshot().into_iter().map(|(_, request)| request.state).collect();
         for state in states {
             state.time_out(reason);
         }
@@ -83,12 +113,11 @@ pub(super) struct Ending {
     pub started_on: std::thread::Thread,
     /// The instance, when the guest returned or trapped on its own.
     pub spent: Option<Spent>,
-    /// Where the request is registered as not finished.
-    pub live: Arc<LiveRequests>,
-    /// Where the request is counted, when the admin listener is on.
-    pub metrics: Option<Arc<Metrics>>,
-    /// Where a 503 for want of resources is counted, and a guest that ran ends a run of them.
-    pub overload: Arc<Overload>,
+    /// The shard of the dispatcher's live requests the request is registered in.
+    pub live_shard: usize,
+    /// The dispatcher: its live requests, its metrics (when the admin listener is on) and its
+    /// runs of 503s, which a guest that ran ends.
+    pub dispatcher: Arc<Dispatcher>,
     /// Held until the instance is gone, which frees the slot.
     pub _slot: InstanceSlot,
 }
@@ -133,8 +162,8 @@ impl Ending {
         // A request refused for want of resources (its guest never ran) is logged by the run of
         // refusals; any other had a guest.
         match (outcome, &detail) {
-            (Outcome::Rejected, Some(reason)) => self.overload.refused(reason),
-            _ => self.overload.served(self.arrival.at),
+            (Outcome::Rejected, Some(reason)) => self.dispatcher.overload.refused(reason),
+            _ => self.dispatcher.overload.served(self.arrival.at),
         }
         let killed = result.is_err() && state.kill_reason() == Some(KillReason::Aborted);
         let record = AccessRecord {
@@ -154,13 +183,13 @@ impl Ending {
             guest_thread: self.guest_thread.name(),
             started_on: self.started_on.name(),
         };
-        count_and_log(self.metrics.as_deref(), Some(&route.path), &record);
+        count_and_log(self.dispatcher.metrics.as_deref(), Some(&route.path), &record);
         // A slow request whose guest never ran Wasm again to give its stack.
         if state.take_stack_wish().is_some() {
             SlowRecord { id: self.id, route: &route.path, age: self.arrival.at.elapsed(), state: "in a host call", stack: None }.log();
         }
         drop(output);
-        self.live.remove(self.id);
+        self.dispatcher.live.remove(self.live_shard, self.id);
         // `self` goes now: its fields drop in order, the instance (`spent`) before its slot.
     }
 }
@@ -186,5 +215,43 @@ fn classify(kill: Option<KillReason>, failure: &GuestFailure, route: &Route) -> 
             tracing::warn!(route = &*route.path, error = %failure, "guest failed");
             (Outcome::Trapped, error(500, "internal server error\n"), failure.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::AbortDetection;
+
+    fn request(target: &str) -> LiveRequest {
+        let state = RequestState::new(AbortDetection::Prompt, false, Arc::new(|| {}));
+        LiveRequest {
+            route: "/".into(),
+            method: "GET".to_owned(),
+            target: target.to_owned(),
+            since: Instant::now(),
+            state: Arc::new(state),
+        }
+    }
+
+    #[test]
+    fn requests_registered_on_several_threads_are_all_listed_stopped_and_removed() {
+        let live = LiveRequests::default();
+        let registered: Vec<(u64, usize)> = std::thread::scope(|scope| {
+            let live = &live;
+            let threads: Vec<_> = (1..=4u64).map(|id| scope.spawn(move || (id, live.insert(id, request(&format!("/{id}")))))).collect();
+            threads.into_iter().map(|thread| thread.join().expect("thread")).collect()
+        });
+        let shards: std::collections::HashSet<usize> = registered.iter().map(|&(_, shard)| shard).collect();
+        assert!(shards.len() > 1, "each thread registers in a shard of its own: {registered:?}");
+        let mut listed: Vec<(u64, String)> = live.snapshot().into_iter().map(|(id, request)| (id, request.target)).collect();
+        listed.sort();
+        assert_eq!(listed, (1..=4).map(|id| (id, format!("/{id}"))).collect::<Vec<_>>());
+        live.stop_all(KillReason::ShutdownGrace);
+        assert!(live.snapshot().iter().all(|(_, request)| request.state.kill_reason() == Some(KillReason::ShutdownGrace)));
+        for (id, shard) in registered {
+            live.remove(shard, id);
+        }
+        assert!(live.snapshot().is_empty());
     }
 }

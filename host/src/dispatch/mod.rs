@@ -3,9 +3,11 @@
 //!
 //! A front end calls [`Dispatcher::admit`] with the request's path and declared body length and
 //! gets either an [`Admitted`] request or a [`Refusal`] it only has to encode. It then
-//! [`Dispatcher::start`]s the admitted request, which spawns its task and returns at once: the
-//! front end keeps watching its socket while the guest runs. How the request ends (its
-//! outcome, the end of its response, its access line) is `ending`'s.
+//! [`Dispatcher::start`]s the admitted request: a request that starts on the front end's I/O
+//! thread comes back as a [`Run`], which the connection task polls alongside its socket, so
+//! that a short request needs no task of its own; one that starts on the guest threads is a
+//! task there. Either way the front end keeps watching its socket while the guest runs. How
+//! the request ends (its outcome, the end of its response, its access line) is `ending`'s.
 
 mod ending;
 mod overload;
@@ -14,9 +16,9 @@ pub use ending::LiveRequest;
 pub use overload::{OVERLOADED, SERVING_AGAIN};
 
 use crate::admin::Metrics;
-use crate::generation::{CacheChoice, Generation, Generations, Route};
+use crate::generation::{CacheChoice, Generation, Generations, Route, SettingsView};
 use crate::heap::{Busy, IdleTrim};
-use crate::manifest::{GuestStart, Manifest, ServerSettings};
+use crate::manifest::{GuestStart, Manifest};
 use crate::request::{
     AccessRecord, BodyReceiver, KillReason, Outcome, Output, Protocol, RequestHead, RequestState, ResponseSink, monotonic_ns,
 };
@@ -55,13 +57,13 @@ pub struct Dispatcher {
     /// Request tasks, so that shutdown can wait for them.
     tasks: TaskTracker,
     /// The requests not finished yet, so that shutdown can stop them when its grace runs out.
-    live: Arc<LiveRequests>,
+    live: LiveRequests,
     /// Where request tasks run.
     executors: Executors,
     /// What the admin listener reports; `None` when it is off, and nothing is counted.
     metrics: Option<Arc<Metrics>>,
     /// Runs of 503s, for the log.
-    overload: Arc<Overload>,
+    overload: Overload,
 }
 
 /// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
@@ -78,6 +80,37 @@ pub struct Executors {
     /// before any is cleaned up after (BENCHMARKS.md, "A mass abort still waited behind
     /// teardowns").
     pub reaper: tokio::runtime::Handle,
+}
+
+/// A request started on the front end's thread ([`Dispatcher::start`]): ready once the request
+/// ended there or moved to the guest threads. A front end that stops polling it first (its
+/// connection goes on to the next request, or ends) [`Run::detach`]es it.
+pub struct Run {
+    /// The request, until it ends here or moves.
+    future: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Where a detached run is tracked, so that shutdown waits for it.
+    tasks: TaskTracker,
+}
+
+impl Run {
+    /// Lets the request go on as a task of its own on this thread's runtime.
+    pub fn detach(self) {
+        self.tasks.spawn(self.future);
+    }
+}
+
+impl Future for Run {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").finish_non_exhaustive()
+    }
 }
 
 /// Where a request came from and when, for its access line.
@@ -187,16 +220,16 @@ impl Dispatcher {
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             tasks: TaskTracker::new(),
-            live: Arc::default(),
-            overload: Arc::default(),
+            live: LiveRequests::default(),
+            overload: Overload::default(),
             executors,
             metrics,
         })
     }
 
-    /// The `[server]` settings in force.
-    pub fn settings(&self) -> Arc<ServerSettings> {
-        self.generations.current().settings.clone()
+    /// The `[server]` settings in force, for a short look (not held across waits).
+    pub fn settings(&self) -> SettingsView {
+        self.generations.settings()
     }
 
     /// The generation in force.
@@ -229,7 +262,7 @@ impl Dispatcher {
     /// yet, as for a chunked body): finds its route, holds the declared length to the route's
     /// `max_body_size`, and takes an instance slot, waiting up to `ADMISSION_WAIT` for one.
     pub async fn admit(&self, arrival: Arrival, path: &str, declared_body: Option<u64>) -> Result<Admitted, Refusal> {
-        let generation = self.generations.current();
+        let generation = self.generations.in_force();
         let route = generation.route(path).ok_or_else(Refusal::no_route)?.clone();
         if declared_body.is_some_and(|length| length > route.max_body_size) {
             return Err(Refusal::too_large());
@@ -274,11 +307,14 @@ impl Dispatcher {
         count_and_log(self.metrics.as_deref(), None, &record);
     }
 
-    /// Spawns the request's task and returns at once. The task starts on the calling thread's
-    /// runtime (the front end's I/O thread) or on the guest runtime, as `guests_start_on` and
-    /// what its route has shown ([`crate::sched::Placement`]) say, and moves from the first to
-    /// the second if its guest computes there (see [`crate::sched`]).
-    pub fn start(self: &Arc<Self>, start: Start) {
+    /// Starts the request. On the guest threads (as `guests_start_on` and what its route has
+    /// shown say, see [`crate::sched::Placement`]) it runs as a task of its own and this returns
+    /// `None`. On the calling thread (the front end's I/O thread) it returns the request's
+    /// [`Run`], which the front end polls alongside its socket: a short request then runs to
+    /// its end inside the connection's task, with no task of its own. The run moves to the
+    /// guest threads if its guest computes there (see [`crate::sched`]).
+    #[must_use = "a run started on this thread makes progress only while polled"]
+    pub fn start(self: &Arc<Self>, start: Start) -> Option<Run> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let on_io_thread = match self.settings().guests_start_on {
             GuestStart::GuestThreads => false,
@@ -290,17 +326,20 @@ impl Dispatcher {
         let task = async move { this.run(id, start).await };
         if !on_io_thread {
             self.tasks.spawn_on(task, &self.executors.guests);
-            return;
+            return None;
         }
         let tasks = self.tasks.clone();
         let guests = self.executors.guests.clone();
-        self.tasks.spawn(async move {
-            // Boxed, so that the task can move to another runtime once it was polled.
-            if let IoRun::Left { rest } = crate::sched::until_leaving(Box::pin(task)).await {
-                state.mark_computed();
-                tasks.spawn_on(rest, &guests);
-            }
-        });
+        Some(Run {
+            future: Box::pin(async move {
+                // Boxed, so that the task can move to another runtime once it was polled.
+                if let IoRun::Left { rest } = crate::sched::until_leaving(Box::pin(task)).await {
+                    state.mark_computed();
+                    tasks.spawn_on(rest, &guests);
+                }
+            }),
+            tasks: self.tasks.clone(),
+        })
     }
 
     /// Stops every request still running, when the shutdown's grace ran out: each ends as a
@@ -317,7 +356,7 @@ impl Dispatcher {
 
     /// The request's task: runs the guest against the kill switch and the wall-clock limit,
     /// then finishes the request (here, or on the reaper).
-    async fn run(&self, id: u64, start: Start) {
+    async fn run(self: Arc<Self>, id: u64, start: Start) {
         let started_on = std::thread::current();
         let Start { admitted: Admitted { arrival, route, slot, state }, head, body, sink } = start;
         let method = head.method.clone();
@@ -332,7 +371,7 @@ impl Dispatcher {
             since: arrival.at,
             state: state.clone(),
         };
-        self.live.insert(id, live);
+        let live_shard = self.live.insert(id, live);
         let deadline = async {
             match route.request_timeout {
                 Some(limit) => tokio::time::sleep(limit).await,
@@ -393,22 +432,20 @@ impl Dispatcher {
             guest_thread: std::thread::current(),
             started_on,
             spent,
-            live: self.live.clone(),
-            metrics: self.metrics.clone(),
-            overload: self.overload.clone(),
+            live_shard,
+            dispatcher: self,
             _slot: slot,
         };
-        let stopped_in_host_call = ending.stopped_in_host_call();
         // A guest stopped inside a host call is torn down with its future, which must go before
-        // the output is touched (the call may hold it).
+        // the output is touched (the call may hold it), on the reaper.
+        let reaper = ending.stopped_in_host_call().then(|| ending.dispatcher.clone());
         let finish = async move {
             drop(guest);
             ending.finish().await;
         };
-        if stopped_in_host_call {
-            self.tasks.spawn_on(finish, &self.executors.reaper);
-        } else {
-            finish.await;
+        match reaper {
+            Some(dispatcher) => drop(dispatcher.tasks.spawn_on(finish, &dispatcher.executors.reaper)),
+            None => finish.await,
         }
     }
 }

@@ -4,22 +4,25 @@
 //! The connection task owns the read half and never stops reading while requests run: that is
 //! how it sees the web server close the link (nginx's reaction to its client leaving) and
 //! `FCGI_ABORT_REQUEST`, and feeds both to the requests' states. It decodes records, collects
-//! each request's PARAMS, has the request admitted, feeds it STDIN, and writes its guest's
-//! stderr lines. Every request's sink (`super::sink`) writes whole records through the shared
-//! `Writer`; a flush is a socket write before it returns.
+//! each request's PARAMS, has the request admitted, feeds it STDIN, polls the requests it
+//! started on its thread (their `Run`s), and writes their guests' stderr lines. Every request's
+//! sink (`super::sink`) writes whole records through the shared `Writer`; a flush is a socket
+//! write before it returns.
 
 use super::mapping;
 use super::record::{self, BeginRequest, Frames, ProtocolStatus, Record, RecordError, kind};
 use super::sink::{RequestKey, Sink, Stderr};
 use super::writer::Writer;
-use crate::dispatch::{Arrival, Dispatcher, Refusal, Start};
+use crate::dispatch::{Arrival, Dispatcher, Refusal, Run, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream};
 use crate::request::body::{BodyError, BodyReceiver, WholeBody};
 use crate::request::{PeerClose, Protocol, RequestHead, RequestState, ResponseHead};
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Instant;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
@@ -54,7 +57,23 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
         next_serial: 0,
         id: dispatcher.next_conn_id(),
     };
-    conn.run(done_rx, stderr_rx, shutdown).await;
+    let mut runs = FuturesUnordered::new();
+    conn.run(&mut runs, done_rx, stderr_rx, shutdown).await;
+    // Requests still running when the connection ends go on without it.
+    for run in runs {
+        run.detach();
+    }
+}
+
+/// Polls `work` of the connection task while polling the requests it runs on its thread: they
+/// make progress only while polled, and `work` may wait for them (for the shared writer).
+async fn alongside<F: Future>(runs: &mut FuturesUnordered<Run>, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        while let Poll::Ready(Some(())) = runs.poll_next_unpin(cx) {}
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// A request the connection knows, from its BEGIN_REQUEST until it ended.
@@ -146,6 +165,7 @@ struct Connection<R, W> {
 impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
     async fn run(
         &mut self,
+        runs: &mut FuturesUnordered<Run>,
         mut done_rx: mpsc::UnboundedReceiver<RequestKey>,
         mut stderr_rx: mpsc::Receiver<(RequestKey, Stderr)>,
         shutdown: CancellationToken,
@@ -153,34 +173,36 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         loop {
             loop {
                 match record::decode(&mut self.reader.buf) {
-                    Ok(Some(record)) => {
-                        if let Err(error) = self.handle(record).await {
+                    Ok(Some(record)) => match alongside(runs, self.handle(record)).await {
+                        Ok(Some(run)) => runs.push(run),
+                        Ok(None) => {}
+                        Err(error) => {
                             tracing::warn!(%error, "FastCGI protocol error; closing the connection");
-                            return self.abandon(PeerClose::Closed).await;
+                            return alongside(runs, self.abandon(PeerClose::Closed)).await;
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(error) => {
                         tracing::warn!(%error, "malformed FastCGI record; closing the connection");
-                        return self.abandon(PeerClose::Closed).await;
+                        return alongside(runs, self.abandon(PeerClose::Closed)).await;
                     }
                 }
             }
             if (self.closing || shutdown.is_cancelled()) && self.requests.is_empty() {
-                self.writer.close().await;
-                return;
+                return alongside(runs, self.writer.close()).await;
             }
             tokio::select! {
                 biased;
                 Some((id, serial)) = done_rx.recv() => self.finished(id, serial),
                 Some((key, message)) = stderr_rx.recv() => match message {
-                    Stderr::Line(line) => self.write_stderr(key, line).await,
+                    Stderr::Line(line) => alongside(runs, self.write_stderr(key, line)).await,
                     Stderr::Barrier(reached) => drop(reached.send(())),
                 },
+                Some(()) = runs.next(), if !runs.is_empty() => {}
                 () = shutdown.cancelled(), if self.requests.is_empty() => {}
                 event = self.reader.work(SocketWork::Read) => match event {
                     SocketEvent::Data | SocketEvent::Spurious => {}
-                    SocketEvent::Closed(_) => return self.abandon(PeerClose::Closed).await,
+                    SocketEvent::Closed(_) => return alongside(runs, self.abandon(PeerClose::Closed)).await,
                 },
             }
         }
@@ -204,11 +226,12 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         }
     }
 
-    /// Handles one record.
-    async fn handle(&mut self, record: Record) -> Result<(), RecordError> {
+    /// Handles one record; the end of a request's STDIN starts it, and a request started on
+    /// this thread comes back as its [`Run`].
+    async fn handle(&mut self, record: Record) -> Result<Option<Run>, RecordError> {
         let id = record.request_id;
         if id == record::MANAGEMENT_ID {
-            return self.management(record).await;
+            return self.management(record).await.map(|()| None);
         }
         match record.kind {
             // §5.1.
@@ -233,7 +256,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                 if let Some(status) = refusal {
                     self.writer.end_request(id, status).await;
                     self.closing |= !begin.keep_conn();
-                    return Ok(());
+                    return Ok(None);
                 }
                 self.next_serial += 1;
                 let open = OpenRequest { serial: self.next_serial, ended: Arc::default(), begin, params: Vec::new(), admitted: None };
@@ -241,7 +264,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             }
             // §5.2: the stream ends with an empty record.
             kind::PARAMS => {
-                let Some(open) = self.requests.get_mut(&id).filter(|open| open.admitted.is_none()) else { return Ok(()) };
+                let Some(open) = self.requests.get_mut(&id).filter(|open| open.admitted.is_none()) else { return Ok(None) };
                 if record.content.is_empty() {
                     self.admit(id).await;
                 } else if open.params.len() + record.content.len() > MAX_PARAMS_BYTES {
@@ -257,7 +280,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                     && let Some(mut start) = admitted.start.take()
                 {
                     start.body = body;
-                    self.dispatcher.start(start);
+                    return Ok(self.dispatcher.start(start));
                 }
             }
             // §5.4: honoured (php-fpm ignores it). In prompt mode the guest is stopped at once;
@@ -278,7 +301,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             // DATA belongs to the Filter role; anything else a web server should not send.
             other => tracing::debug!(kind = other, id, "ignoring a FastCGI record"),
         }
-        Ok(())
+        Ok(None)
     }
 
     /// §4: management records.

@@ -1,8 +1,8 @@
 //! One HTTP/1.1 connection. The connection task owns the socket's read half: it reads request
 //! heads, has each request admitted and started, feeds the guest its body (`super::feed`),
-//! and, while the guest runs, keeps watching the socket, so that a client's FIN or RST is seen
-//! at once (prompt abort detection) even if the guest never reads its body or the client
-//! pipelined another request first. The response sink (`super::sink`) owns the write half
+//! polls the request's run when it started on this thread, and, while the guest runs, keeps
+//! watching the socket, so that a client's FIN or RST is seen at once (prompt abort detection)
+//! even if the guest never reads its body or the client pipelined another request first. The response sink (`super::sink`) owns the write half
 //! while the guest runs and hands it back when the response is over.
 
 use super::encode;
@@ -11,7 +11,7 @@ use super::handback::{Taker, handback};
 use super::keep_alive::KeepAlive;
 use super::parse::{self, Framing, HeadLimits, ParseError, Parsed, Version};
 use super::sink::{Returned, Sink};
-use crate::dispatch::{Arrival, Dispatcher, Refusal, Start};
+use crate::dispatch::{Arrival, Dispatcher, Refusal, Run, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, write_all_vectored};
 use crate::request::{AbortDetection, PeerClose, Protocol, RequestHead, RequestState};
 use bytes::Buf as _;
@@ -41,6 +41,7 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
         local,
         id: dispatcher.next_conn_id(),
     };
+    drop(settings);
     let mut writer = Some(wr);
     let mut first = true;
     while let Some(wr) = writer.take() {
@@ -78,9 +79,12 @@ impl<R: ReadHalf> Connection<R> {
     where
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        let settings = dispatcher.settings();
-        let idle = if first { settings.header_timeout } else { self.keep_alive_timeout };
-        let parsed = self.read_head(idle, settings.header_timeout, shutdown).await;
+        let (header_timeout, send_timeout) = {
+            let settings = dispatcher.settings();
+            (settings.header_timeout, settings.send_timeout)
+        };
+        let idle = if first { header_timeout } else { self.keep_alive_timeout };
+        let parsed = self.read_head(idle, header_timeout, shutdown).await;
         let arrival = Arrival { protocol: Protocol::Http, conn_id: self.id, at: Instant::now() };
         let parsed = match parsed {
             Ok(Some(parsed)) => parsed,
@@ -128,9 +132,14 @@ impl<R: ReadHalf> Connection<R> {
         // A client sending no body waits for nothing.
         let expect_continue = expect_continue && framing != Framing::Empty;
         let keep_alive = keep_alive.with_body(feed.broken());
-        let sink = Sink::new(wr, giver, version, is_head, keep_alive, expect_continue, settings.send_timeout);
-        dispatcher.start(Start { admitted, head, body, sink: Box::new(sink) });
-        let returned = self.drive(&mut feed, &state, &taker, shutdown).await;
+        let sink = Sink::new(wr, giver, version, is_head, keep_alive, expect_continue, send_timeout);
+        let mut run = dispatcher.start(Start { admitted, head, body, sink: Box::new(sink) });
+        let returned = self.drive(&mut feed, &state, &taker, &mut run, shutdown).await;
+        // The response is over (or the request died) and the guest still runs: it goes on
+        // without the connection.
+        if let Some(run) = run {
+            run.detach();
+        }
         feed.close();
         let Returned { writer, reusable, at } = returned?;
         self.idle_since = at;
@@ -195,7 +204,8 @@ impl<R: ReadHalf> Connection<R> {
         }
     }
 
-    /// Runs while the guest has the response: feeds the body and watches the socket, until the
+    /// Runs while the guest has the response: feeds the body, polls the request's `run` (when
+    /// it started on this thread, until it ended or moved) and watches the socket, until the
     /// sink hands the write half back (or is dropped, if the request died).
     ///
     /// The hand-back wakes this task only when nothing else would (`handback`): a client on a
@@ -207,6 +217,7 @@ impl<R: ReadHalf> Connection<R> {
         feed: &mut Feed,
         state: &RequestState,
         taker: &Taker<Returned<W>>,
+        run: &mut Option<Run>,
         shutdown: &CancellationToken,
     ) -> Option<Returned<W>> {
         // When `body_timeout` runs out: set once the guest waits for body bytes, cleared by each
@@ -252,6 +263,7 @@ impl<R: ReadHalf> Connection<R> {
             tokio::select! {
                 biased;
                 returned = std::future::poll_fn(|cx| taker.poll_take(cx, wake_wanted)) => return returned,
+                () = async { run.as_mut().expect("run").await }, if run.is_some() => *run = None,
                 () = &mut shutdown_started, if !shutting_down => shutting_down = true,
                 () = &mut idle_check => match taker.try_take() {
                     Some(returned) => return returned,
