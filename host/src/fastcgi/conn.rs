@@ -311,13 +311,14 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             // §4.1: answer the variables asked for that we know.
             let settings = self.dispatcher.settings();
             for (name, _) in record::parse_pairs(&record.content, MAX_PARAMS)? {
-                let value = match name.as_slice() {
+                let name = &record.content[name];
+                let value = match name {
                     record::MAX_CONNS => settings.max_connections.to_string(),
                     record::MAX_REQS => settings.max_instances.to_string(),
                     record::MPXS_CONNS => "1".to_owned(),
                     _ => continue,
                 };
-                record::encode_pair(&mut content, &name, value.as_bytes());
+                record::encode_pair(&mut content, name, value.as_bytes());
             }
             kind::GET_VALUES_RESULT
         } else {
@@ -339,7 +340,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
         let arrival = self.arrival();
         let request = match record::parse_pairs(&params, MAX_PARAMS) {
             Ok(pairs) => {
-                mapping::request(pairs, self.dispatcher.settings().fastcgi_route_by).map_err(|error| Refusal::malformed(400, error))
+                mapping::request(params, pairs, self.dispatcher.settings().fastcgi_route_by).map_err(|error| Refusal::malformed(400, error))
             }
             Err(error) => Err(Refusal::malformed(400, error)),
         };

@@ -2,9 +2,9 @@
 //! §5.2) to the request the guest sees, and the guest's response head to a CGI response
 //! header block (RFC 3875 §6.3), which FastCGI carries on `STDOUT` (spec §6.2).
 
-use super::record::Pairs;
+use super::record::PairSpans;
 use crate::manifest::RouteBy;
-use crate::request::{RequestHead, ResponseHead, reason_phrase};
+use crate::request::{CgiVars, RequestHead, ResponseHead, reason_phrase};
 use std::io::Write as _;
 use thiserror::Error;
 
@@ -31,11 +31,12 @@ pub enum MappingError {
 }
 
 fn text(value: &[u8], name: &'static str) -> Result<String, MappingError> {
-    String::from_utf8(value.to_vec()).map_err(|_| MappingError::Missing(name))
+    std::str::from_utf8(value).map(str::to_owned).map_err(|_| MappingError::Missing(name))
 }
 
-/// Builds the request from the PARAMS pairs.
-pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingError> {
+/// Builds the request from the PARAMS stream `params`, whose pairs lie at `pairs`. The stream
+/// stays whole as the request's CGI variables.
+pub fn request(params: Vec<u8>, pairs: PairSpans, route_by: RouteBy) -> Result<CgiRequest, MappingError> {
     let mut method = None;
     let mut request_uri = None;
     let mut script_name = None;
@@ -47,53 +48,53 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
     let mut remote_port = None;
     let mut https = false;
     let mut headers = Vec::new();
-    let mut vars = Vec::with_capacity(params.len());
-    for (name, value) in params {
+    let mut vars = Vec::with_capacity(pairs.len());
+    for (name_at, value_at) in pairs {
+        let (name, value) = (&params[name_at.clone()], &params[value_at.clone()]);
         // RFC 3875 §4.1.18: protocol-specific meta-variables carry the request headers. Those
         // that CONTENT_LENGTH and CONTENT_TYPE carry are not repeated (nginx sends both), so the
         // guest gets each header once.
         if let Some(field) = name.strip_prefix(b"HTTP_") {
             if field != b"CONTENT_LENGTH" && field != b"CONTENT_TYPE" {
-                headers.push((String::from_utf8_lossy(field).to_ascii_lowercase().replace('_', "-"), value));
+                headers.push((String::from_utf8_lossy(field).to_ascii_lowercase().replace('_', "-"), value.to_vec()));
             }
             continue;
         }
-        match name.as_slice() {
+        match name {
             // RFC 3875 §4.1.12.
-            b"REQUEST_METHOD" => method = Some(text(&value, "REQUEST_METHOD")?),
+            b"REQUEST_METHOD" => method = Some(text(value, "REQUEST_METHOD")?),
             // Not in RFC 3875; every common server sends the original target as REQUEST_URI.
-            b"REQUEST_URI" => request_uri = Some(text(&value, "REQUEST_URI")?),
+            b"REQUEST_URI" => request_uri = Some(text(value, "REQUEST_URI")?),
             // RFC 3875 §4.1.13.
-            b"SCRIPT_NAME" => script_name = Some(text(&value, "SCRIPT_NAME")?),
+            b"SCRIPT_NAME" => script_name = Some(text(value, "SCRIPT_NAME")?),
             // RFC 3875 §4.1.5.
-            b"PATH_INFO" => path_info = Some(text(&value, "PATH_INFO")?),
+            b"PATH_INFO" => path_info = Some(text(value, "PATH_INFO")?),
             // RFC 3875 §4.1.7.
-            b"QUERY_STRING" => query = Some(text(&value, "QUERY_STRING")?),
+            b"QUERY_STRING" => query = Some(text(value, "QUERY_STRING")?),
             // RFC 3875 §4.1.16.
-            b"SERVER_PROTOCOL" => protocol = Some(text(&value, "SERVER_PROTOCOL")?),
+            b"SERVER_PROTOCOL" => protocol = Some(text(value, "SERVER_PROTOCOL")?),
             // RFC 3875 §4.1.8; REMOTE_PORT is not in it, but web servers send it.
-            b"REMOTE_ADDR" if !value.is_empty() => remote_addr = Some(text(&value, "REMOTE_ADDR")?),
-            b"REMOTE_PORT" if !value.is_empty() => remote_port = Some(text(&value, "REMOTE_PORT")?),
+            b"REMOTE_ADDR" if !value.is_empty() => remote_addr = Some(text(value, "REMOTE_ADDR")?),
+            b"REMOTE_PORT" if !value.is_empty() => remote_port = Some(text(value, "REMOTE_PORT")?),
             // Not in RFC 3875: web servers set HTTPS to a non-empty value (`on`; IIS says `off`
             // otherwise) for a TLS client, and nginx also sends REQUEST_SCHEME.
             b"HTTPS" => https |= !value.is_empty() && !value.eq_ignore_ascii_case(b"off"),
             b"REQUEST_SCHEME" => https |= value.eq_ignore_ascii_case(b"https"),
             // RFC 3875 §4.1.2: the body length; also the guest's content-length header.
             b"CONTENT_LENGTH" => {
-                let length = text(&value, "CONTENT_LENGTH")?;
+                let length = text(value, "CONTENT_LENGTH")?;
                 if !length.is_empty() {
                     content_length = Some(length.trim().parse().map_err(|_| MappingError::ContentLength)?);
-                    headers.push(("content-length".to_owned(), value.clone()));
+                    headers.push(("content-length".to_owned(), value.to_vec()));
                 }
             }
             // RFC 3875 §4.1.3.
-            b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value.clone())),
+            b"CONTENT_TYPE" if !value.is_empty() => headers.push(("content-type".to_owned(), value.to_vec())),
             _ => {}
         }
         // Every other variable (SCRIPT_FILENAME, DOCUMENT_ROOT, SERVER_NAME, a `fastcgi_param`
         // of the web server's own...) reaches the guest as it came, and so do the ones above.
-        let name = String::from_utf8(name).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-        vars.push((name, value));
+        vars.push((name_at, value_at));
     }
     let method = method.ok_or(MappingError::Missing("REQUEST_METHOD"))?;
     let target = match request_uri {
@@ -121,7 +122,7 @@ pub fn request(params: Pairs, route_by: RouteBy) -> Result<CgiRequest, MappingEr
         protocol: protocol.unwrap_or_else(|| "HTTP/1.1".to_owned()),
         remote_addr,
         local_addr: None,
-        cgi_vars: Some(vars),
+        cgi_vars: Some(CgiVars::new(params, vars)),
         https,
         headers,
     };
@@ -165,14 +166,20 @@ pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: Option<us
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Pairs {
-        pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    /// `pairs` as a PARAMS stream, mapped.
+    fn request(pairs: &[(&str, &str)], route_by: RouteBy) -> Result<CgiRequest, MappingError> {
+        let mut params = Vec::new();
+        for (name, value) in pairs {
+            crate::fastcgi::record::encode_pair(&mut params, name.as_bytes(), value.as_bytes());
+        }
+        let spans = crate::fastcgi::record::parse_pairs(&params, pairs.len()).expect("pairs");
+        super::request(params, spans, route_by)
     }
 
     #[test]
     fn nginx_parameters_become_the_same_request_as_over_http() {
         let request = request(
-            params(&[
+            &[
                 ("REQUEST_METHOD", "POST"),
                 ("REQUEST_URI", "/seed-a?iua=1"),
                 ("SCRIPT_NAME", "/seed-a"),
@@ -187,7 +194,7 @@ mod tests {
                 ("HTTP_CONTENT_LENGTH", "4"),
                 ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
                 ("GATEWAY_INTERFACE", "CGI/1.1"),
-            ]),
+            ],
             RouteBy::RequestUri,
         )
         .unwrap();
@@ -222,7 +229,7 @@ mod tests {
         let https = |pairs: &[(&str, &str)]| {
             let mut all = vec![("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/")];
             all.extend_from_slice(pairs);
-            request(params(&all), RouteBy::RequestUri).unwrap().head.https
+            request(&all, RouteBy::RequestUri).unwrap().head.https
         };
         assert!(https(&[("HTTPS", "on")]));
         assert!(https(&[("REQUEST_SCHEME", "https")]));
@@ -235,7 +242,7 @@ mod tests {
     #[test]
     fn without_request_uri_the_target_is_rebuilt() {
         let request = request(
-            params(&[("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/app"), ("PATH_INFO", "/x"), ("QUERY_STRING", "a=1")]),
+            &[("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/app"), ("PATH_INFO", "/x"), ("QUERY_STRING", "a=1")],
             RouteBy::ScriptName,
         )
         .unwrap();
@@ -246,12 +253,12 @@ mod tests {
 
     #[test]
     fn missing_or_bad_parameters_are_errors() {
-        assert_eq!(request(params(&[("REQUEST_URI", "/")]), RouteBy::RequestUri), Err(MappingError::Missing("REQUEST_METHOD")));
+        assert_eq!(request(&[("REQUEST_URI", "/")], RouteBy::RequestUri), Err(MappingError::Missing("REQUEST_METHOD")));
         assert_eq!(
-            request(params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/"), ("CONTENT_LENGTH", "x")]), RouteBy::RequestUri),
+            request(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/"), ("CONTENT_LENGTH", "x")], RouteBy::RequestUri),
             Err(MappingError::ContentLength)
         );
-        assert!(request(params(&[("REQUEST_METHOD", "GET")]), RouteBy::RequestUri).is_err());
+        assert!(request(&[("REQUEST_METHOD", "GET")], RouteBy::RequestUri).is_err());
     }
 
     #[test]

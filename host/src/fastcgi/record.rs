@@ -4,6 +4,7 @@
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use std::io::IoSlice;
+use std::ops::Range;
 use thiserror::Error;
 
 /// §3.3: `FCGI_VERSION_1`, the only version.
@@ -252,27 +253,29 @@ fn pair_len(bytes: &mut &[u8]) -> Result<usize, RecordError> {
     usize::try_from(len).map_err(|_| RecordError::TruncatedPair)
 }
 
-/// Name-value pairs, as raw bytes (§3.4 puts no encoding on them).
-pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// Where each name-value pair's name and value lie in the bytes they were parsed from (§3.4 puts
+/// no encoding on either), in order.
+pub type PairSpans = Vec<(Range<usize>, Range<usize>)>;
 
 /// §3.4: parses a whole name-value pair stream (the concatenated PARAMS or GET_VALUES
-/// content), allowing at most `max_pairs` pairs.
-pub fn parse_pairs(mut bytes: &[u8], max_pairs: usize) -> Result<Pairs, RecordError> {
+/// content), allowing at most `max_pairs` pairs. The pairs stay where they are in `bytes`.
+pub fn parse_pairs(bytes: &[u8], max_pairs: usize) -> Result<PairSpans, RecordError> {
     let mut pairs = Vec::new();
-    while !bytes.is_empty() {
+    let mut rest = bytes;
+    while !rest.is_empty() {
         if pairs.len() == max_pairs {
             return Err(RecordError::TooManyPairs(max_pairs));
         }
-        let name_len = pair_len(&mut bytes)?;
-        let value_len = pair_len(&mut bytes)?;
+        let name_len = pair_len(&mut rest)?;
+        let value_len = pair_len(&mut rest)?;
         let total = name_len.checked_add(value_len).ok_or(RecordError::TruncatedPair)?;
-        if bytes.len() < total {
+        if rest.len() < total {
             return Err(RecordError::TruncatedPair);
         }
-        let (name, rest) = bytes.split_at(name_len);
-        let (value, rest) = rest.split_at(value_len);
-        pairs.push((name.to_vec(), value.to_vec()));
-        bytes = rest;
+        let name_start = bytes.len() - rest.len();
+        let value_start = name_start + name_len;
+        pairs.push((name_start..value_start, value_start..value_start + value_len));
+        rest = &rest[total..];
     }
     Ok(pairs)
 }
@@ -352,8 +355,8 @@ mod tests {
         assert_eq!(out[15], 9, "1-byte name length");
         assert_eq!(&out[16..20], &(300u32 | 0x8000_0000).to_be_bytes(), "4-byte value length");
         let pairs = parse_pairs(&out, 10).unwrap();
-        assert_eq!(pairs[0], (b"SCRIPT_NAME".to_vec(), b"/x".to_vec()));
-        assert_eq!(pairs[1].1, long);
+        assert_eq!((&out[pairs[0].0.clone()], &out[pairs[0].1.clone()]), (&b"SCRIPT_NAME"[..], &b"/x"[..]));
+        assert_eq!(&out[pairs[1].1.clone()], &long[..]);
         assert_eq!(parse_pairs(&out, 1), Err(RecordError::TooManyPairs(1)));
         assert_eq!(parse_pairs(&out[..out.len() - 1], 10), Err(RecordError::TruncatedPair));
         assert_eq!(parse_pairs(&[0x80, 0, 0], 10), Err(RecordError::TruncatedPair));

@@ -1,6 +1,7 @@
 //! The protocol-neutral request and response heads: what a guest sees of the request line and
 //! headers whichever front end received them, and the status and headers it answers with.
 
+use std::ops::Range;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -20,7 +21,7 @@ pub struct RequestHead {
     pub local_addr: Option<Arc<str>>,
     /// The CGI variables a web server sent besides the headers (FastCGI's `PARAMS` other than
     /// `HTTP_*`), in arrival order; `None` for a request that came with none (HTTP).
-    pub cgi_vars: Option<Vec<(String, Vec<u8>)>>,
+    pub cgi_vars: Option<CgiVars>,
     /// Whether the client's connection was TLS: never over Tether's plain HTTP listener; over
     /// FastCGI, whether the web server says so.
     pub https: bool,
@@ -49,7 +50,7 @@ impl RequestHead {
     /// knows (RFC 3875 §4.1 names).
     pub fn server_vars(&self) -> Vec<(String, Vec<u8>)> {
         if let Some(vars) = &self.cgi_vars {
-            return vars.clone();
+            return vars.iter().map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.to_vec())).collect();
         }
         let query = self.target.split_once('?').map_or("", |(_, query)| query);
         let mut vars: Vec<(&str, &str)> = vec![
@@ -69,6 +70,30 @@ impl RequestHead {
             }
         }
         vars.into_iter().map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec())).collect()
+    }
+}
+
+/// CGI variables as a web server sent them, left where they came: the bytes of its parameter
+/// stream and where each variable's name and value lie in them. Guests rarely ask for them, so
+/// they are not copied into strings per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgiVars {
+    /// The parameter stream.
+    bytes: Vec<u8>,
+    /// Each variable's name and value in `bytes`, in arrival order.
+    vars: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl CgiVars {
+    /// The variables at `vars` in `bytes`. Panics if one lies outside `bytes`.
+    pub fn new(bytes: Vec<u8>, vars: Vec<(Range<usize>, Range<usize>)>) -> Self {
+        assert!(vars.iter().all(|(name, value)| name.end <= bytes.len() && value.end <= bytes.len()), "a variable outside its bytes");
+        Self { bytes, vars }
+    }
+
+    /// Each variable's name and value, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.vars.iter().map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
     }
 }
 
@@ -313,7 +338,7 @@ mod tests {
         assert_eq!(var("REMOTE_ADDR").as_deref(), Some("::1"));
         assert_eq!(var("REMOTE_PORT").as_deref(), Some("50000"));
         assert!(vars.iter().all(|(name, _)| !name.starts_with("HTTP_")), "headers are not repeated");
-        head.cgi_vars = Some(vec![("APP_ENV".into(), b"prod".to_vec())]);
+        head.cgi_vars = Some(CgiVars::new(b"APP_ENVprod".to_vec(), vec![(0..7, 7..11)]));
         assert_eq!(head.server_vars(), vec![("APP_ENV".to_owned(), b"prod".to_vec())]);
     }
 }

@@ -13,7 +13,7 @@ mod sink;
 mod state;
 
 pub use body::{BodyError, BodyFeed, BodyReceiver};
-pub use head::{HeadError, RequestHead, ResponseHead, is_tchar, reason_phrase};
+pub use head::{CgiVars, HeadError, RequestHead, ResponseHead, is_tchar, reason_phrase};
 pub use outcome::{AccessRecord, Outcome, SlowRecord, abort_latency, monotonic_ns};
 pub use output::{CLIENT_CLOSED_REQUEST, MustTrap, Output, OutputError, OutputResult};
 pub use sink::{Failure, ResponseSink, StderrSink};
