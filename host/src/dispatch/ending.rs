@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A request whose task has not finished.
+/// A request not finished yet.
 #[derive(Clone, Debug)]
 pub struct LiveRequest {
     /// Its route's prefix.
@@ -30,7 +30,7 @@ pub struct LiveRequest {
 /// own (threads beyond this many share), so that two I/O threads never write to the same lock.
 const LIVE_SHARDS: usize = 16;
 
-/// The requests whose task has not finished, by request id, so that a shutdown whose grace ran
+/// The requests not finished yet, by request id, so that a shutdown whose grace ran
 /// out can stop them and `/status` can list them. Every request is added and removed once, on
 /// every thread: sharded by the thread that started it.
 #[derive(Debug)]

@@ -242,7 +242,7 @@ impl Dispatcher {
         self.metrics.as_ref()
     }
 
-    /// The requests whose task has not finished, by id.
+    /// The requests not finished yet, by id.
     pub fn live_requests(&self) -> Vec<(u64, LiveRequest)> {
         self.live.snapshot()
     }
