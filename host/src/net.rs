@@ -108,15 +108,74 @@ pub const ACCEPT_FAILING: &str = "accept failed; retrying until it works again";
 /// `failing_ms`).
 pub const ACCEPTING_AGAIN: &str = "accepting again";
 
-/// A bound listener.
+/// A bound listener, registered with the runtime it was made on.
 #[derive(Debug)]
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// A Unix socket, with its path, and whether the path is removed when the listener goes
-    /// (a socket the server bound itself, not one it inherited).
-    Unix(UnixListener, std::path::PathBuf, bool),
+    /// A Unix socket, with its path, and its file when the server bound it itself (not one it
+    /// inherited): the file goes with the listener.
+    Unix(UnixListener, std::path::PathBuf, Option<SocketFile>),
 }
+
+/// The file of a Unix socket the server bound itself, removed when this goes.
+#[derive(Debug)]
+pub struct SocketFile(std::path::PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A listening socket that every I/O thread accepts on, each through a copy registered with its
+/// own runtime ([`SharedListener::copy`]): the kernel hands each connection to one of them, an
+/// idle thread first. For a Unix socket the server bound, it owns the file, which goes when this
+/// does.
+#[derive(Debug)]
+pub struct SharedListener {
+    /// The socket, registered with no runtime.
+    socket: SharedSocket,
+    /// Its address as [`Listener::local_addr`] prints it.
+    addr: String,
+}
+
+/// A [`SharedListener`]'s socket.
+#[derive(Debug)]
+enum SharedSocket {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// A Unix socket, with its path.
+    Unix {
+        /// The socket.
+        listener: std::os::unix::net::UnixListener,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Its file, held for its drop (see [`Listener::Unix`]).
+        _file: Option<SocketFile>,
+    },
+}
+
+impl SharedListener {
+    /// A copy of the socket (its file descriptor duplicated), registered with the calling
+    /// thread's runtime.
+    pub fn copy(&self) -> io::Result<Listener> {
+        Ok(match &self.socket {
+            SharedSocket::Tcp(listener) => Listener::Tcp(TcpListener::from_std(listener.try_clone()?)?),
+            SharedSocket::Unix { listener, path, .. } => Listener::Unix(UnixListener::from_std(listener.try_clone()?)?, path.clone(), None),
+        })
+    }
+
+    /// The bound address, for printing (`127.0.0.1:PORT` or `unix:/path`).
+    pub fn local_addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// A run of failed `accept`s on one socket, whichever thread met them: since when, and how
+/// many tries failed ([`Listener::accept_until`]).
+#[derive(Debug, Default)]
+pub struct AcceptFailures(std::sync::Mutex<Option<(Instant, u64)>>);
 
 /// An accepted connection.
 #[derive(Debug)]
@@ -125,6 +184,35 @@ pub enum Accepted {
     Tcp(TcpStream),
     /// Unix.
     Unix(UnixStream),
+}
+
+/// An accepted connection on its way to another thread's runtime, registered with none.
+#[derive(Debug)]
+pub enum HandedOver {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// Unix.
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Accepted {
+    /// The connection, taken off this thread's runtime.
+    pub fn hand_over(self) -> io::Result<HandedOver> {
+        Ok(match self {
+            Accepted::Tcp(stream) => HandedOver::Tcp(stream.into_std()?),
+            Accepted::Unix(stream) => HandedOver::Unix(stream.into_std()?),
+        })
+    }
+}
+
+impl HandedOver {
+    /// The connection, registered with the calling thread's runtime.
+    pub fn take(self) -> io::Result<Accepted> {
+        Ok(match self {
+            HandedOver::Tcp(stream) => Accepted::Tcp(TcpStream::from_std(stream)?),
+            HandedOver::Unix(stream) => Accepted::Unix(UnixStream::from_std(stream)?),
+        })
+    }
 }
 
 impl Listener {
@@ -147,7 +235,7 @@ impl Listener {
                 let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                     .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-                Ok(Listener::Unix(listener, path.clone(), true))
+                Ok(Listener::Unix(listener, path.clone(), Some(SocketFile(path.clone()))))
             }
         }
     }
@@ -162,7 +250,7 @@ impl Listener {
             let listener = std::os::unix::net::UnixListener::from(fd);
             listener.set_nonblocking(true)?;
             let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf).context("an inherited Unix socket has no path")?;
-            Ok((ListenAddr::Unix(path.clone()), Listener::Unix(UnixListener::from_std(listener)?, path, false)))
+            Ok((ListenAddr::Unix(path.clone()), Listener::Unix(UnixListener::from_std(listener)?, path, None)))
         } else if domain == AddressFamily::INET || domain == AddressFamily::INET6 {
             let listener = std::net::TcpListener::from(fd);
             listener.set_nonblocking(true)?;
@@ -184,9 +272,13 @@ impl Listener {
     /// descriptors, say) is tried again after `ACCEPT_BACKOFF`, for as long as it fails: the
     /// first failure of such a run is logged ([`ACCEPT_FAILING`], with the listener's
     /// `protocol`), and so is its end ([`ACCEPTING_AGAIN`], with how many tries failed), not
-    /// every try.
-    pub async fn accept_until(&self, stop: &tokio_util::sync::CancellationToken, protocol: &str) -> Option<Accepted> {
-        let mut failing: Option<(Instant, u64)> = None;
+    /// every try. `failing` is the run, shared by every loop accepting on the same socket.
+    pub async fn accept_until(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+        protocol: &str,
+        failing: &AcceptFailures,
+    ) -> Option<Accepted> {
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return None,
@@ -194,17 +286,20 @@ impl Listener {
             };
             match accepted {
                 Ok(stream) => {
-                    if let Some((since, failures)) = failing {
+                    if let Some((since, failures)) = failing.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
                         tracing::info!(protocol, failures, failing_ms = since.elapsed().as_millis(), "{ACCEPTING_AGAIN}");
                     }
                     return Some(stream);
                 }
                 Err(error) => {
-                    let (_, failures) = failing.get_or_insert_with(|| {
-                        tracing::warn!(%error, protocol, backoff_ms = ACCEPT_BACKOFF.as_millis(), "{ACCEPT_FAILING}");
-                        (Instant::now(), 0)
-                    });
-                    *failures += 1;
+                    {
+                        let mut failing = failing.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let (_, failures) = failing.get_or_insert_with(|| {
+                            tracing::warn!(%error, protocol, backoff_ms = ACCEPT_BACKOFF.as_millis(), "{ACCEPT_FAILING}");
+                            (Instant::now(), 0)
+                        });
+                        *failures += 1;
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
@@ -223,13 +318,15 @@ impl Listener {
             Listener::Unix(listener, _, _) => listener.accept().await.map(|(stream, _)| Accepted::Unix(stream)),
         }
     }
-}
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path, true) = self {
-            let _ = std::fs::remove_file(path);
-        }
+    /// The socket, taken off this runtime, for every I/O thread to accept on.
+    pub fn share(self) -> io::Result<SharedListener> {
+        let addr = self.local_addr();
+        let socket = match self {
+            Listener::Tcp(listener) => SharedSocket::Tcp(listener.into_std()?),
+            Listener::Unix(listener, path, file) => SharedSocket::Unix { listener: listener.into_std()?, path, _file: file },
+        };
+        Ok(SharedListener { socket, addr })
     }
 }
 

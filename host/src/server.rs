@@ -1,21 +1,24 @@
-//! The server: its threads (the I/O, guest and reaper runtimes, at their priorities), its
-//! listeners, accepting connections (at most `max_connections` at once) and handing each to its
-//! front end; reloading on SIGHUP (and, with `--watch`, when a file changes): the manifest read
-//! again becomes the next generation (see [`crate::generation`]), listeners it adds open and
-//! listeners it drops close; and shutting down gracefully on SIGINT or SIGTERM: listeners
-//! close, idle connections end, running requests get `shutdown_grace` to finish and are
-//! stopped after it.
+//! The server: its threads (a runtime per I/O thread, the guest and reaper runtimes at their
+//! priorities, and the control runtime on the main thread), its listeners, accepting
+//! connections on every I/O thread (at most `max_connections` at once) and handing each to its
+//! front end on the thread that accepted it; reloading on SIGHUP (and, with `--watch`, when a
+//! file changes): the manifest read again becomes the next generation (see
+//! [`crate::generation`]), listeners it adds open and listeners it drops close; and shutting
+//! down gracefully on SIGINT or SIGTERM: listeners close, idle connections end, running
+//! requests get `shutdown_grace` to finish and are stopped after it.
 
 use crate::dispatch::{Dispatcher, Executors};
 use crate::generation::{CacheChoice, Generation};
 use crate::manifest::{ListenAddr, Manifest, ManifestError, ServerSettings};
-use crate::net::{Accepted, Listener};
+use crate::net::{AcceptFailures, Accepted, Listener, SharedListener};
 use crate::request::Protocol;
 use crate::watch::Watch;
 use crate::{admin, fastcgi, http1, sched, systemd};
+use anyhow::Context as _;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +36,9 @@ const RELOAD_FAILED: &str = "reload failed; serving on with the generation in fo
 
 /// Serves the manifest `read` gives until SIGINT or SIGTERM, then shuts down gracefully; a
 /// second signal exits at once. SIGHUP reloads, and with `watch` so does a change to the
-/// manifest or a component file it names. Builds the server's runtimes: sockets on
-/// `tether-io`, guests on `tether-guest` below them in priority, and the reaper below those
-/// (see [`crate::sched`]).
+/// manifest or a component file it names. Builds the server's runtimes: sockets on the
+/// `tether-io` threads ([`IoThreads`]), guests on `tether-guest` below them in priority, the
+/// reaper below those (see [`crate::sched`]), and the control runtime on this thread.
 pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::Result<()> {
     raise_file_limit();
     let manifest = read()?;
@@ -44,8 +47,10 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::
     let guests = runtime("tether-guest", settings.guest_threads, || sched::demote_current_thread(sched::GUEST_NICENESS))?;
     let reaper = runtime("tether-reaper", 1, || sched::demote_current_thread(sched::REAPER_NICENESS))?;
     let executors = Executors { guests: guests.handle().clone(), reaper: reaper.handle().clone() };
-    let io = runtime("tether-io", settings.io_threads, sched::mark_io_thread)?;
-    io.block_on(async {
+    let io = IoThreads::start(settings.io_threads)?;
+    // Binding, signals, reloads and the admin listener: on this thread, apart from the sockets'.
+    let control = tokio::runtime::Builder::new_current_thread().enable_all().thread_name("tether-control").build()?;
+    control.block_on(async {
         let server = Server::bind(&manifest, cache, executors, passed).await?;
         let watch = if watch {
             let mut watch = Watch::new()?;
@@ -56,9 +61,60 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        server.run(read, shutdown, watch).await;
-        Ok(())
+        server.run(read, shutdown, watch, &io).await
     })
+}
+
+/// The I/O threads (`io_threads`). Each runs a tokio runtime of its own and accepts on every
+/// listener; a connection stays on the thread that accepted it, with its requests, from start
+/// to end: no connection or request is handed between I/O threads, and no thread wakes another
+/// to take work from it (BENCHMARKS.md, "Each I/O thread runs a runtime of its own"). The
+/// threads end when this goes.
+struct IoThreads {
+    /// Each thread's runtime.
+    handles: Vec<tokio::runtime::Handle>,
+    /// Ends the threads.
+    stop: CancellationToken,
+    /// The threads, joined when this goes.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IoThreads {
+    /// Starts `count` I/O threads (at least one).
+    fn start(count: usize) -> anyhow::Result<Self> {
+        let mut io = IoThreads { handles: Vec::new(), stop: CancellationToken::new(), threads: Vec::new() };
+        for _ in 0..count.max(1) {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let stop = io.stop.clone();
+            let thread = std::thread::Builder::new().name("tether-io".to_owned()).spawn(move || {
+                sched::mark_io_thread();
+                // Its blocking pool (a guest's file access through WASI) counts as I/O threads too.
+                let built = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("tether-io")
+                    .on_thread_start(sched::mark_io_thread)
+                    .build();
+                let runtime = match built {
+                    Ok(runtime) => runtime,
+                    Err(error) => return drop(handle_tx.send(Err(error))),
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(stop.cancelled());
+            })?;
+            io.threads.push(thread);
+            io.handles.push(handle_rx.recv()??);
+        }
+        Ok(io)
+    }
+}
+
+impl Drop for IoThreads {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Loads `manifest`'s routes, compiling (and caching) their components, without serving;
@@ -179,24 +235,43 @@ struct Acceptor {
     connections: TaskTracker,
     /// One permit per open connection (`max_connections`).
     limit: Arc<Semaphore>,
+    /// The I/O threads' runtimes, each of which accepts on every listener.
+    io: Arc<[tokio::runtime::Handle]>,
+    /// How many connections each I/O thread serves.
+    balance: Arc<Balance>,
 }
 
-/// An accept loop, and how to stop it.
+/// A listener's accept loops, one per I/O thread, and how to stop them.
 struct Accepting {
-    /// Stops the loop; its listener closes when the loop ends.
+    /// Stops the loops.
     stop: CancellationToken,
-    /// The loop.
-    task: tokio::task::JoinHandle<()>,
+    /// The loops.
+    loops: TaskTracker,
+    /// The listening socket, which closes (and for a Unix socket the server bound, whose file
+    /// goes) once this and the loops' copies have gone.
+    _listener: SharedListener,
 }
 
 impl Acceptor {
-    /// Starts accepting on `listener` until shutdown or until a reload drops it; its
-    /// connections carry on either way until they end.
-    fn start(&self, protocol: Protocol, listener: Listener) -> Accepting {
+    /// Starts accepting on `listener`, on every I/O thread, until shutdown or until a reload
+    /// drops it; its connections carry on either way until they end.
+    fn start(&self, protocol: Protocol, listener: Listener) -> anyhow::Result<Accepting> {
+        let listener = listener.share().context("cannot share a listening socket between the I/O threads")?;
         tracing::info!(protocol = protocol.as_str(), addr = %listener.local_addr(), "listening");
         let stop = self.shutdown.child_token();
-        let task = self.accepting.spawn(accept_loop(protocol, listener, self.clone(), stop.clone()));
-        Accepting { stop, task }
+        let loops = TaskTracker::new();
+        let failing = Arc::new(AcceptFailures::default());
+        for (thread, io) in self.io.iter().enumerate() {
+            let copy = {
+                // Registered with that thread's runtime.
+                let _entered = io.enter();
+                listener.copy()?
+            };
+            let accept = accept_loop(protocol, copy, thread, failing.clone(), self.clone(), stop.clone());
+            loops.spawn_on(self.accepting.track_future(accept), io);
+        }
+        loops.close();
+        Ok(Accepting { stop, loops, _listener: listener })
     }
 }
 
@@ -237,7 +312,7 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains; reloads with `read` on SIGHUP, and
     /// when `watch` sees a file of the manifest in force change.
-    pub async fn run(self, read: ManifestReader, shutdown: CancellationToken, mut watch: Option<Watch>) {
+    async fn run(self, read: ManifestReader, shutdown: CancellationToken, mut watch: Option<Watch>, io: &IoThreads) -> anyhow::Result<()> {
         // Before the first `listening` line: from then on a SIGHUP reloads, where its default
         // action would end the process.
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -253,13 +328,15 @@ impl Server {
             accepting: TaskTracker::new(),
             connections: TaskTracker::new(),
             limit: Arc::new(Semaphore::new(self.started.max_connections)),
+            io: io.handles.clone().into(),
+            balance: Arc::new(Balance::new(io.handles.len())),
         };
         if let (Some(listener), Some(metrics)) = (self.admin, self.dispatcher.metrics()) {
             tokio::spawn(admin::serve(listener, self.dispatcher.clone(), metrics.clone(), shutdown.clone()));
         }
         let mut open: HashMap<(Protocol, ListenAddr), Accepting> = HashMap::new();
         for (protocol, addr, listener) in self.listeners {
-            open.insert((protocol, addr), acceptor.start(protocol, listener));
+            open.insert((protocol, addr), acceptor.start(protocol, listener)?);
         }
         systemd::ready();
         let mut failed_reloads = 0u64;
@@ -317,6 +394,7 @@ impl Server {
             self.dispatcher.stop_running();
             let _ = tokio::time::timeout(STOPPED_WAIT, drained()).await;
         }
+        Ok(())
     }
 }
 
@@ -368,7 +446,7 @@ async fn reload(
         tokio::task::spawn_blocking(move || dispatcher.reload(&manifest)).await??
     };
     for (protocol, addr, listener) in added {
-        open.insert((protocol, addr), acceptor.start(protocol, listener));
+        open.insert((protocol, addr), acceptor.start(protocol, listener)?);
     }
     let wanted: Vec<(Protocol, &ListenAddr)> = wanted_listeners(settings).collect();
     let dropped: Vec<(Protocol, ListenAddr)> =
@@ -376,8 +454,9 @@ async fn reload(
     for key in dropped {
         let accepting = open.remove(&key).expect("an open listener");
         accepting.stop.cancel();
-        // The listener is closed once its loop has ended.
-        let _ = accepting.task.await;
+        // The listener is closed once its loops have ended.
+        accepting.loops.wait().await;
+        drop(accepting);
         tracing::info!(protocol = key.0.as_str(), addr = ?key.1, "closed: no longer in the manifest; its connections end as they would");
     }
     for (name, value) in RESTART_SETTINGS {
@@ -388,10 +467,24 @@ async fn reload(
     Ok((manifest, next))
 }
 
-/// Accepts connections on `listener`, at most `max_connections` open at once, and hands each to
-/// its front end, until `stop` is cancelled.
-async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor, stop: CancellationToken) {
+/// Accepts connections on `listener` on I/O thread `thread`, at most `max_connections` served
+/// at once, and hands each to its front end, until `stop` is cancelled. A connection accepted
+/// while `max_connections` are open waits for room before it is read, and the loop accepts no
+/// other meanwhile: the rest wait in the backlog. (Taking the room first would leave it
+/// reserved by every idle loop, one per I/O thread and listener, which a small
+/// `max_connections` could not spare.) The connection is served on this thread unless another
+/// serves fewer ([`Balance`]). `failing` is the listener's run of failed accepts, which every
+/// thread's loop shares, so that the run is logged once.
+async fn accept_loop(
+    protocol: Protocol,
+    listener: Listener,
+    thread: usize,
+    failing: Arc<AcceptFailures>,
+    acceptor: Acceptor,
+    stop: CancellationToken,
+) {
     loop {
+        let Some(stream) = listener.accept_until(&stop, protocol.as_str(), &failing).await else { return };
         let permit = tokio::select! {
             () = stop.cancelled() => return,
             permit = acceptor.limit.clone().acquire_owned() => match permit {
@@ -399,18 +492,79 @@ async fn accept_loop(protocol: Protocol, listener: Listener, acceptor: Acceptor,
                 Err(_) => return,
             },
         };
-        let Some(stream) = listener.accept_until(&stop, protocol.as_str()).await else { return };
         let dispatcher = acceptor.dispatcher.clone();
         let shutdown = acceptor.shutdown.clone();
         let open = dispatcher.metrics().map(|metrics| metrics.connection_opened(protocol));
-        acceptor.connections.spawn(async move {
+        let served = acceptor.balance.serve(thread);
+        let serving = served.thread;
+        let serve = async move |stream: Accepted| {
             match (protocol, stream) {
                 (Protocol::Http, Accepted::Tcp(s)) => http1::serve(s, dispatcher, shutdown).await,
                 (Protocol::Http, Accepted::Unix(s)) => http1::serve(s, dispatcher, shutdown).await,
                 (Protocol::FastCgi, Accepted::Tcp(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
                 (Protocol::FastCgi, Accepted::Unix(s)) => fastcgi::serve(s, dispatcher, shutdown).await,
             }
-            drop((permit, open));
-        });
+            drop((permit, open, served));
+        };
+        if serving == thread {
+            acceptor.connections.spawn(serve(stream));
+            continue;
+        }
+        match stream.hand_over() {
+            Ok(handed) => drop(acceptor.connections.spawn_on(
+                async move {
+                    match handed.take() {
+                        Ok(stream) => serve(stream).await,
+                        Err(error) => tracing::warn!(%error, "cannot serve a connection handed to another I/O thread"),
+                    }
+                },
+                &acceptor.io[serving],
+            )),
+            Err(error) => tracing::warn!(%error, "cannot hand a connection to another I/O thread"),
+        }
+    }
+}
+
+/// Most connections an I/O thread serves beyond the one that serves fewest before it hands the
+/// next it accepts to that one. The kernel wakes every I/O thread for a new connection and the
+/// first to run takes it; a burst of connections (a client opening 50 at once) would otherwise
+/// land on one thread, which keeps them. A hand-over costs a wake-up of the other thread, so
+/// small differences stay.
+const BALANCE_SLACK: usize = 2;
+
+/// How many connections each I/O thread serves, so that new ones go where there are fewest.
+#[derive(Debug)]
+struct Balance {
+    /// Per I/O thread.
+    serving: Box<[AtomicUsize]>,
+}
+
+/// A connection counted on the thread that serves it, until it ends.
+struct Served {
+    /// The threads' counts.
+    balance: Arc<Balance>,
+    /// The I/O thread that serves it.
+    thread: usize,
+}
+
+impl Balance {
+    fn new(threads: usize) -> Self {
+        Balance { serving: (0..threads).map(|_| AtomicUsize::new(0)).collect() }
+    }
+
+    /// Counts a connection accepted on `thread`: served there, unless another thread serves
+    /// more than [`BALANCE_SLACK`] fewer.
+    fn serve(self: &Arc<Self>, thread: usize) -> Served {
+        let count = |i: usize| self.serving[i].load(Ordering::Relaxed);
+        let fewest = (0..self.serving.len()).min_by_key(|&i| count(i)).unwrap_or(thread);
+        let thread = if count(thread) > count(fewest) + BALANCE_SLACK { fewest } else { thread };
+        self.serving[thread].fetch_add(1, Ordering::Relaxed);
+        Served { balance: self.clone(), thread }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.balance.serving[self.thread].fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -673,6 +673,22 @@ impl Client {
         }
     }
 
+    /// Whether nothing arrives for `quiet`: the server has not answered, and (as far as that
+    /// long can tell) is not about to. Anything that arrives stays buffered.
+    pub fn silent_for(&mut self, quiet: Duration) -> bool {
+        self.stream.set_read_timeout(Some(quiet)).expect("read timeout");
+        let mut chunk = [0u8; 64 * 1024];
+        let silent = match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(error) => matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        };
+        self.stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+        silent
+    }
+
     /// Reads until `needle` is buffered and returns the bytes up to and including it.
     pub fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
         loop {

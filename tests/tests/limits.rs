@@ -1,8 +1,9 @@
 //! Request-lifetime limits and the sandbox: `max_execution_time` (guest CPU time, restarted by
 //! `set-time-limit`), `request_timeout` (wall clock), `body_timeout` and `send_timeout` (a
-//! client that stalls), `max_memory`, and what a guest can reach.
+//! client that stalls), `max_memory`, and what a guest can reach; and `max_connections`.
 
 use std::time::{Duration, Instant};
+use tests::fcgi::FcgiClient;
 use tests::{Client, IDLE_TRIMMED, Manifest, POOL_RELEASED, Server, fresh_dir, get};
 
 fn server() -> Server {
@@ -380,4 +381,31 @@ fn a_client_that_stalls_its_body_or_stops_reading_is_taken_for_gone() {
     assert!(!server.guest_lines(req).iter().any(|l| l.starts_with("wrote")), "stopped inside the write");
     drop(client);
     assert_eq!(get(server.addr(), "/count").status, 200, "the server serves on");
+}
+
+/// How long a client that must wait for `max_connections` is watched for an early answer.
+const WAITING: Duration = Duration::from_millis(300);
+
+#[test]
+fn max_connections_holds_across_every_listener_and_io_thread() {
+    let server = Server::start_fastcgi(&Manifest::new().server("max_connections = 1\nio_threads = 2").route("/hello", "hello", ""));
+    // Every I/O thread accepts on all three listeners; the one connection allowed goes to
+    // whichever is used, rather than to an idle accept loop of another.
+    for _ in 0..2 {
+        assert_eq!(get(server.addr(), "/hello").text(), "hello\n");
+        for addr in [server.fastcgi_tcp(), server.fastcgi_unix()] {
+            let mut client = FcgiClient::connect(addr);
+            client.request(1, "GET", "/hello", b"");
+            assert_eq!(client.reply(1).body(), "hello\n", "{addr}");
+        }
+    }
+    // A second client is read only once the first has gone.
+    let mut first = Client::connect(server.addr());
+    first.get("/hello");
+    assert_eq!(first.read_response().text(), "hello\n");
+    let mut second = Client::connect(server.addr());
+    second.get("/hello");
+    assert!(second.silent_for(WAITING), "answered while the one connection allowed was open");
+    drop(first);
+    assert_eq!(second.read_response().text(), "hello\n");
 }

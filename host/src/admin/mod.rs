@@ -9,7 +9,7 @@ mod status;
 pub use metrics::{Metrics, OpenConnection};
 
 use crate::dispatch::Dispatcher;
-use crate::net::{Accepted, Listener};
+use crate::net::{AcceptFailures, Accepted, Listener};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -24,7 +24,8 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// Answers admin requests on `listener` until `shutdown`.
 pub async fn serve(listener: Listener, dispatcher: Arc<Dispatcher>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     tracing::info!(protocol = "admin", addr = %listener.local_addr(), "listening");
-    while let Some(stream) = listener.accept_until(&shutdown, "admin").await {
+    let failing = AcceptFailures::default();
+    while let Some(stream) = listener.accept_until(&shutdown, "admin", &failing).await {
         let (dispatcher, metrics, shutdown) = (dispatcher.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {

@@ -66,7 +66,7 @@ pub struct Dispatcher {
     overload: Overload,
 }
 
-/// The runtimes request tasks run on, apart from the front ends' I/O runtime, so that a guest
+/// The runtimes request tasks run on, apart from the front ends' I/O threads, so that a guest
 /// busy in Wasm delays the sockets (accepting, parsing, seeing a client leave) by no more than
 /// its first epoch tick on an I/O thread.
 #[derive(Clone, Debug)]

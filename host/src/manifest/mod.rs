@@ -205,7 +205,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Number of request header fields.
     pub max_headers: usize,
-    /// Worker threads serving sockets (accepting, parsing, watching clients).
+    /// Threads serving sockets (accepting, parsing, watching clients), each with a runtime of
+    /// its own that keeps the connections it accepted.
     pub io_threads: usize,
     /// Worker threads running guests.
     pub guest_threads: usize,
