@@ -568,3 +568,23 @@ impl Drop for Served {
         self.balance.serving[self.thread].fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_accepted_on_one_thread_are_spread_within_the_slack() {
+        let balance = Arc::new(Balance::new(2));
+        // A burst accepted on thread 0: the threads' counts never differ by more than the slack
+        // plus the one just counted.
+        let burst: Vec<Served> = (0..50).map(|_| balance.serve(0)).collect();
+        let on = |thread| burst.iter().filter(|served| served.thread == thread).count();
+        assert!(on(0).abs_diff(on(1)) <= BALANCE_SLACK + 1, "{} and {}", on(0), on(1));
+        // Ended connections are no longer counted: with both threads idle, thread 1 keeps what
+        // it accepts.
+        drop(burst);
+        assert!(balance.serving.iter().all(|serving| serving.load(Ordering::Relaxed) == 0));
+        assert_eq!(balance.serve(1).thread, 1);
+    }
+}
