@@ -129,9 +129,8 @@ impl Drop for SocketFile {
 }
 
 /// A listening socket that every I/O thread accepts on, each through a copy registered with its
-/// own runtime ([`SharedListener::copy`]): the kernel hands each connection to one of them, an
-/// idle thread first. For a Unix socket the server bound, it owns the file, which goes when this
-/// does.
+/// own runtime ([`SharedListener::copy`]): each connection goes to the thread that takes it
+/// first. For a Unix socket the server bound, it owns the file, which goes when this does.
 #[derive(Debug)]
 pub struct SharedListener {
     /// The socket, registered with no runtime.
