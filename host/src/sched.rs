@@ -2,8 +2,8 @@
 //!
 //! A request starts on the I/O thread that read the request (inside its connection's task) or
 //! on a guest thread, as `guests_start_on` says. On the I/O thread a short request runs to its
-//! end where its socket is, with no hand-off between threads (measured: a fifth less CPU per hello request through
-//! nginx, and a quarter more requests per second). A guest that an epoch tick finds running
+//! end where its socket is, with no hand-off between threads (measured: a fifth less CPU per
+//! hello request through nginx, and a quarter more requests per second). A guest that an epoch tick finds running
 //! Wasm on an I/O thread, once its task has held the thread for [`IO_THREAD_HOLD`], asks to
 //! leave it ([`leave_io_thread`]), and [`until_leaving`] hands its task to the guest threads:
 //! an I/O thread runs one guest's Wasm for at most that plus one tick at the I/O threads' pace

@@ -2,8 +2,9 @@
 //! heads, has each request admitted and started, feeds the guest its body (`super::feed`),
 //! polls the request's run when it started on this thread, and, while the guest runs, keeps
 //! watching the socket, so that a client's FIN or RST is seen at once (prompt abort detection)
-//! even if the guest never reads its body or the client pipelined another request first. The response sink (`super::sink`) owns the write half
-//! while the guest runs and hands it back when the response is over.
+//! even if the guest never reads its body or the client pipelined another request first. The
+//! response sink (`super::sink`) owns the write half while the guest runs and hands it back
+//! when the response is over.
 
 use super::encode;
 use super::feed::Feed;
