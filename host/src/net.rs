@@ -174,7 +174,37 @@ impl SharedListener {
 /// A run of failed `accept`s on one socket, whichever thread met them: since when, and how
 /// many tries failed ([`Listener::accept_until`]).
 #[derive(Debug, Default)]
-pub struct AcceptFailures(std::sync::Mutex<Option<(Instant, u64)>>);
+pub struct AcceptFailures {
+    /// Whether a run is under way: read on every accept, which locks `run` only then.
+    failing: std::sync::atomic::AtomicBool,
+    /// Since when, and how many tries failed.
+    run: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl AcceptFailures {
+    /// A try failed with `error`: the first of a run is logged.
+    fn failed(&self, error: &io::Error, protocol: &str) {
+        let mut run = self.run.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (_, failures) = run.get_or_insert_with(|| {
+            tracing::warn!(%error, protocol, backoff_ms = ACCEPT_BACKOFF.as_millis(), "{ACCEPT_FAILING}");
+            self.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+            (Instant::now(), 0)
+        });
+        *failures += 1;
+    }
+
+    /// A try worked: a run under way ends, and is logged.
+    fn succeeded(&self, protocol: &str) {
+        if !self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut run = self.run.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, failures)) = run.take() {
+            self.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(protocol, failures, failing_ms = since.elapsed().as_millis(), "{ACCEPTING_AGAIN}");
+        }
+    }
+}
 
 /// An accepted connection.
 #[derive(Debug)]
@@ -285,20 +315,11 @@ impl Listener {
             };
             match accepted {
                 Ok(stream) => {
-                    if let Some((since, failures)) = failing.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-                        tracing::info!(protocol, failures, failing_ms = since.elapsed().as_millis(), "{ACCEPTING_AGAIN}");
-                    }
+                    failing.succeeded(protocol);
                     return Some(stream);
                 }
                 Err(error) => {
-                    {
-                        let mut failing = failing.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let (_, failures) = failing.get_or_insert_with(|| {
-                            tracing::warn!(%error, protocol, backoff_ms = ACCEPT_BACKOFF.as_millis(), "{ACCEPT_FAILING}");
-                            (Instant::now(), 0)
-                        });
-                        *failures += 1;
-                    }
+                    failing.failed(&error, protocol);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
