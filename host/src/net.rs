@@ -40,13 +40,20 @@ pub trait Stream: Send + 'static {
     /// The read half.
     type Read: ReadHalf;
     /// The write half.
-    type Write: AsyncWrite + Send + Unpin + 'static;
+    type Write: WriteHalf;
     /// Splits the stream.
     fn split(self) -> (Self::Read, Self::Write);
     /// The peer's address, `IP:PORT`; `None` for a Unix socket, whose peer has none to name.
     fn peer(&self) -> Option<std::sync::Arc<str>>;
     /// This side's address, `IP:PORT`; `None` for a Unix socket.
     fn local(&self) -> Option<std::sync::Arc<str>>;
+}
+
+/// The write half of a connected stream.
+pub trait WriteHalf: AsyncWrite + Send + Unpin + 'static {
+    /// Lets go of the write half without shutting its direction down (which dropping it does):
+    /// the socket closes with its read half, in one `close` instead of a `shutdown` first.
+    fn release(self);
 }
 
 fn would_block() -> io::Result<()> {
@@ -66,6 +73,12 @@ macro_rules! stream {
             }
             fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
                 recv_now(self.as_ref(), buf)
+            }
+        }
+
+        impl WriteHalf for tokio::net::$module::OwnedWriteHalf {
+            fn release(self) {
+                self.forget();
             }
         }
 

@@ -14,7 +14,7 @@ use super::record::{self, BeginRequest, Frames, ProtocolStatus, Record, RecordEr
 use super::sink::{RequestKey, Sink, Stderr};
 use super::writer::Writer;
 use crate::dispatch::{Arrival, Dispatcher, Refusal, Run, Start};
-use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream};
+use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, WriteHalf};
 use crate::request::body::{BodyError, BodyReceiver, WholeBody};
 use crate::request::{PeerClose, Protocol, RequestHead, RequestState, ResponseHead};
 use bytes::Bytes;
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Instant;
-use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +61,11 @@ pub async fn serve<S: Stream>(stream: S, dispatcher: Arc<Dispatcher>, shutdown: 
     // Requests still running when the connection ends go on without it.
     for run in runs {
         run.detach();
+    }
+    // Nothing else holds the write half: the socket closes with the read half, without a
+    // shutdown first (see `Connection::close_writer`).
+    if let Ok(writer) = Arc::try_unwrap(conn.writer) {
+        writer.into_io().release();
     }
 }
 
@@ -162,7 +166,7 @@ struct Connection<R, W> {
     id: u64,
 }
 
-impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
+impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
     async fn run(
         &mut self,
         runs: &mut FuturesUnordered<Run>,
@@ -189,7 +193,7 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
                 }
             }
             if (self.closing || shutdown.is_cancelled()) && self.requests.is_empty() {
-                return alongside(runs, self.writer.close()).await;
+                return alongside(runs, self.close_writer()).await;
             }
             tokio::select! {
                 biased;
@@ -222,6 +226,16 @@ impl<R: ReadHalf, W: AsyncWrite + Send + Unpin + 'static> Connection<R, W> {
             }
         }
         if !running_requests {
+            self.close_writer().await;
+        }
+    }
+
+    /// Closes the connection for writing. While a request's sink still holds the write half (a
+    /// guest that runs on after its END_REQUEST), a shutdown tells the web server that nothing
+    /// more comes; otherwise the connection's end closes the socket ([`serve`]), which tells it
+    /// as much for one system call fewer.
+    async fn close_writer(&mut self) {
+        if Arc::strong_count(&self.writer) > 1 {
             self.writer.close().await;
         }
     }

@@ -68,6 +68,11 @@ impl<W: AsyncWrite + Send + Unpin> Writer<W> {
         state.io.write(&[]).await.map(drop)
     }
 
+    /// The write half, once nothing else holds the writer.
+    pub fn into_io(self) -> W {
+        self.state.into_inner().io
+    }
+
     /// Closes the connection for writing; nothing more will be written.
     pub async fn close(&self) {
         let mut state = self.state.lock().await;
