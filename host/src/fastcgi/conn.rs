@@ -11,7 +11,7 @@
 
 use super::mapping;
 use super::record::{self, BeginRequest, Frames, ProtocolStatus, Record, RecordError, kind};
-use super::sink::{RequestKey, Sink, Stderr};
+use super::sink::{Flags, RequestKey, Sink, Stderr};
 use super::writer::Writer;
 use crate::dispatch::{Arrival, Dispatcher, Refusal, Run, Start};
 use crate::net::{ReadHalf, SocketEvent, SocketReader, SocketWork, Stream, WriteHalf};
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -84,9 +84,9 @@ async fn alongside<F: Future>(runs: &mut FuturesUnordered<Run>, work: F) -> F::O
 struct OpenRequest {
     /// Tells this request apart from a later one with the same id.
     serial: u64,
-    /// Set by the request's sink just before it writes END_REQUEST: from then on the web server
-    /// may reuse the id, possibly before the sink's "done" message arrives here.
-    ended: Arc<AtomicBool>,
+    /// Shared with the request's sink: whether END_REQUEST went out, and whether the web server
+    /// aborted the request.
+    flags: Arc<Flags>,
     /// Its BEGIN_REQUEST.
     begin: BeginRequest,
     /// The PARAMS stream so far (§5.2), until it ends and the request is admitted.
@@ -106,8 +106,6 @@ struct AdmittedRequest {
     state: Arc<RequestState>,
     /// Its STDIN, on the way to the guest.
     stdin: Stdin,
-    /// Set on `FCGI_ABORT_REQUEST`: the request's writes fail from then on.
-    aborted: Arc<AtomicBool>,
 }
 
 /// STDIN records (§5.3) on their way to the guest, collected whole: the web server writes the
@@ -252,7 +250,7 @@ impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
             kind::BEGIN_REQUEST => {
                 let begin = BeginRequest::parse(&record.content)?;
                 if let Some(open) = self.requests.get(&id) {
-                    if !open.ended.load(Ordering::Acquire) {
+                    if !open.flags.ended.load(Ordering::Acquire) {
                         return Err(RecordError::Layout("BEGIN_REQUEST for a request id in use"));
                     }
                     // The previous request with this id wrote END_REQUEST; its "done" is on
@@ -273,7 +271,7 @@ impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
                     return Ok(None);
                 }
                 self.next_serial += 1;
-                let open = OpenRequest { serial: self.next_serial, ended: Arc::default(), begin, params: Vec::new(), admitted: None };
+                let open = OpenRequest { serial: self.next_serial, flags: Arc::default(), begin, params: Vec::new(), admitted: None };
                 self.requests.insert(id, open);
             }
             // §5.2: the stream ends with an empty record.
@@ -300,8 +298,8 @@ impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
             // §5.4: honoured (php-fpm ignores it). In prompt mode the guest is stopped at once;
             // in write mode its next write fails, as if the link had closed.
             kind::ABORT_REQUEST => match self.requests.get_mut(&id) {
-                Some(OpenRequest { admitted: Some(admitted), .. }) if admitted.start.is_none() => {
-                    admitted.aborted.store(true, Ordering::Release);
+                Some(OpenRequest { admitted: Some(admitted), flags, .. }) if admitted.start.is_none() => {
+                    flags.aborted.store(true, Ordering::Release);
                     admitted.state.peer_closed(PeerClose::Closed);
                 }
                 // Not started yet: nothing ran, END_REQUEST ends it.
@@ -369,18 +367,10 @@ impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
         let Some(open) = self.requests.get_mut(&id) else { return };
         let state = admitted.state().clone();
         let body = WholeBody::new(admitted.max_body_size());
-        let aborted = Arc::new(AtomicBool::new(false));
-        let sink = Sink::new(
-            (id, open.serial),
-            open.ended.clone(),
-            aborted.clone(),
-            self.writer.clone(),
-            self.done_tx.clone(),
-            self.stderr_tx.clone(),
-        );
+        let sink = Sink::new((id, open.serial), open.flags.clone(), self.writer.clone(), self.done_tx.clone(), self.stderr_tx.clone());
         let start = Start { admitted, head: request.head, body: BodyReceiver::empty(), sink: Box::new(sink) };
         let stdin = Stdin { body: Some(body), expected: request.content_length };
-        open.admitted = Some(AdmittedRequest { start: Some(start), state, stdin, aborted });
+        open.admitted = Some(AdmittedRequest { start: Some(start), state, stdin });
     }
 
     /// A request of this connection, complete now.
@@ -415,7 +405,7 @@ impl<R: ReadHalf, W: WriteHalf> Connection<R, W> {
     /// after END_REQUEST (after `finish-request`, or an unfinished line flushed at teardown) is
     /// only logged: the id may already belong to the web server's next request.
     async fn write_stderr(&mut self, (id, serial): RequestKey, line: Bytes) {
-        if self.requests.get(&id).is_some_and(|open| open.serial == serial && !open.ended.load(Ordering::Acquire)) {
+        if self.requests.get(&id).is_some_and(|open| open.serial == serial && !open.flags.ended.load(Ordering::Acquire)) {
             let mut frames = Frames::new();
             frames.stream(kind::STDERR, id, &line);
             let _ = self.writer.write(&frames).await;

@@ -18,6 +18,19 @@ use tokio::sync::{mpsc, oneshot};
 /// with the same id.
 pub(super) type RequestKey = (u16, u64);
 
+/// What a request's sink and its connection tell each other without waiting, in one
+/// allocation per request.
+#[derive(Debug, Default)]
+pub(super) struct Flags {
+    /// Set by the sink just before it writes END_REQUEST: from then on the web server may reuse
+    /// the id, possibly before the sink's "done" message arrives at the connection.
+    pub ended: AtomicBool,
+    /// Set by the connection on `FCGI_ABORT_REQUEST`: the request's writes fail from then on.
+    pub aborted: AtomicBool,
+    /// Whether the guest wrote to stderr (then the end of the response waits for the lines).
+    pub stderr_used: AtomicBool,
+}
+
 /// What a request's sink sends the connection about its guest's stderr.
 pub(super) enum Stderr {
     /// A line, to write as a STDERR record while the request is open.
@@ -31,18 +44,14 @@ pub(super) enum Stderr {
 pub(super) struct Sink<W> {
     /// The request id and slot serial.
     key: RequestKey,
-    /// Set just before END_REQUEST goes out: from then on the web server may reuse the id.
-    ended_flag: Arc<AtomicBool>,
+    /// Shared with the connection.
+    flags: Arc<Flags>,
     /// The connection's writer.
     writer: Arc<Writer<W>>,
     /// Tells the connection the request ended.
     done: mpsc::UnboundedSender<RequestKey>,
     /// Forwards guest stderr lines to the connection.
     stderr: mpsc::Sender<(RequestKey, Stderr)>,
-    /// Whether the guest wrote to stderr (then the end of the response waits for the lines).
-    stderr_used: Arc<AtomicBool>,
-    /// `FCGI_ABORT_REQUEST` arrived.
-    aborted: Arc<AtomicBool>,
     /// Whether the CGI header block went out.
     head_sent: bool,
     /// Whether END_REQUEST went out (or the request is over anyway).
@@ -52,17 +61,16 @@ pub(super) struct Sink<W> {
 }
 
 impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
-    /// The sink of request `key`, writing through `writer`. `ended_flag` and `aborted` are
-    /// shared with the connection; `done` and `stderr` lead to it.
+    /// The sink of request `key`, writing through `writer`. `flags` are shared with the
+    /// connection; `done` and `stderr` lead to it.
     pub fn new(
         key: RequestKey,
-        ended_flag: Arc<AtomicBool>,
-        aborted: Arc<AtomicBool>,
+        flags: Arc<Flags>,
         writer: Arc<Writer<W>>,
         done: mpsc::UnboundedSender<RequestKey>,
         stderr: mpsc::Sender<(RequestKey, Stderr)>,
     ) -> Self {
-        Self { key, ended_flag, writer, done, stderr, stderr_used: Arc::default(), aborted, head_sent: false, ended: false, bytes: 0 }
+        Self { key, flags, writer, done, stderr, head_sent: false, ended: false, bytes: 0 }
     }
 
     fn id(&self) -> u16 {
@@ -70,7 +78,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
     }
 
     fn check_aborted(&self) -> io::Result<()> {
-        if self.aborted.load(Ordering::Acquire) {
+        if self.flags.aborted.load(Ordering::Acquire) {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the web server aborted the request"));
         }
         Ok(())
@@ -88,7 +96,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
         frames.stream(kind::STDOUT, self.id(), &cgi).stream(kind::STDOUT, self.id(), body);
         if end {
             frames.end_stream(kind::STDOUT, self.id()).end_request(self.id(), ProtocolStatus::RequestComplete);
-            self.ended_flag.store(true, Ordering::Release);
+            self.flags.ended.store(true, Ordering::Release);
         }
         self.writer.write_counting(&frames, &mut self.bytes).await
     }
@@ -96,7 +104,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
     /// Waits until the connection wrote the STDERR records of every line the guest wrote so
     /// far: they must precede END_REQUEST.
     async fn stderr_written(&self) {
-        if !self.stderr_used.load(Ordering::Acquire) {
+        if !self.flags.stderr_used.load(Ordering::Acquire) {
             return;
         }
         let (reached, wait) = oneshot::channel();
@@ -107,7 +115,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Sink<W> {
 
     /// Writes END_REQUEST with no more STDOUT: the answer to `FCGI_ABORT_REQUEST` (§5.4).
     async fn end_request_only(&mut self) {
-        self.ended_flag.store(true, Ordering::Release);
+        self.flags.ended.store(true, Ordering::Release);
         self.writer.end_request(self.id(), ProtocolStatus::RequestComplete).await;
     }
 
@@ -169,9 +177,9 @@ impl<W: AsyncWrite + Send + Unpin + 'static> ResponseSink for Sink<W> {
     }
 
     fn stderr(&self) -> Option<StderrSink> {
-        let (key, tx, used) = (self.key, self.stderr.clone(), self.stderr_used.clone());
+        let (key, tx, flags) = (self.key, self.stderr.clone(), self.flags.clone());
         Some(Arc::new(move |line: &[u8]| {
-            used.store(true, Ordering::Release);
+            flags.stderr_used.store(true, Ordering::Release);
             // A full queue drops the line here; it is in the host log either way.
             let _ = tx.try_send((key, Stderr::Line(Bytes::copy_from_slice(line))));
         }))
