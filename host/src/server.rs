@@ -20,6 +20,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::signal::unix::Signal;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,6 +52,9 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::
     // Binding, signals, reloads and the admin listener: on this thread, apart from the sockets'.
     let control = tokio::runtime::Builder::new_current_thread().enable_all().thread_name("tether-control").build()?;
     control.block_on(async {
+        // Before the server binds: from then on SIGINT and SIGTERM shut it down gracefully,
+        // where their default action would end the process at once.
+        let signals = shutdown_signals();
         let server = Server::bind(&manifest, cache, executors, passed).await?;
         let watch = if watch {
             let mut watch = Watch::new()?;
@@ -60,7 +64,7 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::
             None
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(signal_shutdown(shutdown.clone()));
+        tokio::spawn(signal_shutdown(signals, shutdown.clone()));
         server.run(read, shutdown, watch, &io).await
     })
 }
@@ -150,14 +154,22 @@ fn raise_file_limit() {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM; a second signal exits at once, without waiting
-/// for running requests.
-async fn signal_shutdown(shutdown: CancellationToken) {
+/// SIGINT and SIGTERM, caught from now on; `None` where the handlers cannot be installed.
+fn shutdown_signals() -> Option<(Signal, Signal)> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
-        return;
-    };
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
+            None
+        }
+    }
+}
+
+/// Cancels `shutdown` on the first of `signals` (SIGINT or SIGTERM); a second signal exits at
+/// once, without waiting for running requests.
+async fn signal_shutdown(signals: Option<(Signal, Signal)>, shutdown: CancellationToken) {
+    let Some((mut interrupt, mut terminate)) = signals else { return };
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
@@ -399,7 +411,7 @@ impl Server {
 }
 
 /// Waits for a SIGHUP; forever without the handler.
-async fn hung_up(hangup: &mut Option<tokio::signal::unix::Signal>) {
+async fn hung_up(hangup: &mut Option<Signal>) {
     let received = match hangup {
         Some(hangup) => hangup.recv().await,
         None => None,

@@ -173,6 +173,18 @@ fn sigterm_lets_running_requests_finish_and_refuses_new_connections() {
     assert_eq!(server.access("/?ms=1000")["outcome"], "completed");
 }
 
+/// SIGINT and SIGTERM find their handlers from the first `listening` line on: sent at once,
+/// they shut the server down gracefully, never by their default action (the process killed).
+#[test]
+fn a_stop_signal_as_soon_as_the_server_listens_shuts_it_down_gracefully() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let mut server = Server::start(&Manifest::new().route("/", "seed_a", ""));
+        let pid = rustix::process::Pid::from_raw(i32::try_from(server.pid()).expect("a pid")).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("sending the signal");
+        assert_eq!(server.wait_exit(), Some(0), "{signal:?}");
+    }
+}
+
 #[test]
 fn probe_scripts_a_disconnect_and_shows_what_the_guest_saw() {
     let path = manifest(&Manifest::new().route("/", "seed_a", "").to_string());
