@@ -3,14 +3,14 @@
 //! A request starts on the I/O thread that read the request (inside its connection's task) or
 //! on a guest thread, as `guests_start_on` says. On the I/O thread a short request runs to its
 //! end where its socket is, with no hand-off between threads (measured: a fifth less CPU per
-//! hello request through nginx, and a quarter more requests per second). A guest that an epoch tick finds running
-//! Wasm on an I/O thread, once its task has held the thread for [`IO_THREAD_HOLD`], asks to
-//! leave it ([`leave_io_thread`]), and [`until_leaving`] hands its task to the guest threads:
-//! an I/O thread runs one guest's Wasm for at most that plus one tick at the I/O threads' pace
-//! (`IO_EPOCH_TICK`, 500 µs). With `"auto"`, the default, a route whose last two requests
-//! computed starts its next one on the guest threads ([`Placement`]), so that a computing route
-//! costs an I/O thread a tick per request only until two of its requests in a row have shown
-//! that it computes.
+//! hello request through nginx, and a quarter more requests per second). A guest that an epoch
+//! tick finds running Wasm on an I/O thread, once its task has held the thread for
+//! [`IO_THREAD_HOLD`], asks to leave it ([`leave_io_thread`]), and [`until_leaving`] hands its
+//! task to the guest threads: an I/O thread runs one guest's Wasm for at most that plus one
+//! tick at the I/O threads' pace (`IO_EPOCH_TICK`, 500 µs). With `"auto"`, the default, a route
+//! whose last two requests computed starts its next one on the guest threads ([`Placement`]),
+//! so that a computing route costs an I/O thread a tick per request only until two of its
+//! requests in a row have shown that it computes.
 //!
 //! Guest workers and the reaper run at a lower priority and with a short time slice, and a guest
 //! that computes yields the CPU at each epoch tick, so that a thread woken by a client's FIN or

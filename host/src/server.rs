@@ -70,10 +70,11 @@ pub fn serve(read: ManifestReader, cache: &CacheChoice, watch: bool) -> anyhow::
 }
 
 /// The I/O threads (`io_threads`). Each runs a tokio runtime of its own and accepts on every
-/// listener; a connection stays on the thread that accepted it, with its requests, from start
-/// to end: no connection or request is handed between I/O threads, and no thread wakes another
-/// to take work from it (BENCHMARKS.md, "Each I/O thread runs a runtime of its own"). The
-/// threads end when this goes.
+/// listener. A new connection is served by the thread that accepted it, or handed once to the
+/// thread that serves fewest when the accepting one serves more than [`BALANCE_SLACK`] more
+/// ([`Balance`]); it then stays there with its requests to the end, and no thread takes work
+/// from another (BENCHMARKS.md, "Each I/O thread runs a runtime of its own"). The threads end
+/// when this goes.
 struct IoThreads {
     /// Each thread's runtime.
     handles: Vec<tokio::runtime::Handle>,
